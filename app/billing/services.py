@@ -1,0 +1,53 @@
+"""Turning consumption into charges on the ledger (flat price for now)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from sqlmodel import Session
+
+from app.commands.services import queue_cut
+from app.estate.models import Account, Meter
+from app.ledger.models import CHARGE
+from app.ledger.services import balance_fen, post_entry
+from app.money import energy_cost, post_increment
+
+E7 = Decimal(10) ** 7  # billed totals are kept as integers of 1e-7 yuan: exact for 4-place prices
+
+
+def post_consumption(session: Session, meter: Meter, account: Account,
+                     from_wh: int, to_wh: int) -> int:
+    """Charge `account` for the energy its meter counted between two readings; returns fen posted.
+
+    The exact cost accumulates on the meter (`billed_exact_e7`); the charge posted is whatever
+    brings the posted total to the exact total rounded once (see `app.money.post_increment`),
+    so the sub-fen remainder is carried, never lost or invented. The idempotency key is the
+    interval itself, so the same interval processed twice charges once.
+    """
+    energy_wh = to_wh - from_wh
+    if energy_wh <= 0:
+        return 0
+    exact = energy_cost(energy_wh, account.price_yuan_per_kwh)
+    before = Decimal(meter.billed_exact_e7) / E7
+    fen = post_increment(before, exact)
+    entry = post_entry(
+        session, account_id=account.id, amount_fen=-fen, kind=CHARGE,
+        idempotency_key=f"charge:{meter.id}:{from_wh}:{to_wh}",
+        memo=f"{energy_wh} Wh × {account.price_yuan_per_kwh} 元/kWh", energy_wh=energy_wh,
+    )
+    if entry is None:
+        return 0
+    meter.billed_exact_e7 += int(exact * E7)
+    meter.billed_fen += fen
+    session.add(meter)
+    return fen
+
+
+def cut_if_exhausted(session: Session, meter: Meter, account: Account) -> bool:
+    """Queue a cut when the balance is below the account's cut line and the supply is on.
+    (Quiet hours, holidays, notices and the care list come with the cut policy.)"""
+    if meter.relay_open is not False:
+        return False
+    if balance_fen(session, account.id) >= account.cut_below_fen:
+        return False
+    return queue_cut(session, meter, reason="balance exhausted") is not None

@@ -1,0 +1,113 @@
+"""`feikong demo | serve | worker | simulate | db upgrade | seed`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+from app.settings import get_settings
+
+
+def _engine():
+    from app.db import make_engine
+
+    return make_engine(get_settings().database_url)
+
+
+def cmd_db(args) -> int:
+    from app.migrate import upgrade
+
+    if args.action != "upgrade":
+        print("usage: feikong db upgrade", file=sys.stderr)
+        return 2
+    upgrade(get_settings().database_url)
+    print(f"database at head: {get_settings().database_url}")
+    return 0
+
+
+def cmd_seed(args) -> int:
+    from app.estate.seed import seed_demo
+
+    s = get_settings()
+    created = seed_demo(_engine(), host=s.sim_host, base_port=s.sim_base_port)
+    print("demo estate created" if created else "an estate exists already: nothing seeded")
+    return 0
+
+
+async def _serve(app, host: str, port: int):
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning",
+                                           lifespan="off"))
+    await server.serve()
+
+
+def cmd_serve(args) -> int:
+    from app.main import create_app
+
+    s = get_settings()
+    asyncio.run(_serve(create_app(s), s.web_host, s.web_port))
+    return 0
+
+
+def cmd_worker(args) -> int:
+    from meters.worker import Worker
+
+    engine = _engine()
+    if engine.dialect.name == "sqlite" and not _single_worker_lock():
+        print("another worker is running on this SQLite database; on SQLite one worker is the rule",
+              file=sys.stderr)
+        return 1
+    asyncio.run(Worker(engine, get_settings()).run())
+    return 0
+
+
+def _single_worker_lock() -> bool:
+    import fcntl
+
+    s = get_settings()
+    s.var_dir.mkdir(parents=True, exist_ok=True)
+    handle = open(s.var_dir / "worker.lock", "w")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    _single_worker_lock.handle = handle  # held for the life of the process
+    return True
+
+
+def cmd_simulate(args) -> int:
+    from meters import simulator
+
+    return simulator.main(args.rest)
+
+
+def cmd_demo(args) -> int:
+    from app.demo import run_demo
+
+    return run_demo()
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    parser = argparse.ArgumentParser(prog="feikong", description="Feikong prepaid electricity")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("demo", help="web, worker and a simulated estate together, on SQLite")
+    sub.add_parser("serve", help="the web application")
+    sub.add_parser("worker", help="the meter worker")
+    sim = sub.add_parser("simulate", help="simulated gateways and meters (see --help)",
+                         add_help=False)
+    sim.add_argument("rest", nargs=argparse.REMAINDER)
+    db = sub.add_parser("db", help="database migrations")
+    db.add_argument("action", choices=["upgrade"])
+    sub.add_parser("seed", help="create the demo estate")
+    args = parser.parse_args(argv)
+    handler = {"demo": cmd_demo, "serve": cmd_serve, "worker": cmd_worker,
+               "simulate": cmd_simulate, "db": cmd_db, "seed": cmd_seed}[args.command]
+    return handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

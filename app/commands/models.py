@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlmodel import Field, SQLModel
+
+from app.db import UTCDateTime, utcnow
+
+CUT = "cut"
+RESTORE = "restore"
+
+PENDING = "pending"
+DONE = "done"
+EXPIRED = "expired"
+CANCELLED = "cancelled"
+
+
+class Command(SQLModel, table=True):
+    """One cut or restore for one meter. A row first, frames later: created in the same
+    transaction as its cause; only a relay state read back from the meter completes it."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    meter_id: int = Field(foreign_key="meter.id", index=True)
+    action: str  # cut | restore
+    state: str = Field(default=PENDING, index=True)
+    reason: str = ""
+    created_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    expires_at: dt.datetime = Field(sa_type=UTCDateTime)
+    next_attempt_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    attempts: int = 0
+    completed_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class CommandAttempt(SQLModel, table=True):
+    """The evidence of one try: what was sent, what came back, what the relay read."""
+
+    __tablename__ = "command_attempt"
+
+    id: int | None = Field(default=None, primary_key=True)
+    command_id: int = Field(foreign_key="command.id", index=True)
+    started_at: dt.datetime = Field(sa_type=UTCDateTime)
+    finished_at: dt.datetime = Field(sa_type=UTCDateTime)
+    outcome: str  # confirmed | mismatch | timeout | exception | connection
+    exception_code: int | None = None
+    relay_open: bool | None = None
+    detail: str = ""

@@ -1,0 +1,80 @@
+"""Where accounts live and how their meters are reached: estate, building, account, gateway, meter."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+import sqlalchemy as sa
+
+from sqlmodel import Field, SQLModel
+
+from app.db import Decimal4, UTCDateTime, utcnow
+
+
+class Estate(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    name: str
+    manager_phone: str = ""  # shown on notices and pages: whom to call
+
+
+class Building(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    estate_id: int = Field(foreign_key="estate.id", index=True)
+    name: str
+
+
+class Account(SQLModel, table=True):
+    """One household's (or shop's) billing account (户号)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    number: str = Field(unique=True, index=True)  # 户号, what the resident types
+    building_id: int = Field(foreign_key="building.id", index=True)
+    household: str  # e.g. "1-2-301"
+    holder_name: str = ""
+    holder_phone: str = ""
+    floor_area_m2: Decimal = Field(default=Decimal("0"), sa_type=Decimal4)
+    strategy: str = "residential"
+    price_yuan_per_kwh: Decimal = Field(sa_type=Decimal4)  # flat tariff for now
+    restore_threshold_fen: int = 0  # a payment restores when the balance rises above this
+    cut_below_fen: int = 0  # cut when the balance falls below this (0: below zero)
+    created_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class Gateway(SQLModel, table=True):
+    """A Modbus TCP endpoint fronting one RS-485 bus of meters."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str
+    host: str
+    port: int
+
+
+class Meter(SQLModel, table=True):
+    """A physical prepaid meter and what we last read from it.
+
+    `relay_open`, `last_energy_wh` and `last_read_at` cache the newest reading; the readings
+    themselves are rows of `Reading`. `billed_exact_e7` is the exact amount charged so far in
+    units of 1e-7 yuan (an integer, so no database ever rounds it); `billed_fen` what was posted.
+    """
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: int | None = Field(default=None, foreign_key="account.id", index=True)
+    gateway_id: int = Field(foreign_key="gateway.id", index=True)
+    unit_id: int
+    relay_open: bool | None = None
+    last_energy_wh: int | None = None
+    last_read_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
+    online: bool = True
+    billed_exact_e7: int = Field(default=0, sa_type=sa.BigInteger)
+    billed_fen: int = Field(default=0, sa_type=sa.BigInteger)
+
+
+class Reading(SQLModel, table=True):
+    """One poll of one meter that changed something: energy or relay state."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    meter_id: int = Field(foreign_key="meter.id", index=True)
+    read_at: dt.datetime = Field(sa_type=UTCDateTime)
+    energy_wh: int = Field(sa_type=sa.BigInteger)
+    relay_open: bool

@@ -1,0 +1,60 @@
+"""The web application: resident pages, payment notify URLs, and the sandbox cashier."""
+
+from __future__ import annotations
+
+from sqlalchemy.engine import Engine
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.base import BaseHTTPMiddleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from app import i18n
+from app.db import make_engine
+from app.orders.providers import ALIPAY_NOTIFY_PATH, SANDBOX_GATEWAY_PATH, build_providers
+from app.orders.views import alipay_notify
+from app.resident import views as resident
+from app.sandbox import views as sandbox
+from app.settings import ROOT, Settings, get_settings, use_settings
+from app.web.templating import make_templates
+
+LANG_COOKIE = "lang"
+
+
+class LanguageMiddleware(BaseHTTPMiddleware):
+    """?lang=en|zh switches and remembers the language; zh-CN otherwise."""
+
+    async def dispatch(self, request: Request, call_next) -> Response:
+        asked = request.query_params.get("lang")
+        language = i18n.pick_language(asked, request.cookies.get(LANG_COOKIE))
+        token = i18n.current_language.set(language)
+        try:
+            response = await call_next(request)
+        finally:
+            i18n.current_language.reset(token)
+        if asked in i18n.LANGUAGES:
+            response.set_cookie(LANG_COOKIE, asked, max_age=365 * 86400, samesite="lax")
+        return response
+
+
+def create_app(settings: Settings | None = None, engine: Engine | None = None) -> Starlette:
+    settings = use_settings(settings) if settings else get_settings()
+    routes = [
+        Route("/", resident.home, name="home"),
+        Route("/a/{number}", resident.account, name="account"),
+        Route("/a/{number}/_status", resident.account_status, name="account_status"),
+        Route("/a/{number}/topup", resident.topup, methods=["POST"], name="topup"),
+        Route(ALIPAY_NOTIFY_PATH, alipay_notify, methods=["POST"], name="alipay_notify"),
+        Route(SANDBOX_GATEWAY_PATH, sandbox.cashier, name="sandbox_cashier"),
+        Route("/sandbox/alipay/pay", sandbox.pay, methods=["POST"], name="sandbox_pay"),
+        Route("/healthz", lambda r: Response("ok"), name="healthz"),
+        Mount("/static", StaticFiles(directory=str(ROOT / "static")), name="static"),
+    ]
+    app = Starlette(routes=routes, middleware=[Middleware(LanguageMiddleware)])
+    app.state.settings = settings
+    app.state.engine = engine or make_engine(settings.database_url)
+    app.state.templates = make_templates()
+    app.state.providers = build_providers(settings)
+    return app

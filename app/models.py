@@ -1,0 +1,16 @@
+"""Every table, imported in one place for Alembic and for create-all in tests."""
+
+from sqlmodel import SQLModel
+
+from app.commands.models import Command, CommandAttempt
+from app.estate.models import Account, Building, Estate, Gateway, Meter, Reading
+from app.ledger.models import LedgerEntry
+from app.notices.models import Notice
+from app.orders.models import Order, RefusedNotification
+
+metadata = SQLModel.metadata
+
+__all__ = [
+    "Account", "Building", "Command", "CommandAttempt", "Estate", "Gateway", "LedgerEntry",
+    "Meter", "Notice", "Order", "Reading", "RefusedNotification", "metadata",
+]

@@ -1,0 +1,22 @@
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlmodel import Field, SQLModel
+
+from app.db import UTCDateTime, utcnow
+
+PAYMENT_RECEIVED = "payment_received"
+POWER_RESTORED = "power_restored"
+POWER_CUT = "power_cut"
+LOW_BALANCE = "low_balance"
+
+
+class Notice(SQLModel, table=True):
+    """One message to a resident. `kind` picks the (translated) text; `amount_fen` fills it."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: int = Field(foreign_key="account.id", index=True)
+    kind: str
+    amount_fen: int | None = None
+    created_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, index=True)

@@ -1,0 +1,162 @@
+"""The resident's pages: find an account by 户号, see balance and supply, top up."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from sqlmodel import Session, select
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from app.commands.services import RESTORING, meters_of, power_state
+from app.db import transaction
+from app.estate.models import Account, Building, Estate, Meter
+from app.i18n import gettext as _
+from app.ledger.models import LedgerEntry
+from app.ledger.services import balance_fen, recent_entries
+from app.money import yuan_str_to_fen
+from app.orders.models import PENDING, Order
+from app.orders.providers import ALIPAY_NOTIFY_PATH
+from app.orders.services import MAX_TOPUP_FEN, MIN_TOPUP_FEN, create_order
+from payments.base import OrderInfo
+
+PRESET_YUAN = (20, 50, 100, 200)
+CHANNELS = ("alipay",)
+ACCOUNT_NUMBER = re.compile(r"^[0-9A-Za-z-]{1,32}$")
+
+
+@dataclass
+class AccountView:
+    """Everything the account page shows, read in one transaction."""
+
+    account: Account
+    building: Building
+    estate: Estate
+    balance_fen: int
+    power: str
+    last_read_at: object
+    entries: list[LedgerEntry]
+    order: Order | None
+
+    @property
+    def watching(self) -> bool:
+        """Keep refreshing while a payment or a restore is under way."""
+        return self.power == RESTORING or (self.order is not None and self.order.status == PENDING)
+
+
+def load_account_view(session: Session, number: str, out_trade_no: str | None) -> AccountView | None:
+    account = session.exec(select(Account).where(Account.number == number)).first()
+    if account is None:
+        return None
+    building = session.get(Building, account.building_id)
+    meters: list[Meter] = meters_of(session, account.id)
+    read_times = [m.last_read_at for m in meters if m.last_read_at is not None]
+    order = None
+    if out_trade_no:
+        order = session.exec(select(Order).where(Order.out_trade_no == out_trade_no,
+                                                 Order.account_id == account.id)).first()
+    return AccountView(
+        account=account, building=building, estate=session.get(Estate, building.estate_id),
+        balance_fen=balance_fen(session, account.id), power=power_state(session, account.id),
+        last_read_at=max(read_times) if read_times else None,
+        entries=recent_entries(session, account.id), order=order,
+    )
+
+
+def render(request: Request, name: str, context: dict, status_code: int = 200) -> Response:
+    return request.app.state.templates.TemplateResponse(request, name, context,
+                                                       status_code=status_code)
+
+
+async def home(request: Request) -> Response:
+    number = request.query_params.get("number", "").strip()
+    if number:
+        if not ACCOUNT_NUMBER.match(number):
+            return render(request, "resident/home.html",
+                          {"error": _("户号格式不对，请核对后重新输入"), "number": number[:40]}, 400)
+        return RedirectResponse(request.url_for("account", number=number), status_code=303)
+    return render(request, "resident/home.html", {"error": None, "number": ""})
+
+
+async def _view_or_404(request: Request, number: str):
+    out_trade_no = request.query_params.get("order")
+    engine = request.app.state.engine
+
+    def load():
+        with transaction(engine) as session:
+            return load_account_view(session, number, out_trade_no)
+
+    view = await run_in_threadpool(load)
+    if view is None:
+        return None, render(request, "resident/not_found.html", {"number": number[:40]}, 404)
+    return view, None
+
+
+async def account(request: Request) -> Response:
+    view, missing = await _view_or_404(request, request.path_params["number"])
+    if missing:
+        return missing
+    return render(request, "resident/account.html",
+                  {"v": view, "presets": PRESET_YUAN, "error": None})
+
+
+async def account_status(request: Request) -> Response:
+    view, missing = await _view_or_404(request, request.path_params["number"])
+    if missing:
+        return missing
+    return render(request, "resident/_status.html", {"v": view})
+
+
+def parse_topup_amount(form) -> int:
+    """The top-up amount in fen from the form: a preset (`amount` in whole yuan) or a custom
+    amount in yuan with at most two decimals. Raises ValueError with a message for the page."""
+    raw = (form.get("custom") or "").strip() or (form.get("amount") or "").strip()
+    if not raw:
+        raise ValueError(_("请选择或输入充值金额"))
+    try:
+        fen = yuan_str_to_fen(raw)
+    except ValueError:
+        raise ValueError(_("金额格式不对：最多两位小数，例如 50 或 35.50")) from None
+    if not MIN_TOPUP_FEN <= fen <= MAX_TOPUP_FEN:
+        raise ValueError(_("充值金额须在 {low} 元到 {high} 元之间").format(
+            low=MIN_TOPUP_FEN // 100, high=MAX_TOPUP_FEN // 100))
+    return fen
+
+
+async def topup(request: Request) -> Response:
+    """Create a pending order and send the browser to the provider's cashier. Moves no money."""
+    number = request.path_params["number"]
+    form = await request.form()
+    channel = form.get("channel", "alipay")
+    engine = request.app.state.engine
+    settings = request.app.state.settings
+    try:
+        amount_fen = parse_topup_amount(form)
+        if channel not in CHANNELS:
+            raise ValueError(_("不支持的支付方式"))
+    except ValueError as exc:
+        view, missing = await _view_or_404(request, number)
+        if missing:
+            return missing
+        return render(request, "resident/account.html",
+                      {"v": view, "presets": PRESET_YUAN, "error": str(exc)}, 400)
+
+    def create():
+        with transaction(engine) as session:
+            acct = session.exec(select(Account).where(Account.number == number)).first()
+            if acct is None:
+                return None
+            order = create_order(session, acct, amount_fen, channel)
+            return OrderInfo(order.out_trade_no, order.amount_fen,
+                             subject=f"电费充值 {acct.household}")
+
+    info = await run_in_threadpool(create)
+    if info is None:
+        return render(request, "resident/not_found.html", {"number": number[:40]}, 404)
+    provider = request.app.state.providers.by_channel(channel)
+    return_url = f"{settings.base_url}/a/{number}?order={info.out_trade_no}"
+    checkout = provider.start(info, notify_url=settings.base_url + ALIPAY_NOTIFY_PATH,
+                              return_url=return_url)
+    return RedirectResponse(checkout.url, status_code=303)

@@ -1,0 +1,65 @@
+"""Settings from environment variables (prefix FEIKONG_), read once per process."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FEIKONG_", env_file=None, extra="ignore")
+
+    database_url: str = f"sqlite:///{ROOT / 'var' / 'feikong.db'}"
+    var_dir: Path = ROOT / "var"
+
+    web_host: str = "127.0.0.1"
+    web_port: int = 8000
+    # How residents' browsers and the payment providers reach us; notify URLs are built on it.
+    public_url: str = ""
+    secret_key: str = "dev-only-change-me"
+
+    # Simulator and demo estate.
+    sim_host: str = "127.0.0.1"
+    sim_base_port: int = 15020
+
+    # Worker timing.
+    poll_interval_s: float = 5.0
+    sweep_interval_s: float = 1.0
+    modbus_timeout_s: float = 1.0
+    confirm_timeout_s: float = 5.0
+    restore_expiry_s: float = 24 * 3600.0
+    cut_expiry_s: float = 3600.0
+
+    # Alipay. Empty app id = the local sandbox cashier plays Alipay with local keys.
+    alipay_app_id: str = ""
+    alipay_app_private_key_file: Path | None = None
+    alipay_public_key_file: Path | None = None
+    alipay_gateway: str = "https://openapi.alipay.com/gateway.do"
+
+    @property
+    def sandbox(self) -> bool:
+        return not self.alipay_app_id
+
+    @property
+    def base_url(self) -> str:
+        return (self.public_url or f"http://{self.web_host}:{self.web_port}").rstrip("/")
+
+
+_current: Settings | None = None
+
+
+def get_settings() -> Settings:
+    """The process's settings: from the environment, unless `use_settings` chose others."""
+    global _current
+    if _current is None:
+        _current = Settings()
+    return _current
+
+
+def use_settings(settings: Settings) -> Settings:
+    global _current
+    _current = settings
+    return settings

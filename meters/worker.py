@@ -1,0 +1,156 @@
+"""The worker: one asyncio task and one Modbus client per gateway.
+
+Each gateway loop runs due commands first (restores before cuts), then a poll round of its
+meters, checking for newly woken commands between two meters, so a restore waits for at most
+one bus transaction. A command is written, then the relay is read back until it matches or
+the attempt's deadline passes; every attempt is recorded. No SQL and no register numbers here:
+the database side is `meters.store`, the protocol side `meters.transport`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Callable
+
+from sqlalchemy.engine import Engine
+
+from app import wakeup
+from app.db import utcnow
+from app.settings import Settings
+from meters import store
+from meters.store import CONFIRMED, AttemptResult, DueCommand, GatewaySpec
+from meters.transport import GatewayClient, MeterError
+
+log = logging.getLogger(__name__)
+
+ClientFactory = Callable[[GatewaySpec], GatewayClient]
+
+
+class GatewayLoop:
+    def __init__(self, spec: GatewaySpec, client: GatewayClient, engine: Engine, settings: Settings):
+        self.spec = spec
+        self.client = client
+        self.engine = engine
+        self.settings = settings
+        self.wake = asyncio.Event()
+
+    async def db(self, fn, *args):
+        return await asyncio.to_thread(fn, self.engine, *args)
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_poll = loop.time()
+        while True:
+            self.wake.clear()
+            await self.run_due_commands()
+            if loop.time() >= next_poll:
+                await self.poll_round()
+                next_poll = loop.time() + self.settings.poll_interval_s
+            timeout = max(0.0, min(next_poll - loop.time(), self.settings.sweep_interval_s))
+            try:
+                await asyncio.wait_for(self.wake.wait(), timeout)
+            except TimeoutError:
+                pass
+
+    async def run_due_commands(self) -> None:
+        for command in await self.db(store.due_commands, self.spec.gateway_id):
+            await self.execute(command)
+
+    async def execute(self, command: DueCommand) -> str:
+        """Write the relay command, then read the relay until it is in the wanted state or the
+        confirmation deadline passes. Records the attempt; returns the command's new state."""
+        loop = asyncio.get_running_loop()
+        started = utcnow()
+        relay_open = None
+        try:
+            await self.client.write_relay(command.unit_id, command.wants_open)
+            deadline = loop.time() + self.settings.confirm_timeout_s
+            while True:
+                relay_open = await self.client.read_relay(command.unit_id)
+                if relay_open == command.wants_open:
+                    result = AttemptResult(started, utcnow(), CONFIRMED, relay_open)
+                    break
+                if loop.time() >= deadline:
+                    result = AttemptResult(started, utcnow(), "mismatch", relay_open,
+                                           detail="relay did not move before the deadline")
+                    break
+                await asyncio.sleep(0.05)
+        except MeterError as exc:
+            result = AttemptResult(started, utcnow(), exc.kind, relay_open,
+                                   exception_code=exc.exception_code, detail=str(exc))
+        state = await self.db(store.record_attempt, command.command_id, result)
+        log.info("%s meter %s unit %s: %s -> %s", command.action, command.meter_id,
+                 command.unit_id, result.outcome, state)
+        return state
+
+    async def poll_round(self) -> None:
+        for meter in self.spec.meters:
+            if self.wake.is_set():  # a command was queued: it goes out before the next read
+                self.wake.clear()
+                await self.run_due_commands()
+            try:
+                snapshot = await self.client.read_snapshot(meter.unit_id)
+            except MeterError:
+                await self.db(store.record_poll_failure, meter.meter_id)
+                continue
+            await self.db(store.record_reading, meter.meter_id, snapshot.energy_wh,
+                          snapshot.relay_open, utcnow())
+
+
+class Worker:
+    """All gateway loops of this process, woken by `app.wakeup` and, on PostgreSQL, by NOTIFY."""
+
+    def __init__(self, engine: Engine, settings: Settings,
+                 client_factory: ClientFactory | None = None):
+        self.engine = engine
+        self.settings = settings
+        self.client_factory = client_factory or (
+            lambda spec: GatewayClient(spec.host, spec.port, timeout=settings.modbus_timeout_s))
+        self.loops: dict[int, GatewayLoop] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def wake(self, gateway_id: int) -> None:
+        """Thread-safe: called after a commit, from whatever thread committed."""
+        gateway_loop = self.loops.get(gateway_id)
+        if gateway_loop is not None and self._loop is not None:
+            self._loop.call_soon_threadsafe(gateway_loop.wake.set)
+
+    async def run(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        specs = await asyncio.to_thread(store.load_gateways, self.engine)
+        for spec in specs:
+            self.loops[spec.gateway_id] = GatewayLoop(spec, self.client_factory(spec),
+                                                      self.engine, self.settings)
+        wakeup.subscribe(self.wake)
+        tasks = [asyncio.create_task(gl.run(), name=f"gateway-{gid}")
+                 for gid, gl in self.loops.items()]
+        if self.engine.dialect.name == "postgresql":
+            tasks.append(asyncio.create_task(self._listen(), name="pg-listen"))
+        log.info("worker: %d gateways, %d meters", len(specs), sum(len(s.meters) for s in specs))
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            wakeup.unsubscribe(self.wake)
+            for task in tasks:
+                task.cancel()
+            for gl in self.loops.values():
+                await gl.client.close()
+
+    async def _listen(self) -> None:
+        """Hear commands queued by other processes (PostgreSQL LISTEN/NOTIFY)."""
+        import psycopg
+
+        url = self.engine.url.render_as_string(hide_password=False).replace(
+            "postgresql+psycopg://", "postgresql://")
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+                    await conn.execute(f"LISTEN {wakeup.CHANNEL}")
+                    async for note in conn.notifies():
+                        gateway_loop = self.loops.get(int(note.payload))
+                        if gateway_loop is not None:
+                            gateway_loop.wake.set()
+            except (OSError, psycopg.Error) as exc:
+                log.warning("LISTEN connection lost (%s); the sweep covers until it is back", exc)
+                await asyncio.sleep(1.0)

@@ -1,0 +1,149 @@
+"""Real parts: a migrated database per test (SQLite file, or PostgreSQL when FEIKONG_TEST_DB=postgres,
+on a throwaway cluster this file starts and removes), the Modbus simulator on loopback, the real
+web app served by uvicorn, and the real worker, all on one asyncio loop in a background thread."""
+
+from __future__ import annotations
+
+import asyncio
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import uuid
+from pathlib import Path
+
+import pytest
+
+from app.db import make_engine
+from app.migrate import upgrade
+from app.settings import Settings, use_settings
+
+USE_POSTGRES = os.environ.get("FEIKONG_TEST_DB", "sqlite") == "postgres"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# --- databases ---------------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """A throwaway PostgreSQL cluster (Debian's server binaries), removed at the end."""
+    bins = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(p.split("/")[4]))
+    if not bins:
+        pytest.fail("PostgreSQL server binaries not found: run `make test` (it installs them)")
+    b, port, base = bins[-1], free_port(), tempfile.mkdtemp(prefix="feikong-pg-")
+    sudo, data = [], f"{base}/data"
+    if os.geteuid() == 0:
+        shutil.chown(base, "postgres", "postgres")
+        sudo = ["runuser", "-u", "postgres", "--"]
+
+    def run(*args):
+        subprocess.run(sudo + list(args), check=True, capture_output=True)
+
+    run(f"{b}/initdb", "-D", data, "-U", "postgres", "-A", "trust", "-E", "UTF8",
+        "--locale=C.UTF-8", "--no-sync")
+    run(f"{b}/pg_ctl", "-D", data, "-l", f"{base}/log", "-w", "-o",
+        f"-c listen_addresses=127.0.0.1 -p {port} -k {base} -c fsync=off"
+        " -c synchronous_commit=off -c full_page_writes=off -c max_connections=300", "start")
+    try:
+        yield f"postgresql://postgres@127.0.0.1:{port}"
+    finally:
+        run(f"{b}/pg_ctl", "-D", data, "-m", "immediate", "stop")
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def migrated_template(tmp_path_factory, request):
+    """The schema, migrated once by Alembic: a SQLite file to copy, or a PostgreSQL template."""
+    if USE_POSTGRES:
+        import psycopg
+
+        server = request.getfixturevalue("pg_server")
+        with psycopg.connect(f"{server}/postgres", autocommit=True) as conn:
+            conn.execute("CREATE DATABASE feikong_template")
+        upgrade(f"{server}/feikong_template")
+        return server
+    path = tmp_path_factory.mktemp("template") / "template.db"
+    upgrade(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture
+def database_url(migrated_template, tmp_path):
+    if USE_POSTGRES:
+        import psycopg
+
+        name = "t_" + uuid.uuid4().hex[:12]
+        with psycopg.connect(f"{migrated_template}/postgres", autocommit=True) as conn:
+            conn.execute(f"CREATE DATABASE {name} TEMPLATE feikong_template")
+        yield f"{migrated_template}/{name}"
+        with psycopg.connect(f"{migrated_template}/postgres", autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
+    else:
+        path = tmp_path / "feikong.db"
+        shutil.copyfile(migrated_template, path)
+        yield f"sqlite:///{path}"
+
+
+@pytest.fixture(scope="session")
+def keys_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("var")
+
+
+@pytest.fixture
+def settings(database_url, keys_dir) -> Settings:
+    port = free_port()
+    return use_settings(Settings(
+        database_url=database_url, var_dir=keys_dir, web_port=port,
+        public_url=f"http://127.0.0.1:{port}", poll_interval_s=0.2, sweep_interval_s=0.2,
+        confirm_timeout_s=1.0, modbus_timeout_s=0.5,
+    ))
+
+
+@pytest.fixture
+def engine(settings):
+    engine = make_engine(settings.database_url)
+    yield engine
+    engine.dispose()
+
+
+# --- an asyncio loop in a thread, for the simulator, the worker and the web server -------------
+
+class LoopThread:
+    def __init__(self):
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def run(self, coro, timeout: float = 30.0):
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def spawn(self, coro):
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+    def close(self):
+        async def _cancel_all():
+            current = asyncio.current_task()
+            tasks = [t for t in asyncio.all_tasks() if t is not current]
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        self.run(_cancel_all())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+        self.loop.close()
+
+
+@pytest.fixture
+def loop_thread():
+    lt = LoopThread()
+    yield lt
+    lt.close()
