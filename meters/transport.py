@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, NoReturn
 
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
@@ -78,7 +78,7 @@ class MeterError(Exception):
         elif self.kind == TIMEOUT:
             what = "no response"
         else:
-            what = "gateway unreachable"
+            what = "no connection to the gateway"
         extra = "; ".join(part for part in (self.operation, self.detail) if part)
         return f"{where}: {what}" + (f" [{extra}]" if extra else "")
 
@@ -143,13 +143,16 @@ class GatewayClient:
         lost = asyncio.ensure_future(self._lost.wait())
         try:
             await asyncio.wait({request, lost}, return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:
+            request.cancel()
+            raise
         finally:
             lost.cancel()
-            if not request.done():
-                request.cancel()
-        if request.cancelled():
-            raise ConnectionException("connection lost while waiting for the answer")
-        return request.result()
+        if request.done():
+            return request.result()
+        request.cancel()
+        await asyncio.wait({request})
+        raise ConnectionException("connection lost while waiting for the answer")
 
     async def connect(self) -> bool:
         """Open the connection if it is not open. False if the gateway cannot be reached."""
@@ -204,12 +207,12 @@ class GatewayClient:
         )
         return list(response.registers)
 
-    def _decode(self, unit_id: int, operation: str, decode: Callable[[Any], Any], words):
+    def _decode(self, unit_id: int, operation: str, decode: Callable[[list[int]], Any], words):
+        """Decode answered words; words that make no sense are an invalid response."""
         try:
-            result = decode(words)
+            return decode(words)
         except ValueError as exc:
             self._fail(MeterError(EXCEPTION, **self._where(unit_id, operation), detail=str(exc)))
-        return result
 
     def _where(self, unit_id: int, operation: str) -> dict[str, Any]:
         return {"unit_id": unit_id, "host": self.host, "port": self.port, "operation": operation}
@@ -232,17 +235,18 @@ class GatewayClient:
                     self._succeeded(None)
                     response = await self._send(client, send)
             except MeterError as exc:
-                self._fail(exc, key=None)
+                self._fail(exc)
             except ConnectionException as exc:
-                self._fail(MeterError(CONNECTION, **where, detail=exc.string), key=None)
-            except ModbusIOException as exc:
-                self._fail(MeterError(TIMEOUT, **where, detail=exc.string))
-            except (TimeoutError, asyncio.TimeoutError):
-                self._fail(MeterError(TIMEOUT, **where, detail="deadline passed"))
+                self._fail(MeterError(CONNECTION, **where, detail=exc.string))
+            except ModbusIOException as exc:  # no (matching) answer within the timeout
+                detail = f"timeout {self.timeout:g} s: {exc.string}"
+                self._fail(MeterError(TIMEOUT, **where, detail=detail))
+            except TimeoutError:
+                self._fail(MeterError(TIMEOUT, **where, detail="overall deadline passed"))
             except ModbusException as exc:
                 self._fail(MeterError(EXCEPTION, **where, detail=exc.string))
             except OSError as exc:
-                self._fail(MeterError(CONNECTION, **where, detail=str(exc)), key=None)
+                self._fail(MeterError(CONNECTION, **where, detail=str(exc)))
         if response.isError():
             code = getattr(response, "exception_code", None)
             self._fail(MeterError(EXCEPTION, **where, exception_code=code))
@@ -251,12 +255,13 @@ class GatewayClient:
 
     # -- logging: first failure at ERROR, repeats at DEBUG ----------------------------------
 
-    def _fail(self, error: MeterError, *, key: int | None | str = "unit") -> None:
-        failing_key = error.unit_id if key == "unit" else key
-        if failing_key in self._failing:
+    def _fail(self, error: MeterError) -> NoReturn:
+        """Log (ERROR the first time for this meter, or this gateway if unreachable) and raise."""
+        key = None if error.kind == CONNECTION else error.unit_id
+        if key in self._failing:
             log.debug("%s", error)
         else:
-            self._failing.add(failing_key)
+            self._failing.add(key)
             log.error("%s", error)
         raise error
 

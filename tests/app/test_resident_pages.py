@@ -1,0 +1,101 @@
+"""The resident's pages as a browser gets them from the real app."""
+
+import pytest
+from sqlmodel import select
+from starlette.testclient import TestClient
+
+from app.db import transaction
+from app.main import create_app
+from app.orders.models import Order
+from tests.factories import EstateFactory
+
+
+@pytest.fixture
+def client(settings, engine):
+    with TestClient(create_app(settings, engine), follow_redirects=False) as c:
+        yield c
+
+
+@pytest.fixture
+def estate(engine):
+    return EstateFactory(engine)
+
+
+@pytest.fixture
+def gateway(estate):
+    return estate.gateway("127.0.0.1", 1)
+
+
+def orders(engine):
+    with transaction(engine) as s:
+        return s.exec(select(Order)).all()
+
+
+def test_account_page_shows_balance_power_and_masked_name(client, estate, gateway):
+    number = estate.account(gateway_id=gateway, unit_id=1, balance_fen=12345, holder_name="张三丰")
+    page = client.get(f"/a/{number}").text
+    assert "123.45" in page
+    assert "供电中" in page
+    assert "张**" in page and "张三丰" not in page
+
+
+def test_cut_account_shows_negative_balance_and_cut(client, estate, gateway):
+    number = estate.account(gateway_id=gateway, unit_id=1, balance_fen=-500, relay_open=True)
+    page = client.get(f"/a/{number}").text
+    assert "-5.00" in page and "已停电" in page
+
+
+def test_english_is_available_and_remembered(client, estate, gateway):
+    number = estate.account(gateway_id=gateway, unit_id=1, balance_fen=100, relay_open=True)
+    page = client.get(f"/a/{number}?lang=en").text
+    assert "Power cut" in page and "Balance" in page
+    assert "Power cut" in client.get(f"/a/{number}").text  # the cookie keeps English
+    assert "已停电" in client.get(f"/a/{number}?lang=zh").text
+
+
+def test_home_finds_an_account_by_number(client, estate, gateway):
+    number = estate.account(gateway_id=gateway, unit_id=1)
+    reply = client.get(f"/?number={number}")
+    assert reply.status_code == 303 and reply.headers["location"].endswith(f"/a/{number}")
+
+
+def test_unknown_account_is_a_clear_404(client):
+    reply = client.get("/a/000000")
+    assert reply.status_code == 404
+    assert "未找到该户号" in reply.text
+
+
+def test_malformed_account_number_is_refused(client):
+    reply = client.get("/?number=<script>")
+    assert reply.status_code == 400 and "户号格式不对" in reply.text
+
+
+@pytest.mark.parametrize("form, message", [
+    ({"amount": "", "custom": ""}, "请选择或输入充值金额"),
+    ({"custom": "12.345"}, "金额格式不对"),
+    ({"custom": "abc"}, "金额格式不对"),
+    ({"custom": "-20"}, "金额格式不对"),
+    ({"custom": "0.50"}, "充值金额须在"),
+    ({"custom": "99999"}, "充值金额须在"),
+    ({"amount": "50", "channel": "bitcoin"}, "不支持的支付方式"),
+])
+def test_malformed_topup_is_refused_and_creates_no_order(client, engine, estate, gateway, form, message):
+    number = estate.account(gateway_id=gateway, unit_id=1, balance_fen=100)
+    reply = client.post(f"/a/{number}/topup", data=form)
+    assert reply.status_code == 400 and message in reply.text
+    assert orders(engine) == []
+
+
+def test_topup_for_unknown_account_creates_no_order(client, engine):
+    reply = client.post("/a/424242/topup", data={"amount": "50"})
+    assert reply.status_code == 404
+    assert orders(engine) == []
+
+
+def test_custom_amount_goes_to_the_cashier(client, engine, estate, gateway):
+    number = estate.account(gateway_id=gateway, unit_id=1)
+    reply = client.post(f"/a/{number}/topup", data={"amount": "50", "custom": "35.50"})
+    assert reply.status_code == 303 and "/sandbox/alipay/gateway.do?" in reply.headers["location"]
+    assert [o.amount_fen for o in orders(engine)] == [3550]
+    cashier = client.get(reply.headers["location"])
+    assert cashier.status_code == 200 and "35.50" in cashier.text
