@@ -11,7 +11,13 @@ What the simulated meters do, as real ones do (METERS.md):
 - an accepted relay command is acknowledged at once, counted, and moves the relay only after
   `relay_delay_s` (or never, in keep-power mode); until then the relay reads its old state;
 - FC06 is refused with exception 01, bad control words with 03, writes to read-only registers
-  with 02; an offline meter or an unknown unit id gets 0x0B from the gateway.
+  with 02; an offline meter or an unknown unit id gets 0x0B from the gateway; a silent meter
+  gets no answer at all.
+
+pymodbus's server answers each request with the unit and transaction id of the *latest* request
+on that connection, so an action must not keep a request waiting while the client sends the
+next one: keep `bus_delay_s` below the client's timeout, and make a meter `silent` rather than
+slow.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from pymodbus.constants import ExcCodes
+from pymodbus.exceptions import NoSuchIdException
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
@@ -55,7 +62,7 @@ class SimMeter:
     offline: bool = False  # the gateway answers exception 0x0B for this unit
     command_counter: int = 0
     keep_power: bool = False  # 保电: cuts are acknowledged and counted, the relay stays closed
-    response_delay_s: float = 0.0  # answer this late; above the client's timeout = silent
+    silent: bool = False  # neither the meter nor the gateway answers: the client times out
     password: int = 0
     remote_trip: bool = False  # opened by a remote cut (status bit), cleared by a restore
     _accrued_at: float | None = field(default=None, init=False, repr=False, compare=False)
@@ -224,7 +231,10 @@ class SimGateway:
             for unit_id, meter in self.meters.items()
         ]
         devices.append(SimDevice(0, simdata=_whole_address_space(), action=_no_such_meter))
-        server = ModbusTcpServer(devices, address=(self.host, self.port))
+        # ignore_missing_devices: a NoSuchIdException from an action means "send no answer".
+        server = ModbusTcpServer(
+            devices, address=(self.host, self.port), ignore_missing_devices=True
+        )
         try:
             await server.serve_forever(background=True)
         except RuntimeError as exc:  # pymodbus reports a failed bind this way
@@ -254,8 +264,8 @@ class SimGateway:
         if self.bus_delay_s > 0 and self._bus is not None:
             async with self._bus:
                 await asyncio.sleep(self.bus_delay_s)
-        if meter.response_delay_s > 0:
-            await asyncio.sleep(meter.response_delay_s)
+        if meter.silent:
+            raise NoSuchIdException(f"unit {meter.unit_id} is silent")  # server sends nothing
         if meter.offline:
             return ExcCodes.GATEWAY_NO_RESPONSE
         now = time.monotonic()

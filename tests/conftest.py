@@ -147,3 +147,73 @@ def loop_thread():
     lt = LoopThread()
     yield lt
     lt.close()
+
+
+# --- the whole system: simulator, worker, web --------------------------------------------------
+
+class Stack:
+    """The system as `feikong demo` runs it, on this test's database, on loopback."""
+
+    def __init__(self, loop_thread: LoopThread, settings: Settings, engine):
+        self.lt, self.settings, self.engine = loop_thread, settings, engine
+        self.sim = None
+        self.base_url = settings.base_url
+        self._server = None
+
+    def start_sim(self, units: list[list[int]], **kwargs):
+        from meters.simulator import Simulator
+
+        self.sim = Simulator(units, **kwargs)
+        self.lt.run(self.sim.start())
+        return self.sim
+
+    def start_worker(self):
+        from meters.worker import Worker
+
+        self.worker = Worker(self.engine, self.settings)
+        self.lt.spawn(self.worker.run())
+
+    def start_web(self):
+        import time
+
+        import uvicorn
+
+        from app.main import create_app
+
+        app = create_app(self.settings, self.engine)
+        self._server = uvicorn.Server(uvicorn.Config(
+            app, host="127.0.0.1", port=self.settings.web_port, log_level="warning", lifespan="off"))
+        self._server.install_signal_handlers = lambda: None
+        self.app = app
+        self.lt.spawn(self._server.serve())
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            assert time.monotonic() < deadline, "web server did not start"
+            time.sleep(0.02)
+
+    def stop(self):
+        if self._server is not None:
+            self._server.should_exit = True
+        if self.sim is not None:
+            self.lt.run(self.sim.stop())
+
+
+@pytest.fixture
+def stack(loop_thread, settings, engine):
+    s = Stack(loop_thread, settings, engine)
+    yield s
+    s.stop()
+
+
+def wait_until(predicate, timeout: float = 10.0, interval: float = 0.02, message: str = ""):
+    """Poll `predicate` until it returns a truthy value; fail with `message` after `timeout`."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            pytest.fail(message or f"condition not met within {timeout}s")
+        time.sleep(interval)

@@ -1,7 +1,5 @@
 """Alipay notifications through the real app: signed by the sandbox, verified by the SDK."""
 
-from urllib.parse import parse_qsl, urlsplit
-
 import pytest
 from sqlmodel import select
 from starlette.testclient import TestClient
@@ -12,8 +10,7 @@ from app.main import create_app
 from app.orders.models import PAID, Order, RefusedNotification
 from payments.sandbox import generate_rsa_keypair
 from tests.factories import EstateFactory, balance_of, entries_of
-
-NOTIFY = "/notify/alipay"
+from tests.payflow import NOTIFY, post_notification, start_payment
 
 
 @pytest.fixture
@@ -29,25 +26,16 @@ def cut_account(engine):
     return estate.account(gateway_id=gw, unit_id=1, balance_fen=-500, relay_open=True)
 
 
-def start_payment(client, number, yuan="50"):
-    """Top up through the page; return the sandbox's verified pay request."""
-    reply = client.post(f"/a/{number}/topup", data={"amount": yuan, "channel": "alipay"})
-    assert reply.status_code == 303, reply.text
-    query = dict(parse_qsl(urlsplit(reply.headers["location"]).query, keep_blank_values=True))
-    return client.app.state.providers.sandbox_alipay.parse_pay_request(query)
+@pytest.fixture
+def sandbox(client):
+    return client.app.state.providers.sandbox_alipay
 
 
-def post_form(client, form):
-    sandbox = client.app.state.providers.sandbox_alipay
-    return client.post(NOTIFY, content=sandbox.encode_form(form),
-                       headers={"content-type": "application/x-www-form-urlencoded"})
-
-
-def test_valid_notification_credits_once_and_queues_restore(client, engine, cut_account):
-    pay = start_payment(client, cut_account)
-    form = client.app.state.providers.sandbox_alipay.build_notification(pay)
-    assert post_form(client, form).text == "success"
-    assert post_form(client, form).text == "success"  # the duplicate is acknowledged
+def test_valid_notification_credits_once_and_queues_restore(client, sandbox, engine, cut_account):
+    pay = start_payment(client, sandbox, cut_account)
+    form = sandbox.build_notification(pay)
+    assert post_notification(client, sandbox, form).text == "success"
+    assert post_notification(client, sandbox, form).text == "success"  # the duplicate is acknowledged
     assert balance_of(engine, cut_account) == 4500
     assert [e.amount_fen for e in entries_of(engine, cut_account, "topup")] == [5000]
     with transaction(engine) as s:
@@ -67,9 +55,8 @@ def _forged(sandbox, pay):
     ("unknown_order", "unknown_order"),
     ("different_amount", "amount_mismatch"),
 ])
-def test_bad_notification_is_refused_recorded_and_changes_nothing(client, engine, cut_account, case, reason):
-    sandbox = client.app.state.providers.sandbox_alipay
-    pay = start_payment(client, cut_account)
+def test_bad_notification_is_refused_recorded_and_changes_nothing(client, sandbox, engine, cut_account, case, reason):
+    pay = start_payment(client, sandbox, cut_account)
     if case == "forged_signature":
         form = _forged(sandbox, pay)
     elif case == "wrong_app_id":
@@ -78,7 +65,7 @@ def test_bad_notification_is_refused_recorded_and_changes_nothing(client, engine
         form = sandbox.build_notification(pay.__class__(**{**pay.__dict__, "out_trade_no": "FKNOSUCHORDER"}))
     else:
         form = sandbox.build_notification(pay, amount_fen=1)
-    reply = post_form(client, form)
+    reply = post_notification(client, sandbox, form)
     assert (reply.status_code, reply.text) == (200, "failure")
     assert balance_of(engine, cut_account) == -500
     with transaction(engine) as s:
@@ -88,26 +75,24 @@ def test_bad_notification_is_refused_recorded_and_changes_nothing(client, engine
     assert [r.reason for r in refused] == [reason]
 
 
-def test_malformed_body_is_refused(client, engine, cut_account):
+def test_malformed_body_is_refused(client, sandbox, engine, cut_account):
     reply = client.post(NOTIFY, content=b"\xff\xfe not a form",
                         headers={"content-type": "application/x-www-form-urlencoded"})
     assert reply.text == "failure"
     assert balance_of(engine, cut_account) == -500
 
 
-def test_trade_closed_notice_credits_nothing(client, engine, cut_account):
-    sandbox = client.app.state.providers.sandbox_alipay
-    pay = start_payment(client, cut_account)
-    reply = post_form(client, sandbox.build_notification(pay, trade_status="TRADE_CLOSED"))
+def test_trade_closed_notice_credits_nothing(client, sandbox, engine, cut_account):
+    pay = start_payment(client, sandbox, cut_account)
+    reply = post_notification(client, sandbox, sandbox.build_notification(pay, trade_status="TRADE_CLOSED"))
     assert reply.text == "success"
     assert balance_of(engine, cut_account) == -500
 
 
-def test_refund_notice_after_payment_credits_nothing_more(client, engine, cut_account):
-    sandbox = client.app.state.providers.sandbox_alipay
-    pay = start_payment(client, cut_account)
-    post_form(client, sandbox.build_notification(pay, trade_no="2026T1"))
+def test_refund_notice_after_payment_credits_nothing_more(client, sandbox, engine, cut_account):
+    pay = start_payment(client, sandbox, cut_account)
+    post_notification(client, sandbox, sandbox.build_notification(pay, trade_no="2026T1"))
     refund = sandbox.build_notification(pay, trade_no="2026T1",
                                         extra={"refund_fee": "10.00", "gmt_refund": "2026-11-22 10:00:00"})
-    assert post_form(client, refund).text == "success"
+    assert post_notification(client, sandbox, refund).text == "success"
     assert balance_of(engine, cut_account) == 4500

@@ -1,0 +1,97 @@
+"""The worker against the real simulator: consumption becomes charges, payments become restores."""
+
+import httpx
+from sqlmodel import select
+
+from app.commands.models import CUT, DONE, PENDING, RESTORE, Command, CommandAttempt
+from app.db import transaction
+from meters.transport import GatewayClient
+from tests.conftest import wait_until
+from tests.factories import EstateFactory, balance_of, entries_of, meter_of
+from tests.payflow import post_notification, start_payment
+
+
+def commands(engine, action=None):
+    with transaction(engine) as s:
+        q = select(Command)
+        if action:
+            q = q.where(Command.action == action)
+        return list(s.exec(q.order_by(Command.id)))
+
+
+def attempts(engine, command_id):
+    with transaction(engine) as s:
+        return list(s.exec(select(CommandAttempt).where(CommandAttempt.command_id == command_id)))
+
+
+def read_relay(stack, gateway_index, unit_id) -> bool:
+    """The relay register read over Modbus from the simulator, as a real client sees it."""
+    gw = stack.sim.gateways[gateway_index]
+
+    async def read():
+        client = GatewayClient(gw.host, gw.port, timeout=1.0)
+        try:
+            return await client.read_relay(unit_id)
+        finally:
+            await client.close()
+
+    return stack.lt.run(read())
+
+
+def test_consumption_becomes_charges_to_the_fen(stack, engine):
+    sim = stack.start_sim([[1]])
+    estate = EstateFactory(engine)
+    gw = estate.gateway(sim.gateways[0].host, sim.gateways[0].port)
+    number = estate.account(gateway_id=gw, unit_id=1, balance_fen=10_000, price="0.5583")
+    stack.start_worker()
+    wait_until(lambda: meter_of(engine, number).last_energy_wh is not None, message="no first reading")
+
+    sim.meter(0, 1).add_energy_wh(12_340)  # 12.34 kWh × 0.5583 = 6.889422 元 → 689 fen
+    wait_until(lambda: balance_of(engine, number) == 10_000 - 689, message="charge not posted")
+    sim.meter(0, 1).add_energy_wh(10)  # +0.005583: exact 6.895005 → 690 fen in all
+    wait_until(lambda: balance_of(engine, number) == 10_000 - 690, message="carry not posted")
+    charges = entries_of(engine, number, "charge")
+    assert [c.amount_fen for c in charges] == [-689, -1]
+    assert [c.energy_wh for c in charges] == [12_340, 10]
+
+
+def test_exhausted_balance_queues_a_cut_and_the_meter_confirms_it(stack, engine):
+    sim = stack.start_sim([[1]])
+    estate = EstateFactory(engine)
+    gw = estate.gateway(sim.gateways[0].host, sim.gateways[0].port)
+    number = estate.account(gateway_id=gw, unit_id=1, balance_fen=100, price="1.0000")
+    stack.start_worker()
+    wait_until(lambda: meter_of(engine, number).last_energy_wh is not None)
+    sim.meter(0, 1).add_energy_wh(2_000)  # 2 元 against 1 元
+    wait_until(lambda: [c.state for c in commands(engine, CUT)] == [DONE], message="cut not done")
+    assert balance_of(engine, number) == -100
+    assert read_relay(stack, 0, 1) is True
+    assert meter_of(engine, number).relay_open is True
+
+
+def test_restore_for_a_silent_meter_is_retried_then_completes(stack, engine):
+    sim = stack.start_sim([[1]])
+    estate = EstateFactory(engine)
+    gw = estate.gateway(sim.gateways[0].host, sim.gateways[0].port)
+    number = estate.account(gateway_id=gw, unit_id=1, balance_fen=-500, relay_open=True)
+    sim.meter(0, 1).relay_open = True
+    sim.meter(0, 1).offline = True
+    stack.start_web()
+    stack.start_worker()
+    sandbox = stack.app.state.providers.sandbox_alipay
+    with httpx.Client(base_url=stack.base_url, follow_redirects=False) as client:
+        pay = start_payment(client, sandbox, number)
+        assert post_notification(client, sandbox, sandbox.build_notification(pay)).text == "success"
+        restore = wait_until(lambda: [c for c in commands(engine, RESTORE) if c.attempts >= 2],
+                             message="restore was not retried")[0]
+        assert restore.state == PENDING
+        assert {a.outcome for a in attempts(engine, restore.id)} == {"exception"}
+        assert {a.exception_code for a in attempts(engine, restore.id)} == {0x0B}
+        assert "正在恢复供电" in client.get(f"/a/{number}").text
+
+        sim.meter(0, 1).offline = False
+        wait_until(lambda: commands(engine, RESTORE)[0].state == DONE, timeout=15,
+                   message="restore did not complete after the meter came back")
+        assert read_relay(stack, 0, 1) is False
+        assert "供电中" in client.get(f"/a/{number}").text
+
