@@ -36,19 +36,13 @@ def cmd_seed(args) -> int:
     return 0
 
 
-async def _serve(app, host: str, port: int):
+def cmd_serve(args) -> int:
     import uvicorn
 
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning",
-                                           lifespan="off"))
-    await server.serve()
-
-
-def cmd_serve(args) -> int:
     from app.main import create_app
 
     s = get_settings()
-    asyncio.run(_serve(create_app(s), s.web_host, s.web_port))
+    uvicorn.run(create_app(s), host=s.web_host, port=s.web_port, log_level="info", lifespan="off")
     return 0
 
 

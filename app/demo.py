@@ -7,13 +7,12 @@ import asyncio
 import contextlib
 import signal
 
-import uvicorn
-
 from app.db import make_engine
 from app.estate.seed import CUT_ACCOUNT, cut_units, seed_demo
 from app.main import create_app
 from app.migrate import upgrade
 from app.settings import get_settings
+from app.stack import make_web_server
 from meters.simulator import Simulator
 from meters.worker import Worker
 
@@ -32,9 +31,7 @@ async def _run() -> None:
         sim.meter(g, unit).relay_open = True
     await sim.start()
     app = create_app(settings, engine)
-    server = uvicorn.Server(uvicorn.Config(app, host=settings.web_host, port=settings.web_port,
-                                           log_level="warning", lifespan="off"))
-    server.install_signal_handlers = lambda: None  # we handle Ctrl-C for all three parts
+    server = make_web_server(app, settings.web_host, settings.web_port)  # Ctrl-C is ours
     worker_task = asyncio.create_task(Worker(engine, settings).run())
     web_task = asyncio.create_task(server.serve())
 

@@ -4,14 +4,12 @@ web app served by uvicorn, and the real worker, all on one asyncio loop in a bac
 
 from __future__ import annotations
 
-import asyncio
 import glob
 import os
 import shutil
 import socket
 import subprocess
 import tempfile
-import threading
 import uuid
 from pathlib import Path
 
@@ -20,6 +18,7 @@ import pytest
 from app.db import make_engine
 from app.migrate import upgrade
 from app.settings import Settings, use_settings
+from app.stack import LoopThread
 
 USE_POSTGRES = os.environ.get("FEIKONG_TEST_DB", "sqlite") == "postgres"
 
@@ -116,32 +115,6 @@ def engine(settings):
 
 # --- an asyncio loop in a thread, for the simulator, the worker and the web server -------------
 
-class LoopThread:
-    def __init__(self):
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-
-    def run(self, coro, timeout: float = 30.0):
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def spawn(self, coro):
-        return asyncio.run_coroutine_threadsafe(coro, self.loop)
-
-    def close(self):
-        async def _cancel_all():
-            current = asyncio.current_task()
-            tasks = [t for t in asyncio.all_tasks() if t is not current]
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-
-        self.run(_cancel_all())
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
-        self.loop.close()
-
-
 @pytest.fixture
 def loop_thread():
     lt = LoopThread()
@@ -174,22 +147,10 @@ class Stack:
         self.lt.spawn(self.worker.run())
 
     def start_web(self):
-        import time
-
-        import uvicorn
-
         from app.main import create_app
 
-        app = create_app(self.settings, self.engine)
-        self._server = uvicorn.Server(uvicorn.Config(
-            app, host="127.0.0.1", port=self.settings.web_port, log_level="warning", lifespan="off"))
-        self._server.install_signal_handlers = lambda: None
-        self.app = app
-        self.lt.spawn(self._server.serve())
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            assert time.monotonic() < deadline, "web server did not start"
-            time.sleep(0.02)
+        self.app = create_app(self.settings, self.engine)
+        self._server = self.lt.serve_web(self.app, "127.0.0.1", self.settings.web_port)
 
     def stop(self):
         if self._server is not None:
