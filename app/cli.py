@@ -1,4 +1,4 @@
-"""`feikong demo | serve | worker | simulate | db upgrade | seed`."""
+"""`feikong demo | run | serve | worker | simulate | db upgrade | seed`."""
 
 from __future__ import annotations
 
@@ -46,6 +46,19 @@ def cmd_serve(args) -> int:
     return 0
 
 
+def cmd_run(args) -> int:
+    from app.stack import run_web_and_worker
+
+    engine = _engine()
+    if engine.dialect.name == "sqlite" and not _single_worker_lock():
+        print("another worker is running on this SQLite database; on SQLite one worker is the rule",
+              file=sys.stderr)
+        return 1
+    s = get_settings()
+    asyncio.run(run_web_and_worker(s, engine, lambda: print(f"serving on {s.base_url}", flush=True)))
+    return 0
+
+
 def cmd_worker(args) -> int:
     from meters.worker import Worker
 
@@ -86,11 +99,13 @@ def cmd_demo(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     parser = argparse.ArgumentParser(prog="feikong", description="Feikong prepaid electricity")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("demo", help="web, worker and a simulated estate together, on SQLite")
     sub.add_parser("serve", help="the web application")
     sub.add_parser("worker", help="the meter worker")
+    sub.add_parser("run", help="web and worker in one process (a single machine on SQLite)")
     sim = sub.add_parser("simulate", help="simulated gateways and meters (see --help)",
                          add_help=False)
     sim.add_argument("rest", nargs=argparse.REMAINDER)
@@ -98,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     db.add_argument("action", choices=["upgrade"])
     sub.add_parser("seed", help="create the demo estate")
     args = parser.parse_args(argv)
-    handler = {"demo": cmd_demo, "serve": cmd_serve, "worker": cmd_worker,
+    handler = {"demo": cmd_demo, "run": cmd_run, "serve": cmd_serve, "worker": cmd_worker,
                "simulate": cmd_simulate, "db": cmd_db, "seed": cmd_seed}[args.command]
     return handler(args)
 

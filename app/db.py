@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from contextlib import contextmanager
 from decimal import Decimal
 from typing import Iterator
@@ -13,6 +14,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, create_engine
 
 UTC = dt.timezone.utc
+READ_ONLY = "feikong_read_only"
 
 
 def utcnow() -> dt.datetime:
@@ -63,7 +65,8 @@ class Decimal4(sa.types.TypeDecorator):
 
 def make_engine(url: str) -> Engine:
     """An engine for `url`. On SQLite: WAL, a busy timeout, and BEGIN IMMEDIATE for every
-    transaction, so two writers queue instead of failing on a lock upgrade."""
+    transaction that may write, so two writers queue instead of failing on a lock upgrade;
+    read-only transactions (see `transaction`) read a snapshot without queueing."""
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 
@@ -78,7 +81,8 @@ def make_engine(url: str) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn):
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            read_only = conn.get_execution_options().get(READ_ONLY, False)
+            conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
         return engine
     if url.startswith("postgresql://"):
@@ -86,10 +90,46 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
 
 
+_sqlite_locks: dict[str, threading.Lock] = {}
+_in_write = threading.local()
+
+
 @contextmanager
-def transaction(engine: Engine) -> Iterator[Session]:
-    """One unit of work: commits on success, rolls back on any exception."""
-    with Session(engine, expire_on_commit=False) as session:
+def _process_lock(engine: Engine):
+    """On SQLite, write transactions of one process queue on a lock of ours: SQLite's own busy
+    handler would make them sleep in steps of up to 100 ms. Other processes still meet
+    SQLite's lock and busy timeout. A write transaction opened inside another one in the same
+    thread could never get SQLite's lock: it fails at once instead of hanging."""
+    if engine.dialect.name != "sqlite":
+        yield
+        return
+    if getattr(_in_write, "active", False):
+        raise RuntimeError("a write transaction inside another one: pass the session down")
+    key = str(engine.url)
+    lock = _sqlite_locks.get(key)
+    if lock is None:
+        lock = _sqlite_locks.setdefault(key, threading.Lock())
+    with lock:
+        _in_write.active = True
+        try:
+            yield
+        finally:
+            _in_write.active = False
+
+
+@contextmanager
+def transaction(engine: Engine, *, read_only: bool = False) -> Iterator[Session]:
+    """One unit of work: commits on success, rolls back on any exception.
+
+    `read_only=True` promises not to write: on SQLite it then reads a WAL snapshot and waits
+    for no writer."""
+    if read_only:
+        with Session(engine.execution_options(**{READ_ONLY: True}),
+                     expire_on_commit=False) as session:
+            with session.begin():
+                yield session
+            return
+    with _process_lock(engine), Session(engine, expire_on_commit=False) as session:
         with session.begin():
             yield session
 

@@ -4,19 +4,29 @@ one process (one asyncio loop), until Ctrl-C."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import signal
 
-from app.db import make_engine
-from app.estate.seed import CUT_ACCOUNT, cut_units, seed_demo
-from app.main import create_app
+from sqlmodel import select
+
+from app.db import make_engine, transaction
+from app.estate.models import Gateway, Meter
+from app.estate.seed import CUT_ACCOUNT, seed_demo
 from app.migrate import upgrade
 from app.settings import get_settings
-from app.stack import make_web_server
+from app.stack import run_web_and_worker
 from meters.simulator import Simulator
-from meters.worker import Worker
 
 GATEWAYS, PER_GATEWAY = 2, 20
+
+
+def resume_meters(engine, sim: Simulator, base_port: int) -> None:
+    """Start each simulated meter where the database last saw it (relay, energy register), so a
+    second `make demo` continues the estate instead of contradicting it."""
+    with transaction(engine) as s:
+        rows = s.exec(select(Meter, Gateway.port).join(Gateway, Gateway.id == Meter.gateway_id)).all()
+    for meter, port in rows:
+        sim_meter = sim.meter(port - base_port, meter.unit_id)
+        sim_meter.relay_open = bool(meter.relay_open)
+        sim_meter.energy_wh = float(meter.last_energy_wh or 0)
 
 
 async def _run() -> None:
@@ -27,21 +37,12 @@ async def _run() -> None:
               gateways=GATEWAYS, per_gateway=PER_GATEWAY)
     sim = Simulator(GATEWAYS, PER_GATEWAY, host=settings.sim_host,
                     base_port=settings.sim_base_port, relay_delay_s=0.3, load_w=600.0)
-    for g, unit in cut_units(GATEWAYS, PER_GATEWAY):
-        sim.meter(g, unit).relay_open = True
+    resume_meters(engine, sim, settings.sim_base_port)
     await sim.start()
-    app = create_app(settings, engine)
-    server = make_web_server(app, settings.web_host, settings.web_port)  # Ctrl-C is ours
-    worker_task = asyncio.create_task(Worker(engine, settings).run())
-    web_task = asyncio.create_task(server.serve())
-
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-
     base = settings.base_url
-    print(f"""
+
+    def announce():
+        print(f"""
   Feikong demo is running (SQLite: {settings.database_url})
   Resident page (open on a phone-sized window):  {base}/
   A household that was cut, at -5.00 元:          {base}/a/{CUT_ACCOUNT}
@@ -49,18 +50,19 @@ async def _run() -> None:
   Simulated gateways: {", ".join(f"{g.host}:{g.port}" for g in sim.gateways)}
   Press Ctrl-C to stop web, worker and simulator.
 """, flush=True)
-    done_task = asyncio.create_task(stop.wait())
-    await asyncio.wait({done_task, worker_task, web_task}, return_when=asyncio.FIRST_COMPLETED)
-    server.should_exit = True
-    worker_task.cancel()
-    with contextlib.suppress(asyncio.CancelledError, Exception):
-        await worker_task
-    with contextlib.suppress(Exception):
-        await web_task
-    await sim.stop()
+
+    try:
+        await run_web_and_worker(settings, engine, announce)
+    finally:
+        await sim.stop()
     print("stopped: web, worker, simulator")
 
 
 def run_demo() -> int:
-    asyncio.run(_run())
+    try:
+        asyncio.run(_run())
+    except OSError as exc:  # a port in use, most often
+        print(f"feikong demo: {exc}. Is another demo running? Set FEIKONG_WEB_PORT or "
+              "FEIKONG_SIM_BASE_PORT to free ports.")
+        return 1
     return 0

@@ -56,3 +56,33 @@ class LoopThread:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)
         self.loop.close()
+
+
+async def run_web_and_worker(settings, engine, announce=None) -> None:
+    """Serve the web app and run the worker in this loop until SIGINT/SIGTERM or until either
+    stops; then stop both. One process, so a payment wakes the worker through an asyncio event."""
+    import contextlib
+    import signal
+
+    from app.main import create_app
+    from meters.worker import Worker
+
+    server = make_web_server(create_app(settings, engine), settings.web_host, settings.web_port)
+    worker_task = asyncio.create_task(Worker(engine, settings).run(), name="worker")
+    web_task = asyncio.create_task(server.serve(), name="web")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    while not server.started and not web_task.done():
+        await asyncio.sleep(0.01)
+    if announce and server.started:
+        announce()
+    stop_task = asyncio.create_task(stop.wait())
+    await asyncio.wait({stop_task, worker_task, web_task}, return_when=asyncio.FIRST_COMPLETED)
+    server.should_exit = True
+    for task in (worker_task, stop_task):
+        task.cancel()
+    for task in (worker_task, web_task):
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -356,7 +356,7 @@ class Simulator:
     def meter(self, gateway_index: int, unit_id: int) -> SimMeter:
         return self.gateways[gateway_index].meters[unit_id]
 
-    def meters(self) -> Iterable[tuple[SimGateway, SimMeter]]:
+    def all_meters(self) -> Iterable[tuple[SimGateway, SimMeter]]:
         for gateway in self.gateways:
             for meter in gateway.meters.values():
                 yield gateway, meter

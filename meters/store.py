@@ -61,7 +61,7 @@ class AttemptResult:
 
 
 def load_gateways(engine: Engine) -> list[GatewaySpec]:
-    with transaction(engine) as s:
+    with transaction(engine, read_only=True) as s:
         gateways = s.exec(select(Gateway).order_by(Gateway.id)).all()
         meters = s.exec(select(Meter).order_by(Meter.gateway_id, Meter.unit_id)).all()
     by_gateway: dict[int, list[MeterSpec]] = {}
@@ -74,7 +74,7 @@ def load_gateways(engine: Engine) -> list[GatewaySpec]:
 def due_commands(engine: Engine, gateway_id: int, now: dt.datetime | None = None) -> list[DueCommand]:
     """Pending commands of one gateway whose next attempt is due: restores first, oldest first."""
     now = now or utcnow()
-    with transaction(engine) as s:
+    with transaction(engine, read_only=True) as s:
         rows = s.exec(
             select(Command, Meter.unit_id)
             .join(Meter, Meter.id == Command.meter_id)

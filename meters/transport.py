@@ -93,7 +93,7 @@ class GatewayClient:
         self._client: AsyncModbusTcpClient | None = None
         self._lock: asyncio.Lock | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._lost = asyncio.Event()  # set when the connection drops
+        self._lost: asyncio.Future[None] | None = None  # done when the connection drops
         self._failing: set[int | None] = set()  # unit ids (None: the gateway) now failing
 
     # -- connection ---------------------------------------------------------------------
@@ -121,16 +121,13 @@ class GatewayClient:
                 name=f"gateway {self.host}:{self.port}",
                 trace_connect=self._on_connection_change,
             )
-            self._lost = asyncio.Event()
         if self._client.connected or await self._client.connect():
             return self._client
         return None
 
     def _on_connection_change(self, connected: bool) -> None:
-        if connected:
-            self._lost.clear()
-        else:
-            self._lost.set()
+        if not connected and self._lost is not None and not self._lost.done():
+            self._lost.set_result(None)
 
     async def _send(
         self, client: AsyncModbusTcpClient, send: Callable[[AsyncModbusTcpClient], Awaitable[Any]]
@@ -140,14 +137,14 @@ class GatewayClient:
         (pymodbus itself would wait out the full timeout for an answer that cannot come.)
         """
         request = asyncio.ensure_future(send(client))
-        lost = asyncio.ensure_future(self._lost.wait())
+        self._lost = lost = asyncio.get_running_loop().create_future()
         try:
             await asyncio.wait({request, lost}, return_when=asyncio.FIRST_COMPLETED)
         except BaseException:
             request.cancel()
             raise
         finally:
-            lost.cancel()
+            self._lost = None
         if request.done():
             return request.result()
         request.cancel()

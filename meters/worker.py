@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 from sqlalchemy.engine import Engine
@@ -30,13 +31,25 @@ ClientFactory = Callable[[GatewaySpec], GatewayClient]
 class GatewayLoop:
     def __init__(self, spec: GatewaySpec, client: GatewayClient, engine: Engine, settings: Settings):
         self.spec = spec
+        # Database calls run in threads of this gateway's own: reads never queue behind another
+        # gateway's writes, nor behind this gateway's attempt being stored.
+        self.read_thread = ThreadPoolExecutor(1, thread_name_prefix=f"gw{spec.gateway_id}-read")
+        self.write_thread = ThreadPoolExecutor(1, thread_name_prefix=f"gw{spec.gateway_id}-write")
         self.client = client
         self.engine = engine
         self.settings = settings
         self.wake = asyncio.Event()
+        self.recording: dict[int, asyncio.Task] = {}  # command id → its attempt being stored
+        self.recorded_at: dict[int, float] = {}  # command id → when its last attempt was stored
 
     async def db(self, fn, *args):
-        return await asyncio.to_thread(fn, self.engine, *args)
+        """Run a store function that writes, in order, off the event loop."""
+        return await asyncio.get_running_loop().run_in_executor(
+            self.write_thread, fn, self.engine, *args)
+
+    async def db_read(self, fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(
+            self.read_thread, fn, self.engine, *args)
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -54,12 +67,21 @@ class GatewayLoop:
                 pass
 
     async def run_due_commands(self) -> None:
-        for command in await self.db(store.due_commands, self.spec.gateway_id):
+        loop = asyncio.get_running_loop()
+        read_started = loop.time()
+        due = await self.db_read(store.due_commands, self.spec.gateway_id)
+        # A read that began before an attempt was stored may still show that command as due.
+        self.recorded_at = {cid: t for cid, t in self.recorded_at.items() if t >= read_started}
+        for command in due:
+            if command.command_id in self.recording or command.command_id in self.recorded_at:
+                continue
             await self.execute(command)
 
-    async def execute(self, command: DueCommand) -> str:
+    async def execute(self, command: DueCommand) -> asyncio.Task:
         """Write the relay command, then read the relay until it is in the wanted state or the
-        confirmation deadline passes. Records the attempt; returns the command's new state."""
+        confirmation deadline passes. The attempt is stored by a task of its own, so the bus
+        goes on to the next command while the database records this one; until then the
+        command is not run again. Returns that task (its result: the command's new state)."""
         loop = asyncio.get_running_loop()
         started = utcnow()
         relay_open = None
@@ -79,9 +101,20 @@ class GatewayLoop:
         except MeterError as exc:
             result = AttemptResult(started, utcnow(), exc.kind, relay_open,
                                    exception_code=exc.exception_code, detail=str(exc))
-        state = await self.db(store.record_attempt, command.command_id, result)
+        task = asyncio.create_task(self._record(command, result))
+        self.recording[command.command_id] = task
+        return task
+
+    async def _record(self, command: DueCommand, result: AttemptResult) -> str:
+        try:
+            state = await self.db(store.record_attempt, command.command_id, result)
+        finally:
+            del self.recording[command.command_id]
+            self.recorded_at[command.command_id] = asyncio.get_running_loop().time()
         log.info("%s meter %s unit %s: %s -> %s", command.action, command.meter_id,
                  command.unit_id, result.outcome, state)
+        if state != "pending":
+            self.wake.set()  # the next due command may be waiting for this one's outcome
         return state
 
     async def poll_round(self) -> None:
@@ -136,6 +169,8 @@ class Worker:
                 task.cancel()
             for gl in self.loops.values():
                 await gl.client.close()
+                gl.read_thread.shutdown(wait=False)
+                gl.write_thread.shutdown(wait=False)
 
     async def _listen(self) -> None:
         """Hear commands queued by other processes (PostgreSQL LISTEN/NOTIFY)."""

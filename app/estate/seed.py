@@ -14,7 +14,7 @@ from app.ledger.services import post_entry
 
 SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗"
 DEMO_PRICE = Decimal("0.5583")
-CUT_ACCOUNT = "100120"  # building 1, the 20th household: cut, at -5.00 元
+CUT_ACCOUNT = "101020"  # building 1, the 20th household: cut, at -5.00 元
 
 
 def demo_households(gateways: int = 2, per_gateway: int = 20):
@@ -65,7 +65,3 @@ def seed_demo(engine: Engine, *, host: str, base_port: int, gateways: int = 2,
                        idempotency_key=f"opening:{number}", memo="期初余额")
     return True
 
-
-def cut_units(gateways: int = 2, per_gateway: int = 20) -> list[tuple[int, int]]:
-    """(gateway index, unit id) of the demo meters whose relay starts open."""
-    return [(g, u) for g, u, *_rest, cut in demo_households(gateways, per_gateway) if cut]

@@ -100,7 +100,6 @@ def confirm_paid(session: Session, notification: Notification, *, app_id: str) -
     account = session.get(Account, order.account_id)
     restore_if_allowed(session, account, balance_fen(session, account.id),
                        reason=f"payment {order.out_trade_no}")
-    session.refresh(order)
     return Confirmation(CREDITED, order)
 
 

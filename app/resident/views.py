@@ -85,7 +85,7 @@ async def _view_or_404(request: Request, number: str):
     engine = request.app.state.engine
 
     def load():
-        with transaction(engine) as session:
+        with transaction(engine, read_only=True) as session:
             return load_account_view(session, number, out_trade_no)
 
     view = await run_in_threadpool(load)

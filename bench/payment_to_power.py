@@ -1,0 +1,218 @@
+"""Payment to power: 200 payments for 50 cut meters on 5 simulated gateways.
+
+The system runs as an operator on one machine would run it: `feikong run` (web and worker in
+one process, on a fresh SQLite file) and `feikong simulate` (5 gateways × 10 meters, relay
+delay 0) as two processes. This process plays the residents and the provider: it tops up over
+HTTP (the real top-up form) for all 50 households, has the sandbox sign their Alipay
+notifications, then posts the 50 notifications to the notify URL: one at a time (how payments
+reach an estate), then again in bursts of 10 at once (`_burst10` figures). Each payment is measured from the notify request being
+accepted (the order's `paid_at`, stamped by the server in the crediting transaction) to the
+restore command's completion, which the worker stamps when the relay read back closed: both
+clocks are the server's, so the residents' and provider's threads here do not blur the figure. Between rounds every household is put back to "cut at -5.00 元"
+(relay opened over Modbus, balance adjusted), which is not measured.
+
+    python -m bench.payment_to_power
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+from sqlmodel import select
+
+from app.commands.models import DONE, RESTORE, Command
+from app.db import make_engine, transaction
+from app.estate.models import Account, Building, Estate, Gateway, Meter
+from app.ledger.models import ADJUSTMENT
+from app.ledger.services import balance_fen, post_entry
+from app.migrate import upgrade
+from app.orders.models import Order
+from app.orders.providers import SANDBOX_ALIPAY_APP_ID
+from meters.transport import GatewayClient
+from payments.sandbox import SandboxAlipay, ensure_sandbox_keys
+from tests.payflow import post_notification, start_payment
+
+GATEWAYS, PER_GATEWAY, PAYMENTS = 5, 10, 200
+# One notification at a time (how payments arrive at an estate), then bursts of 10 at once.
+SCENARIOS = (("", 1), ("_burst10", 10))
+TOPUP_YUAN = "10"
+
+
+def free_ports(n: int) -> int:
+    """The first of `n` consecutive free ports."""
+    for _ in range(100):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            base = s.getsockname()[1]
+        if base + n >= 65535:
+            continue
+        try:
+            socks = []
+            for i in range(n):
+                sock = socket.socket()
+                socks.append(sock)
+                sock.bind(("127.0.0.1", base + i))
+            return base
+        except OSError:
+            continue
+        finally:
+            for sock in socks:
+                sock.close()
+    raise RuntimeError("no block of free ports")
+
+
+def setup_estate(engine, ports: list[int]) -> list[tuple[int, int, str]]:
+    """(account id, meter id, account number) for every household, all cut."""
+    households = []
+    with transaction(engine) as s:
+        estate = Estate(name="bench")
+        s.add(estate)
+        s.flush()
+        building = Building(estate_id=estate.id, name="1")
+        s.add(building)
+        s.flush()
+        for g, port in enumerate(ports):
+            gateway = Gateway(name=f"gw{g}", host="127.0.0.1", port=port)
+            s.add(gateway)
+            s.flush()
+            for unit in range(1, PER_GATEWAY + 1):
+                number = f"{g + 1}{unit:04d}"
+                account = Account(number=number, building_id=building.id,
+                                  household=f"{g + 1}-{unit}", price_yuan_per_kwh="0.5583")
+                s.add(account)
+                s.flush()
+                meter = Meter(account_id=account.id, gateway_id=gateway.id, unit_id=unit,
+                              relay_open=True)
+                s.add(meter)
+                s.flush()
+                households.append((account.id, meter.id, number))
+    return households
+
+
+def cut_again(engine, ports: list[int], households, round_no: int) -> None:
+    """Every household back to -5.00 元 with its relay open, on the meter and in the database."""
+    async def open_relays():
+        for port in ports:
+            client = GatewayClient("127.0.0.1", port, timeout=1.0)
+            for unit in range(1, PER_GATEWAY + 1):
+                await client.write_relay(unit, True)
+            await client.close()
+
+    asyncio.run(open_relays())
+    with transaction(engine) as s:
+        for account_id, meter_id, _number in households:
+            post_entry(s, account_id=account_id, amount_fen=-500 - balance_fen(s, account_id),
+                       kind=ADJUSTMENT, idempotency_key=f"bench:{round_no}:{account_id}")
+            meter = s.get(Meter, meter_id)
+            meter.relay_open = True
+            s.add(meter)
+
+
+def start_process(args: list[str], env: dict, ready: str, log: Path) -> subprocess.Popen:
+    """Start a subprocess and wait for the line that says it is ready."""
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=log.open("w"), text=True)
+    for line in proc.stdout:
+        if ready in line:
+            return proc
+    proc.kill()
+    raise RuntimeError(f"{' '.join(args[1:])} did not start; see {log}")
+
+
+def wait_for_restores(engine, first_id: int, count: int, timeout: float = 30) -> list[Command]:
+    deadline = time.monotonic() + timeout
+    while True:
+        with transaction(engine, read_only=True) as s:
+            rows = s.exec(select(Command).where(Command.id >= first_id,
+                                                Command.action == RESTORE)).all()
+        if len(rows) == count and all(c.state == DONE for c in rows):
+            return rows
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"only {sum(c.state == DONE for c in rows)} of {count} restores done")
+        time.sleep(0.05)
+
+
+def main() -> int:
+    workdir = Path(tempfile.mkdtemp(prefix="feikong-bench-"))
+    web_port, sim_port = free_ports(1), free_ports(GATEWAYS)
+    database_url = f"sqlite:///{workdir / 'bench.db'}"
+    base_url = f"http://127.0.0.1:{web_port}"
+    env = dict(os.environ, FEIKONG_DATABASE_URL=database_url, FEIKONG_VAR_DIR=str(workdir),
+               FEIKONG_WEB_PORT=str(web_port), FEIKONG_PUBLIC_URL=base_url,
+               FEIKONG_POLL_INTERVAL_S="3600")
+    upgrade(database_url)
+    engine = make_engine(database_url)
+    ports = [sim_port + g for g in range(GATEWAYS)]
+    households = setup_estate(engine, ports)
+    python = sys.executable
+    sim = start_process([python, "-m", "meters.simulator", "--gateways", str(GATEWAYS),
+                         "--meters", str(PER_GATEWAY), "--base-port", str(sim_port)],
+                        env, f"gateway {GATEWAYS - 1}:", workdir / "sim.log")
+    system = start_process([python, "-m", "app.cli", "run"], env, "serving on",
+                           workdir / "system.log")
+    sandbox = SandboxAlipay(ensure_sandbox_keys(workdir / "sandbox-keys"), SANDBOX_ALIPAY_APP_ID)
+    client = httpx.Client(base_url=base_url, timeout=10, follow_redirects=False)
+
+    def notify(form: dict) -> None:
+        reply = post_notification(client, sandbox, form)
+        if reply.text != "success":
+            raise RuntimeError(f"notify refused: {reply.text}")
+
+    round_no = 0
+
+    def measure(concurrency: int) -> list[float]:
+        nonlocal round_no
+        latencies_ms: list[float] = []
+        with concurrent.futures.ThreadPoolExecutor(concurrency) as pool:
+            for _ in range(PAYMENTS // len(households)):
+                round_no += 1
+                cut_again(engine, ports, households, round_no)
+                with transaction(engine, read_only=True) as s:
+                    last = s.exec(select(Command.id).order_by(Command.id.desc())).first() or 0
+                forms = [sandbox.build_notification(start_payment(client, sandbox, number, TOPUP_YUAN))
+                         for _a, _m, number in households]  # top-ups first, not measured
+                list(pool.map(notify, forms))
+                restores = wait_for_restores(engine, last + 1, len(households))
+                with transaction(engine, read_only=True) as s:
+                    paid_at = dict(s.exec(select(Order.out_trade_no, Order.paid_at)).all())
+                for command in restores:
+                    accepted = paid_at[command.reason.removeprefix("payment ")]
+                    latencies_ms.append((command.completed_at - accepted).total_seconds() * 1000)
+        return sorted(latencies_ms)
+
+    results = {}
+    try:
+        for suffix, concurrency in SCENARIOS:
+            results[suffix] = measure(concurrency)
+    finally:
+        client.close()
+        for proc in (system, sim):
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        engine.dispose()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    for suffix, latencies_ms in results.items():
+        p99 = latencies_ms[min(len(latencies_ms) - 1, int(len(latencies_ms) * 0.99))]
+        print(f"payments{suffix}: {len(latencies_ms)} count")
+        print(f"payment_to_power{suffix}_p50: {statistics.median(latencies_ms):.1f} ms")
+        print(f"payment_to_power{suffix}_p99: {p99:.1f} ms")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
