@@ -28,6 +28,7 @@ class Settings(BaseSettings):
     # Worker timing.
     poll_interval_s: float = 5.0
     sweep_interval_s: float = 1.0
+    gateway_reload_s: float = 30.0
     modbus_timeout_s: float = 1.0
     confirm_timeout_s: float = 5.0
     restore_expiry_s: float = 24 * 3600.0

@@ -10,6 +10,7 @@ the database side is `meters.store`, the protocol side `meters.transport`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
@@ -145,32 +146,76 @@ class Worker:
 
     def wake(self, gateway_id: int) -> None:
         """Thread-safe: called after a commit, from whatever thread committed."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._wake_in_loop, gateway_id)
+
+    def _wake_in_loop(self, gateway_id: int) -> None:
         gateway_loop = self.loops.get(gateway_id)
-        if gateway_loop is not None and self._loop is not None:
-            self._loop.call_soon_threadsafe(gateway_loop.wake.set)
+        if gateway_loop is not None:
+            gateway_loop.wake.set()
+        else:  # a gateway added since we last looked
+            self._reload.set()
+
+    async def sync_gateways(self) -> None:
+        """Start a loop for each new gateway, give running loops their current meter lists,
+        and stop the loops of gateways that are gone."""
+        specs = {s.gateway_id: s for s in await asyncio.to_thread(store.load_gateways, self.engine)}
+        for gateway_id, spec in specs.items():
+            current = self.loops.get(gateway_id)
+            if current is None:
+                gateway_loop = GatewayLoop(spec, self.client_factory(spec), self.engine, self.settings)
+                self.loops[gateway_id] = gateway_loop
+                self._tasks[gateway_id] = asyncio.create_task(gateway_loop.run(),
+                                                              name=f"gateway-{gateway_id}")
+            elif (current.spec.host, current.spec.port) != (spec.host, spec.port):
+                await self._stop_gateway(gateway_id)
+                await self.sync_gateways()
+                return
+            else:
+                current.spec = spec
+        for gateway_id in set(self.loops) - set(specs):
+            await self._stop_gateway(gateway_id)
+
+    async def _stop_gateway(self, gateway_id: int) -> None:
+        task = self._tasks.pop(gateway_id)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        gateway_loop = self.loops.pop(gateway_id)
+        await gateway_loop.client.close()
+        gateway_loop.read_thread.shutdown(wait=False)
+        gateway_loop.write_thread.shutdown(wait=False)
 
     async def run(self) -> None:
+        """Run every gateway's loop until cancelled; look for new or changed gateways every
+        `gateway_reload_s` seconds, or at once when woken for a gateway it does not know."""
         self._loop = asyncio.get_running_loop()
-        specs = await asyncio.to_thread(store.load_gateways, self.engine)
-        for spec in specs:
-            self.loops[spec.gateway_id] = GatewayLoop(spec, self.client_factory(spec),
-                                                      self.engine, self.settings)
+        self._reload = asyncio.Event()
+        self._tasks: dict[int, asyncio.Task] = {}
         wakeup.subscribe(self.wake)
-        tasks = [asyncio.create_task(gl.run(), name=f"gateway-{gid}")
-                 for gid, gl in self.loops.items()]
+        listener = None
         if self.engine.dialect.name == "postgresql":
-            tasks.append(asyncio.create_task(self._listen(), name="pg-listen"))
-        log.info("worker: %d gateways, %d meters", len(specs), sum(len(s.meters) for s in specs))
+            listener = asyncio.create_task(self._listen(), name="pg-listen")
         try:
-            await asyncio.gather(*tasks)
+            await self.sync_gateways()
+            log.info("worker: %d gateways, %d meters", len(self.loops),
+                     sum(len(gl.spec.meters) for gl in self.loops.values()))
+            while True:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._reload.wait(), self.settings.gateway_reload_s)
+                self._reload.clear()
+                await self.sync_gateways()
+                for gateway_id, task in list(self._tasks.items()):
+                    if task.done() and not task.cancelled():  # a loop must never die quietly
+                        log.error("gateway %s loop stopped: %r; restarting", gateway_id,
+                                  task.exception())
+                        await self._stop_gateway(gateway_id)
+                        self._reload.set()
         finally:
             wakeup.unsubscribe(self.wake)
-            for task in tasks:
-                task.cancel()
-            for gl in self.loops.values():
-                await gl.client.close()
-                gl.read_thread.shutdown(wait=False)
-                gl.write_thread.shutdown(wait=False)
+            if listener is not None:
+                listener.cancel()
+            for gateway_id in list(self.loops):
+                await self._stop_gateway(gateway_id)
 
     async def _listen(self) -> None:
         """Hear commands queued by other processes (PostgreSQL LISTEN/NOTIFY)."""
@@ -183,9 +228,7 @@ class Worker:
                 async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
                     await conn.execute(f"LISTEN {wakeup.CHANNEL}")
                     async for note in conn.notifies():
-                        gateway_loop = self.loops.get(int(note.payload))
-                        if gateway_loop is not None:
-                            gateway_loop.wake.set()
+                        self._wake_in_loop(int(note.payload))
             except (OSError, psycopg.Error) as exc:
                 log.warning("LISTEN connection lost (%s); the sweep covers until it is back", exc)
                 await asyncio.sleep(1.0)

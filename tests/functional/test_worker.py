@@ -95,3 +95,20 @@ def test_restore_for_a_silent_meter_is_retried_then_completes(stack, engine):
         assert read_relay(stack, 0, 1) is False
         assert "供电中" in client.get(f"/a/{number}").text
 
+
+
+def test_gateway_added_while_running_is_picked_up_on_first_command(stack, engine):
+    stack.start_worker()  # no gateways yet
+    sim = stack.start_sim([[4]])
+    sim.meter(0, 4).relay_open = True
+    estate = EstateFactory(engine)
+    gw = estate.gateway(sim.gateways[0].host, sim.gateways[0].port)
+    number = estate.account(gateway_id=gw, unit_id=4, balance_fen=-500, relay_open=True)
+    stack.start_web()
+    sandbox = stack.app.state.providers.sandbox_alipay
+    with httpx.Client(base_url=stack.base_url, follow_redirects=False) as client:
+        pay = start_payment(client, sandbox, number)
+        assert post_notification(client, sandbox, sandbox.build_notification(pay)).text == "success"
+    wait_until(lambda: [c.state for c in commands(engine)] == [DONE], timeout=5,
+               message="the new gateway's restore was not run")
+    assert read_relay(stack, 0, 4) is False
