@@ -50,9 +50,7 @@ def cmd_run(args) -> int:
     from app.stack import run_web_and_worker
 
     engine = _engine()
-    if engine.dialect.name == "sqlite" and not _single_worker_lock():
-        print("another worker is running on this SQLite database; on SQLite one worker is the rule",
-              file=sys.stderr)
+    if not _may_run_worker(engine):
         return 1
     s = get_settings()
     asyncio.run(run_web_and_worker(s, engine, lambda: print(f"serving on {s.base_url}", flush=True)))
@@ -63,12 +61,19 @@ def cmd_worker(args) -> int:
     from meters.worker import Worker
 
     engine = _engine()
-    if engine.dialect.name == "sqlite" and not _single_worker_lock():
-        print("another worker is running on this SQLite database; on SQLite one worker is the rule",
-              file=sys.stderr)
+    if not _may_run_worker(engine):
         return 1
     asyncio.run(Worker(engine, get_settings()).run())
     return 0
+
+
+def _may_run_worker(engine) -> bool:
+    """On SQLite one worker is the rule: a second one says so and does not start."""
+    if engine.dialect.name == "sqlite" and not _single_worker_lock():
+        print("another worker is running on this SQLite database; on SQLite one worker is the rule",
+              file=sys.stderr)
+        return False
+    return True
 
 
 def _single_worker_lock() -> bool:

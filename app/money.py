@@ -37,14 +37,19 @@ def post_increment(exact_total_before: Decimal, exact_amount: Decimal) -> int:
     return to_fen(exact_total_before + exact_amount) - to_fen(exact_total_before)
 
 
+def _non_negative_decimal(text: str | Decimal, what: str) -> Decimal:
+    try:
+        value = Decimal(str(text).strip())
+    except InvalidOperation as exc:
+        raise ValueError(f"{what} is not a number: {text!r}") from exc
+    if not value.is_finite() or value < 0:
+        raise ValueError(f"{what} must be zero or more: {text!r}")
+    return value
+
+
 def parse_price(text: str | Decimal) -> Decimal:
     """A price in 元/kWh with at most four decimal places; raises ValueError otherwise."""
-    try:
-        price = Decimal(str(text).strip())
-    except InvalidOperation as exc:
-        raise ValueError(f"price is not a number: {text!r}") from exc
-    if not price.is_finite() or price < 0:
-        raise ValueError(f"price must be zero or more: {text!r}")
+    price = _non_negative_decimal(text, "price")
     if price != price.quantize(PRICE_PLACES):
         raise ValueError(f"price has more than four decimal places: {text!r}")
     return price.quantize(PRICE_PLACES)
@@ -60,13 +65,7 @@ def fen_to_yuan_str(fen: int) -> str:
 def yuan_str_to_fen(text: str) -> int:
     """Exact fen from a yuan amount ("10.00", "10.1", "10"); ValueError if negative,
     non-numeric or finer than a fen."""
-    try:
-        yuan = Decimal(str(text).strip())
-    except InvalidOperation as exc:
-        raise ValueError(f"amount is not a number: {text!r}") from exc
-    if not yuan.is_finite() or yuan < 0:
-        raise ValueError(f"amount must be zero or more: {text!r}")
-    fen = yuan * FEN_PER_YUAN
+    fen = _non_negative_decimal(text, "amount") * FEN_PER_YUAN
     if fen != fen.to_integral_value():
         raise ValueError(f"amount is finer than a fen: {text!r}")
     return int(fen)

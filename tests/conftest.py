@@ -122,6 +122,17 @@ def loop_thread():
     lt.close()
 
 
+@pytest.fixture
+def client(settings, engine):
+    """The real app in-process (TestClient), on this test's database; redirects not followed."""
+    from starlette.testclient import TestClient
+
+    from app.main import create_app
+
+    with TestClient(create_app(settings, engine), follow_redirects=False) as c:
+        yield c
+
+
 # --- the whole system: simulator, worker, web --------------------------------------------------
 
 class Stack:
@@ -132,6 +143,8 @@ class Stack:
         self.sim = None
         self.base_url = settings.base_url
         self._server = None
+        self._estate = None
+        self._gateway_ids: dict[int, int] = {}
 
     def start_sim(self, units: list[list[int]], **kwargs):
         from meters.simulator import Simulator
@@ -139,6 +152,21 @@ class Stack:
         self.sim = Simulator(units, **kwargs)
         self.lt.run(self.sim.start())
         return self.sim
+
+    def household(self, unit_id: int, *, balance_fen: int = 0, relay_open: bool = False,
+                  price: str = "0.5583", gateway_index: int = 0) -> str:
+        """An account whose meter is `unit_id` on the simulator's gateway `gateway_index`, its
+        relay set the same on the meter and in the database; returns the 户号."""
+        from tests.factories import EstateFactory
+
+        if self._estate is None:
+            self._estate = EstateFactory(self.engine)
+        if gateway_index not in self._gateway_ids:
+            gw = self.sim.gateways[gateway_index]
+            self._gateway_ids[gateway_index] = self._estate.gateway(gw.host, gw.port)
+        self.sim.meter(gateway_index, unit_id).relay_open = relay_open
+        return self._estate.account(gateway_id=self._gateway_ids[gateway_index], unit_id=unit_id,
+                                    balance_fen=balance_fen, relay_open=relay_open, price=price)
 
     def start_worker(self):
         from meters.worker import Worker

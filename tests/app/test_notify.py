@@ -2,21 +2,13 @@
 
 import pytest
 from sqlmodel import select
-from starlette.testclient import TestClient
 
 from app.commands.models import RESTORE, Command
 from app.db import transaction
-from app.main import create_app
 from app.orders.models import PAID, Order, RefusedNotification
 from payments.sandbox import generate_rsa_keypair
 from tests.factories import EstateFactory, balance_of, entries_of
 from tests.payflow import NOTIFY, post_notification, start_payment
-
-
-@pytest.fixture
-def client(settings, engine):
-    with TestClient(create_app(settings, engine), follow_redirects=False) as c:
-        yield c
 
 
 @pytest.fixture

@@ -2,18 +2,10 @@
 
 import pytest
 from sqlmodel import select
-from starlette.testclient import TestClient
 
 from app.db import transaction
-from app.main import create_app
 from app.orders.models import Order
 from tests.factories import EstateFactory
-
-
-@pytest.fixture
-def client(settings, engine):
-    with TestClient(create_app(settings, engine), follow_redirects=False) as c:
-        yield c
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ from starlette.testclient import TestClient
 
 from app.main import create_app
 from tests.conftest import USE_POSTGRES, wait_until
-from tests.factories import EstateFactory
 from tests.functional.test_worker import commands, read_relay
 from tests.payflow import post_notification, start_payment
 
@@ -19,11 +18,8 @@ pytestmark = pytest.mark.skipif(not USE_POSTGRES, reason="LISTEN/NOTIFY is Postg
 
 
 def test_payment_in_web_process_wakes_worker_process(stack, engine, settings, tmp_path):
-    sim = stack.start_sim([[3]])
-    sim.meter(0, 3).relay_open = True
-    estate = EstateFactory(engine)
-    gw = estate.gateway(sim.gateways[0].host, sim.gateways[0].port)
-    number = estate.account(gateway_id=gw, unit_id=3, balance_fen=-500, relay_open=True)
+    stack.start_sim([[3]])
+    number = stack.household(3, balance_fen=-500, relay_open=True)
 
     env = dict(os.environ, FEIKONG_DATABASE_URL=settings.database_url,
                FEIKONG_VAR_DIR=str(tmp_path), FEIKONG_SWEEP_INTERVAL_S="60",

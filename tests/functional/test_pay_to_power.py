@@ -9,7 +9,7 @@ import pytest
 from playwright.sync_api import expect, sync_playwright
 
 from tests.conftest import wait_until
-from tests.factories import EstateFactory, balance_of, entries_of
+from tests.factories import balance_of, entries_of
 from tests.functional.test_worker import commands, read_relay
 from tests.payflow import post_notification, start_payment
 
@@ -22,11 +22,8 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 @pytest.fixture
 def cut_household(stack, engine):
     """One gateway, one meter whose relay is open, an account at -5.00 元; web and worker up."""
-    sim = stack.start_sim([[7]], relay_delay_s=0.2)
-    sim.meter(0, 7).relay_open = True
-    estate = EstateFactory(engine)
-    gw = estate.gateway(sim.gateways[0].host, sim.gateways[0].port)
-    number = estate.account(gateway_id=gw, unit_id=7, balance_fen=-500, relay_open=True)
+    stack.start_sim([[7]], relay_delay_s=0.2)
+    number = stack.household(7, balance_fen=-500, relay_open=True)
     stack.start_web()
     stack.start_worker()
     return number

@@ -7,7 +7,7 @@ from app.commands.models import CUT, DONE, PENDING, RESTORE, Command, CommandAtt
 from app.db import transaction
 from meters.transport import GatewayClient
 from tests.conftest import wait_until
-from tests.factories import EstateFactory, balance_of, entries_of, meter_of
+from tests.factories import balance_of, entries_of, meter_of
 from tests.payflow import post_notification, start_payment
 
 
@@ -40,9 +40,7 @@ def read_relay(stack, gateway_index, unit_id) -> bool:
 
 def test_consumption_becomes_charges_to_the_fen(stack, engine):
     sim = stack.start_sim([[1]])
-    estate = EstateFactory(engine)
-    gw = estate.gateway(sim.gateways[0].host, sim.gateways[0].port)
-    number = estate.account(gateway_id=gw, unit_id=1, balance_fen=10_000, price="0.5583")
+    number = stack.household(1, balance_fen=10_000, price="0.5583")
     stack.start_worker()
     wait_until(lambda: meter_of(engine, number).last_energy_wh is not None, message="no first reading")
 
@@ -57,9 +55,7 @@ def test_consumption_becomes_charges_to_the_fen(stack, engine):
 
 def test_exhausted_balance_queues_a_cut_and_the_meter_confirms_it(stack, engine):
     sim = stack.start_sim([[1]])
-    estate = EstateFactory(engine)
-    gw = estate.gateway(sim.gateways[0].host, sim.gateways[0].port)
-    number = estate.account(gateway_id=gw, unit_id=1, balance_fen=100, price="1.0000")
+    number = stack.household(1, balance_fen=100, price="1.0000")
     stack.start_worker()
     wait_until(lambda: meter_of(engine, number).last_energy_wh is not None)
     sim.meter(0, 1).add_energy_wh(2_000)  # 2 元 against 1 元
@@ -71,10 +67,7 @@ def test_exhausted_balance_queues_a_cut_and_the_meter_confirms_it(stack, engine)
 
 def test_restore_for_a_silent_meter_is_retried_then_completes(stack, engine):
     sim = stack.start_sim([[1]])
-    estate = EstateFactory(engine)
-    gw = estate.gateway(sim.gateways[0].host, sim.gateways[0].port)
-    number = estate.account(gateway_id=gw, unit_id=1, balance_fen=-500, relay_open=True)
-    sim.meter(0, 1).relay_open = True
+    number = stack.household(1, balance_fen=-500, relay_open=True)
     sim.meter(0, 1).offline = True
     stack.start_web()
     stack.start_worker()
@@ -99,11 +92,8 @@ def test_restore_for_a_silent_meter_is_retried_then_completes(stack, engine):
 
 def test_gateway_added_while_running_is_picked_up_on_first_command(stack, engine):
     stack.start_worker()  # no gateways yet
-    sim = stack.start_sim([[4]])
-    sim.meter(0, 4).relay_open = True
-    estate = EstateFactory(engine)
-    gw = estate.gateway(sim.gateways[0].host, sim.gateways[0].port)
-    number = estate.account(gateway_id=gw, unit_id=4, balance_fen=-500, relay_open=True)
+    stack.start_sim([[4]])
+    number = stack.household(4, balance_fen=-500, relay_open=True)
     stack.start_web()
     sandbox = stack.app.state.providers.sandbox_alipay
     with httpx.Client(base_url=stack.base_url, follow_redirects=False) as client:
