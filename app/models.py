@@ -2,6 +2,7 @@
 
 from sqlmodel import SQLModel
 
+from app.anomalies.models import Anomaly
 from app.commands.models import Command, CommandAttempt
 from app.estate.models import Account, Building, Estate, Gateway, Meter, Reading
 from app.ledger.models import LedgerEntry
@@ -11,6 +12,6 @@ from app.orders.models import Order, RefusedNotification
 metadata = SQLModel.metadata
 
 __all__ = [
-    "Account", "Building", "Command", "CommandAttempt", "Estate", "Gateway", "LedgerEntry",
+    "Account", "Anomaly", "Building", "Command", "CommandAttempt", "Estate", "Gateway", "LedgerEntry",
     "Meter", "Notice", "Order", "Reading", "RefusedNotification", "metadata",
 ]

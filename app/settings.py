@@ -29,6 +29,8 @@ class Settings(BaseSettings):
     poll_interval_s: float = 5.0
     sweep_interval_s: float = 1.0
     gateway_reload_s: float = 30.0
+    breaker_failures: int = 3  # failed polls in a row before a meter is marked offline
+    breaker_probe_s: float = 60.0  # how often an offline meter is probed
     modbus_timeout_s: float = 1.0
     confirm_timeout_s: float = 5.0
     restore_expiry_s: float = 24 * 3600.0

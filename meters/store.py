@@ -12,11 +12,14 @@ from sqlalchemy import case
 from sqlalchemy.engine import Engine
 from sqlmodel import select
 
+from app.anomalies.models import (COMMAND_EXPIRED, ENERGY_BACKWARDS, ENERGY_JUMP, ENERGY_WHILE_OPEN,
+                                  METER_OFFLINE, STATE_CHANGED_OFFLINE, Anomaly)
 from app.billing.services import cut_if_exhausted, post_consumption
 from app.commands.models import CUT, DONE, EXPIRED, PENDING, RESTORE, Command, CommandAttempt
 from app.db import transaction, utcnow
 from app.estate.models import Account, Gateway, Meter, Reading
 from app.notices.models import POWER_CUT, POWER_RESTORED, Notice
+from meters.assess import BACKWARDS, JUMP, WHILE_OPEN, assess
 
 CONFIRMED = "confirmed"
 MAX_BACKOFF_S = 60.0
@@ -103,10 +106,7 @@ def record_attempt(engine: Engine, command_id: int, result: AttemptResult) -> st
         meter = s.get(Meter, command.meter_id)
         if result.relay_open is not None:
             meter.relay_open = result.relay_open
-            meter.online = True
-        elif result.outcome in ("timeout", "exception", "connection"):
-            meter.online = False
-        s.add(meter)
+            s.add(meter)
         now = result.finished_at
         if result.outcome == CONFIRMED:
             command.state = DONE
@@ -115,8 +115,7 @@ def record_attempt(engine: Engine, command_id: int, result: AttemptResult) -> st
                 kind = POWER_CUT if command.action == CUT else POWER_RESTORED
                 s.add(Notice(account_id=meter.account_id, kind=kind))
         elif now >= command.expires_at:
-            command.state = EXPIRED
-            command.completed_at = now
+            _expire(s, command, now, f"last attempt: {result.outcome} {result.detail}")
         else:
             backoff = min(MAX_BACKOFF_S, 0.5 * 2 ** min(command.attempts - 1, 10))
             command.next_attempt_at = min(now + dt.timedelta(seconds=backoff), command.expires_at)
@@ -124,33 +123,117 @@ def record_attempt(engine: Engine, command_id: int, result: AttemptResult) -> st
         return command.state
 
 
-def record_reading(engine: Engine, meter_id: int, energy_wh: int, relay_open: bool,
-                   read_at: dt.datetime) -> None:
-    """Store a poll's result: charge the consumption since the last reading and queue a cut
-    when the balance is exhausted, in one transaction."""
+@dataclass(frozen=True)
+class ReadingResult:
+    meter_id: int
+    energy_wh: int
+    relay_open: bool
+    read_at: dt.datetime
+
+
+def record_readings(engine: Engine, results: list[ReadingResult]) -> None:
+    """Store a batch of poll results in one transaction: judge each against the meter's last
+    reading (`meters.assess`), charge plausible consumption, record anomalies (never charged),
+    reconcile a meter that was offline, and queue a cut where the balance is exhausted."""
+    if not results:
+        return
+    with transaction(engine) as s:
+        ids = [r.meter_id for r in results]
+        meters = {m.id: m for m in s.exec(select(Meter).where(Meter.id.in_(ids)).with_for_update())}
+        account_ids = {m.account_id for m in meters.values() if m.account_id is not None}
+        accounts = {a.id: a for a in s.exec(select(Account).where(Account.id.in_(account_ids)))}
+        for r in results:
+            meter = meters.get(r.meter_id)
+            if meter is not None:
+                _record_one(s, meter, accounts.get(meter.account_id), r)
+
+
+def _record_one(s, meter: Meter, account: Account | None, r: ReadingResult) -> None:
+    verdict = assess(previous_wh=meter.last_energy_wh, previous_at=meter.last_read_at,
+                     previous_relay_open=meter.relay_open, energy_wh=r.energy_wh,
+                     relay_open=r.relay_open, read_at=r.read_at, max_power_w=meter.max_power_w)
+    if not meter.online:
+        _reconcile_after_outage(s, meter, r)
+    if verdict.chargeable and account is not None:
+        post_consumption(s, meter, account, verdict.energy_wh,
+                         interval=f"{meter.last_energy_wh}:{r.energy_wh}")
+    elif verdict.verdict in ANOMALOUS:
+        _note_energy_anomaly(s, meter, verdict, r)
+    if meter.last_energy_wh != r.energy_wh or meter.relay_open != r.relay_open:
+        s.add(Reading(meter_id=meter.id, read_at=r.read_at, energy_wh=r.energy_wh,
+                      relay_open=r.relay_open))
+    meter.last_energy_wh = r.energy_wh
+    meter.relay_open = r.relay_open
+    meter.last_read_at = r.read_at
+    meter.online = True
+    meter.failures_in_row = 0
+    s.add(meter)
+    if account is not None:
+        cut_if_exhausted(s, meter, account)
+
+
+ANOMALOUS = {BACKWARDS: ENERGY_BACKWARDS, JUMP: ENERGY_JUMP, WHILE_OPEN: ENERGY_WHILE_OPEN}
+
+
+def _note_energy_anomaly(s, meter: Meter, verdict, r: ReadingResult) -> None:
+    kind = ANOMALOUS[verdict.verdict]
+    if kind == ENERGY_WHILE_OPEN:  # one open anomaly per episode, growing while it lasts
+        open_one = s.exec(select(Anomaly).where(Anomaly.meter_id == meter.id, Anomaly.kind == kind,
+                                                Anomaly.resolved_at.is_(None))).first()
+        if open_one is not None:
+            open_one.to_wh = r.energy_wh
+            open_one.energy_wh = (open_one.energy_wh or 0) + verdict.energy_wh
+            s.add(open_one)
+            return
+    s.add(Anomaly(kind=kind, meter_id=meter.id, account_id=meter.account_id,
+                  from_wh=meter.last_energy_wh, to_wh=r.energy_wh, energy_wh=verdict.energy_wh,
+                  detail=f"{meter.last_energy_wh} Wh at {meter.last_read_at:%Y-%m-%d %H:%M:%S} UTC "
+                         f"→ {r.energy_wh} Wh at {r.read_at:%Y-%m-%d %H:%M:%S} UTC; not charged"))
+
+
+def _reconcile_after_outage(s, meter: Meter, r: ReadingResult) -> None:
+    """A meter answers again: adopt the relay state it reports; if that is not what we last knew
+    and no command of ours explains it, a person must know (restored by hand, tripped locally)."""
+    if meter.relay_open is None or meter.relay_open == r.relay_open:
+        return
+    pending = s.exec(select(Command.id).where(Command.meter_id == meter.id,
+                                              Command.state == PENDING)).first()
+    if pending is None:
+        s.add(Anomaly(kind=STATE_CHANGED_OFFLINE, meter_id=meter.id, account_id=meter.account_id,
+                      detail=f"relay was {'open' if meter.relay_open else 'closed'} before the "
+                             f"outage, reads {'open' if r.relay_open else 'closed'} after it"))
+
+
+def record_poll_failure(engine: Engine, meter_id: int, detail: str, threshold: int) -> bool:
+    """Count a failed poll. At `threshold` failures in a row the meter is marked offline and an
+    anomaly is raised (once per outage). Returns True when the meter is (now) offline."""
     with transaction(engine) as s:
         meter = s.get(Meter, meter_id, with_for_update=True)
-        previous_wh = meter.last_energy_wh
-        changed = previous_wh != energy_wh or meter.relay_open != relay_open
-        account = s.get(Account, meter.account_id) if meter.account_id else None
-        if account is not None and previous_wh is not None and energy_wh > previous_wh:
-            post_consumption(s, meter, account, previous_wh, energy_wh)
-        if previous_wh is None or energy_wh >= previous_wh:
-            meter.last_energy_wh = energy_wh  # a register that went back is never charged twice
-        meter.relay_open = relay_open
-        meter.last_read_at = read_at
-        meter.online = True
-        s.add(meter)
-        if changed:
-            s.add(Reading(meter_id=meter.id, read_at=read_at, energy_wh=energy_wh,
-                          relay_open=relay_open))
-        if account is not None:
-            cut_if_exhausted(s, meter, account)
-
-
-def record_poll_failure(engine: Engine, meter_id: int) -> None:
-    with transaction(engine) as s:
-        meter = s.get(Meter, meter_id)
-        if meter.online:
+        meter.failures_in_row += 1
+        if meter.online and meter.failures_in_row >= threshold:
             meter.online = False
-            s.add(meter)
+            s.add(Anomaly(kind=METER_OFFLINE, meter_id=meter.id, account_id=meter.account_id,
+                          detail=f"{meter.failures_in_row} failed polls in a row: {detail}"[:500]))
+        s.add(meter)
+        return not meter.online
+
+
+def expire_overdue_commands(engine: Engine, now: dt.datetime | None = None) -> int:
+    """Commands still pending past their expiry become expired, each an anomaly."""
+    now = now or utcnow()
+    with transaction(engine) as s:
+        overdue = s.exec(select(Command).where(Command.state == PENDING,
+                                               Command.expires_at <= now)).all()
+        for command in overdue:
+            _expire(s, command, now, "expired before any confirmed attempt")
+        return len(overdue)
+
+
+def _expire(s, command: Command, now: dt.datetime, why: str) -> None:
+    command.state = EXPIRED
+    command.completed_at = now
+    s.add(command)
+    meter = s.get(Meter, command.meter_id)
+    s.add(Anomaly(kind=COMMAND_EXPIRED, meter_id=meter.id, account_id=meter.account_id,
+                  command_id=command.id,
+                  detail=f"{command.action} after {command.attempts} attempts: {why}"[:500]))

@@ -1,10 +1,6 @@
-"""The worker: one asyncio task and one Modbus client per gateway.
-
-Each gateway loop runs due commands first (restores before cuts), then a poll round of its
-meters, checking for newly woken commands between two meters, so a restore waits for at most
-one bus transaction. A command is written, then the relay is read back until it matches or
-the attempt's deadline passes; every attempt is recorded. No SQL and no register numbers here:
-the database side is `meters.store`, the protocol side `meters.transport`.
+"""The worker: one asyncio task and one Modbus client per gateway (see `meters.gateway_loop`),
+the gateways it is responsible for, and how it hears of new commands. No SQL and no register
+numbers here: the database side is `meters.store`, the protocol side `meters.transport`.
 """
 
 from __future__ import annotations
@@ -12,124 +8,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 from sqlalchemy.engine import Engine
 
 from app import wakeup
-from app.db import utcnow
 from app.settings import Settings
 from meters import store
-from meters.store import CONFIRMED, AttemptResult, DueCommand, GatewaySpec
-from meters.transport import GatewayClient, MeterError
+from meters.gateway_loop import GatewayLoop
+from meters.store import GatewaySpec
+from meters.transport import GatewayClient
 
 log = logging.getLogger(__name__)
 
 ClientFactory = Callable[[GatewaySpec], GatewayClient]
-
-
-class GatewayLoop:
-    def __init__(self, spec: GatewaySpec, client: GatewayClient, engine: Engine, settings: Settings):
-        self.spec = spec
-        # Database calls run in threads of this gateway's own: reads never queue behind another
-        # gateway's writes, nor behind this gateway's attempt being stored.
-        self.read_thread = ThreadPoolExecutor(1, thread_name_prefix=f"gw{spec.gateway_id}-read")
-        self.write_thread = ThreadPoolExecutor(1, thread_name_prefix=f"gw{spec.gateway_id}-write")
-        self.client = client
-        self.engine = engine
-        self.settings = settings
-        self.wake = asyncio.Event()
-        self.recording: dict[int, asyncio.Task] = {}  # command id → its attempt being stored
-        self.recorded_at: dict[int, float] = {}  # command id → when its last attempt was stored
-
-    async def db(self, fn, *args):
-        """Run a store function that writes, in order, off the event loop."""
-        return await asyncio.get_running_loop().run_in_executor(
-            self.write_thread, fn, self.engine, *args)
-
-    async def db_read(self, fn, *args):
-        return await asyncio.get_running_loop().run_in_executor(
-            self.read_thread, fn, self.engine, *args)
-
-    async def run(self) -> None:
-        loop = asyncio.get_running_loop()
-        next_poll = loop.time()
-        while True:
-            self.wake.clear()
-            await self.run_due_commands()
-            if loop.time() >= next_poll:
-                await self.poll_round()
-                next_poll = loop.time() + self.settings.poll_interval_s
-            timeout = max(0.0, min(next_poll - loop.time(), self.settings.sweep_interval_s))
-            try:
-                await asyncio.wait_for(self.wake.wait(), timeout)
-            except TimeoutError:
-                pass
-
-    async def run_due_commands(self) -> None:
-        loop = asyncio.get_running_loop()
-        read_started = loop.time()
-        due = await self.db_read(store.due_commands, self.spec.gateway_id)
-        # A read that began before an attempt was stored may still show that command as due.
-        self.recorded_at = {cid: t for cid, t in self.recorded_at.items() if t >= read_started}
-        for command in due:
-            if command.command_id in self.recording or command.command_id in self.recorded_at:
-                continue
-            await self.execute(command)
-
-    async def execute(self, command: DueCommand) -> asyncio.Task:
-        """Write the relay command, then read the relay until it is in the wanted state or the
-        confirmation deadline passes. The attempt is stored by a task of its own, so the bus
-        goes on to the next command while the database records this one; until then the
-        command is not run again. Returns that task (its result: the command's new state)."""
-        loop = asyncio.get_running_loop()
-        started = utcnow()
-        relay_open = None
-        try:
-            await self.client.write_relay(command.unit_id, command.wants_open)
-            deadline = loop.time() + self.settings.confirm_timeout_s
-            while True:
-                relay_open = await self.client.read_relay(command.unit_id)
-                if relay_open == command.wants_open:
-                    result = AttemptResult(started, utcnow(), CONFIRMED, relay_open)
-                    break
-                if loop.time() >= deadline:
-                    result = AttemptResult(started, utcnow(), "mismatch", relay_open,
-                                           detail="relay did not move before the deadline")
-                    break
-                await asyncio.sleep(0.05)
-        except MeterError as exc:
-            result = AttemptResult(started, utcnow(), exc.kind, relay_open,
-                                   exception_code=exc.exception_code, detail=str(exc))
-        task = asyncio.create_task(self._record(command, result))
-        self.recording[command.command_id] = task
-        return task
-
-    async def _record(self, command: DueCommand, result: AttemptResult) -> str:
-        try:
-            state = await self.db(store.record_attempt, command.command_id, result)
-        finally:
-            del self.recording[command.command_id]
-            self.recorded_at[command.command_id] = asyncio.get_running_loop().time()
-        log.info("%s meter %s unit %s: %s -> %s", command.action, command.meter_id,
-                 command.unit_id, result.outcome, state)
-        if state != "pending":
-            self.wake.set()  # the next due command may be waiting for this one's outcome
-        return state
-
-    async def poll_round(self) -> None:
-        for meter in self.spec.meters:
-            if self.wake.is_set():  # a command was queued: it goes out before the next read
-                self.wake.clear()
-                await self.run_due_commands()
-            try:
-                snapshot = await self.client.read_snapshot(meter.unit_id)
-            except MeterError:
-                await self.db(store.record_poll_failure, meter.meter_id)
-                continue
-            await self.db(store.record_reading, meter.meter_id, snapshot.energy_wh,
-                          snapshot.relay_open, utcnow())
 
 
 class Worker:
@@ -182,8 +74,7 @@ class Worker:
         await asyncio.gather(task, return_exceptions=True)
         gateway_loop = self.loops.pop(gateway_id)
         await gateway_loop.client.close()
-        gateway_loop.read_thread.shutdown(wait=False)
-        gateway_loop.write_thread.shutdown(wait=False)
+        await asyncio.to_thread(gateway_loop.close)
 
     async def run(self) -> None:
         """Run every gateway's loop until cancelled; look for new or changed gateways every

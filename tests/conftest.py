@@ -154,7 +154,7 @@ class Stack:
         return self.sim
 
     def household(self, unit_id: int, *, balance_fen: int = 0, relay_open: bool = False,
-                  price: str = "0.5583", gateway_index: int = 0) -> str:
+                  price: str = "0.5583", gateway_index: int = 0, **account) -> str:
         """An account whose meter is `unit_id` on the simulator's gateway `gateway_index`, its
         relay set the same on the meter and in the database; returns the 户号."""
         from tests.factories import EstateFactory
@@ -166,7 +166,8 @@ class Stack:
             self._gateway_ids[gateway_index] = self._estate.gateway(gw.host, gw.port)
         self.sim.meter(gateway_index, unit_id).relay_open = relay_open
         return self._estate.account(gateway_id=self._gateway_ids[gateway_index], unit_id=unit_id,
-                                    balance_fen=balance_fen, relay_open=relay_open, price=price)
+                                    balance_fen=balance_fen, relay_open=relay_open, price=price,
+                                    **account)
 
     def start_worker(self):
         from meters.worker import Worker

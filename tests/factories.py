@@ -34,7 +34,8 @@ class EstateFactory:
 
     def account(self, *, gateway_id: int, unit_id: int, balance_fen: int = 0,
                 relay_open: bool | None = False, price: str = "0.5583",
-                number: str | None = None, holder_name: str = "张三") -> str:
+                number: str | None = None, holder_name: str = "张三",
+                max_power_w: int = 13_800) -> str:
         """An account with one meter; returns its 户号."""
         self._count += 1
         number = number or f"9{self._count:05d}"
@@ -46,7 +47,7 @@ class EstateFactory:
             s.add(account)
             s.flush()
             s.add(Meter(account_id=account.id, gateway_id=gateway_id, unit_id=unit_id,
-                        relay_open=relay_open))
+                        relay_open=relay_open, max_power_w=max_power_w))
             if balance_fen:
                 post_entry(s, account_id=account.id, amount_fen=balance_fen, kind=OPENING,
                            idempotency_key=f"opening:{number}")

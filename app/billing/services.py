@@ -16,15 +16,15 @@ E7 = Decimal(10) ** 7  # billed totals are kept as integers of 1e-7 yuan: exact 
 
 
 def post_consumption(session: Session, meter: Meter, account: Account,
-                     from_wh: int, to_wh: int) -> int:
-    """Charge `account` for the energy its meter counted between two readings; returns fen posted.
+                     energy_wh: int, *, interval: str) -> int:
+    """Charge `account` for `energy_wh` its meter counted over `interval` (the two register
+    readings, "from:to" in Wh); returns fen posted.
 
     The exact cost accumulates on the meter (`billed_exact_e7`); the charge posted is whatever
     brings the posted total to the exact total rounded once (see `app.money.post_increment`),
     so the sub-fen remainder is carried, never lost or invented. The idempotency key is the
-    interval itself, so the same interval processed twice charges once.
+    meter and the interval, so the same interval processed twice charges once.
     """
-    energy_wh = to_wh - from_wh
     if energy_wh <= 0:
         return 0
     exact = energy_cost(energy_wh, account.price_yuan_per_kwh)
@@ -32,7 +32,7 @@ def post_consumption(session: Session, meter: Meter, account: Account,
     fen = post_increment(before, exact)
     entry = post_entry(
         session, account_id=account.id, amount_fen=-fen, kind=CHARGE,
-        idempotency_key=f"charge:{meter.id}:{from_wh}:{to_wh}",
+        idempotency_key=f"charge:{meter.id}:{interval}",
         memo=f"{energy_wh} Wh × {account.price_yuan_per_kwh} 元/kWh", energy_wh=energy_wh,
     )
     if entry is None:

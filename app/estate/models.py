@@ -48,6 +48,9 @@ class Gateway(SQLModel, table=True):
     name: str
     host: str
     port: int
+    # Row lease: the worker that polls this gateway, until when (see meters/leases.py).
+    leased_by: str | None = None
+    lease_expires_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class Meter(SQLModel, table=True):
@@ -66,6 +69,8 @@ class Meter(SQLModel, table=True):
     last_energy_wh: int | None = None
     last_read_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
     online: bool = True
+    failures_in_row: int = 0  # the circuit breaker opens (online False) at a threshold
+    max_power_w: int = 13_800  # what the breaker passes (60 A × 230 V): readings above are jumps
     billed_exact_e7: int = Field(default=0, sa_type=sa.BigInteger)
     billed_fen: int = Field(default=0, sa_type=sa.BigInteger)
 

@@ -40,7 +40,8 @@ def read_relay(stack, gateway_index, unit_id) -> bool:
 
 def test_consumption_becomes_charges_to_the_fen(stack, engine):
     sim = stack.start_sim([[1]])
-    number = stack.household(1, balance_fen=10_000, price="0.5583")
+    # Energy is added in steps no 60 A breaker passes in a poll interval: a big breaker here.
+    number = stack.household(1, balance_fen=10_000, price="0.5583", max_power_w=10**9)
     stack.start_worker()
     wait_until(lambda: meter_of(engine, number).last_energy_wh is not None, message="no first reading")
 
@@ -55,7 +56,7 @@ def test_consumption_becomes_charges_to_the_fen(stack, engine):
 
 def test_exhausted_balance_queues_a_cut_and_the_meter_confirms_it(stack, engine):
     sim = stack.start_sim([[1]])
-    number = stack.household(1, balance_fen=100, price="1.0000")
+    number = stack.household(1, balance_fen=100, price="1.0000", max_power_w=10**9)
     stack.start_worker()
     wait_until(lambda: meter_of(engine, number).last_energy_wh is not None)
     sim.meter(0, 1).add_energy_wh(2_000)  # 2 元 against 1 元

@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+import datetime as dt
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+from app.db import UTCDateTime, utcnow
+
+# Kinds of anomaly, each something a manager must look at.
+COMMAND_EXPIRED = "command_expired"  # a cut or restore never confirmed before its expiry
+METER_OFFLINE = "meter_offline"  # N failures in a row: the breaker opened
+STATE_CHANGED_OFFLINE = "state_changed_offline"  # came back with a relay state we did not set
+ENERGY_BACKWARDS = "energy_backwards"  # the register went down (reset, replaced, misread)
+ENERGY_JUMP = "energy_jump"  # more than the breaker could pass in the interval
+ENERGY_WHILE_OPEN = "energy_while_open"  # counted while the relay read open: bypass (窃电)?
+
+
+class Anomaly(SQLModel, table=True):
+    """Something wrong that the system would not decide alone: kept until a manager resolves it.
+
+    `energy_wh` and `from_wh`/`to_wh` carry the energy that was NOT charged because of it."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(index=True)
+    meter_id: int | None = Field(default=None, foreign_key="meter.id", index=True)
+    account_id: int | None = Field(default=None, foreign_key="account.id", index=True)
+    command_id: int | None = Field(default=None, foreign_key="command.id")
+    detail: str = ""
+    from_wh: int | None = Field(default=None, sa_type=sa.BigInteger)
+    to_wh: int | None = Field(default=None, sa_type=sa.BigInteger)
+    energy_wh: int | None = Field(default=None, sa_type=sa.BigInteger)
+    created_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, index=True)
+    resolved_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
+    resolution: str = ""
