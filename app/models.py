@@ -4,7 +4,8 @@ from sqlmodel import SQLModel
 
 from app.anomalies.models import Anomaly
 from app.commands.models import Command, CommandAttempt
-from app.estate.models import Account, Building, Estate, Gateway, Meter, Reading
+from app.estate.models import (Account, Building, Estate, Gateway, Meter, Reading,
+                               WorkerHeartbeat)
 from app.ledger.models import LedgerEntry
 from app.notices.models import Notice
 from app.orders.models import Order, RefusedNotification
@@ -13,5 +14,5 @@ metadata = SQLModel.metadata
 
 __all__ = [
     "Account", "Anomaly", "Building", "Command", "CommandAttempt", "Estate", "Gateway", "LedgerEntry",
-    "Meter", "Notice", "Order", "Reading", "RefusedNotification", "metadata",
+    "Meter", "Notice", "Order", "Reading", "RefusedNotification", "WorkerHeartbeat", "metadata",
 ]

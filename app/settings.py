@@ -29,6 +29,7 @@ class Settings(BaseSettings):
     poll_interval_s: float = 5.0
     sweep_interval_s: float = 1.0
     gateway_reload_s: float = 30.0
+    lease_ttl_s: float = 15.0  # a dead worker's gateways are taken over within ttl × 4/3
     breaker_failures: int = 3  # failed polls in a row before a meter is marked offline
     breaker_probe_s: float = 60.0  # how often an offline meter is probed
     modbus_timeout_s: float = 1.0

@@ -63,10 +63,15 @@ class AttemptResult:
     detail: str = ""
 
 
-def load_gateways(engine: Engine) -> list[GatewaySpec]:
+def load_gateways(engine: Engine, gateway_ids: set[int] | None = None) -> list[GatewaySpec]:
+    """The gateways (all, or those in `gateway_ids`) with their meters."""
     with transaction(engine, read_only=True) as s:
-        gateways = s.exec(select(Gateway).order_by(Gateway.id)).all()
-        meters = s.exec(select(Meter).order_by(Meter.gateway_id, Meter.unit_id)).all()
+        gq, mq = select(Gateway).order_by(Gateway.id), select(Meter)
+        if gateway_ids is not None:
+            gq = gq.where(Gateway.id.in_(gateway_ids))
+            mq = mq.where(Meter.gateway_id.in_(gateway_ids))
+        gateways = s.exec(gq).all()
+        meters = s.exec(mq.order_by(Meter.gateway_id, Meter.unit_id)).all()
     by_gateway: dict[int, list[MeterSpec]] = {}
     for m in meters:
         by_gateway.setdefault(m.gateway_id, []).append(MeterSpec(m.id, m.unit_id))

@@ -16,6 +16,7 @@ from app import wakeup
 from app.settings import Settings
 from meters import store
 from meters.gateway_loop import GatewayLoop
+from meters.leases import new_worker_id, release_leases, renew_leases
 from meters.store import GatewaySpec
 from meters.transport import GatewayClient
 
@@ -34,6 +35,7 @@ class Worker:
         self.client_factory = client_factory or (
             lambda spec: GatewayClient(spec.host, spec.port, timeout=settings.modbus_timeout_s))
         self.loops: dict[int, GatewayLoop] = {}
+        self.worker_id = new_worker_id()
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def wake(self, gateway_id: int) -> None:
@@ -49,9 +51,13 @@ class Worker:
             self._reload.set()
 
     async def sync_gateways(self) -> None:
-        """Start a loop for each new gateway, give running loops their current meter lists,
-        and stop the loops of gateways that are gone."""
-        specs = {s.gateway_id: s for s in await asyncio.to_thread(store.load_gateways, self.engine)}
+        """Renew this worker's gateway leases; start a loop for each gateway newly held, give
+        running loops their current meter lists, and stop the loops of gateways no longer held
+        (released, taken over, or deleted)."""
+        held = await asyncio.to_thread(renew_leases, self.engine, self.worker_id,
+                                       self.settings.lease_ttl_s)
+        specs = {s.gateway_id: s
+                 for s in await asyncio.to_thread(store.load_gateways, self.engine, held)}
         for gateway_id, spec in specs.items():
             current = self.loops.get(gateway_id)
             if current is None:
@@ -86,15 +92,17 @@ class Worker:
         listener = None
         if self.engine.dialect.name == "postgresql":
             listener = asyncio.create_task(self._listen(), name="pg-listen")
+        every = min(self.settings.gateway_reload_s, self.settings.lease_ttl_s / 3)
         try:
             await self.sync_gateways()
-            log.info("worker: %d gateways, %d meters", len(self.loops),
+            log.info("worker %s: %d gateways, %d meters", self.worker_id, len(self.loops),
                      sum(len(gl.spec.meters) for gl in self.loops.values()))
             while True:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._reload.wait(), self.settings.gateway_reload_s)
+                    await asyncio.wait_for(self._reload.wait(), every)
                 self._reload.clear()
                 await self.sync_gateways()
+                await asyncio.to_thread(store.expire_overdue_commands, self.engine)
                 for gateway_id, task in list(self._tasks.items()):
                     if task.done() and not task.cancelled():  # a loop must never die quietly
                         log.error("gateway %s loop stopped: %r; restarting", gateway_id,
@@ -107,6 +115,7 @@ class Worker:
                 listener.cancel()
             for gateway_id in list(self.loops):
                 await self._stop_gateway(gateway_id)
+            await asyncio.to_thread(release_leases, self.engine, self.worker_id)
 
     async def _listen(self) -> None:
         """Hear commands queued by other processes (PostgreSQL LISTEN/NOTIFY)."""

@@ -53,6 +53,15 @@ class Gateway(SQLModel, table=True):
     lease_expires_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
+class WorkerHeartbeat(SQLModel, table=True):
+    """A worker process that is alive: it shares the gateways (see meters/leases.py)."""
+
+    __tablename__ = "worker_heartbeat"
+
+    worker_id: str = Field(primary_key=True)
+    seen_at: dt.datetime = Field(sa_type=UTCDateTime)
+
+
 class Meter(SQLModel, table=True):
     """A physical prepaid meter and what we last read from it.
 

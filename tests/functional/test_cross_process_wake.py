@@ -28,7 +28,7 @@ def test_payment_in_web_process_wakes_worker_process(stack, engine, settings, tm
     worker = subprocess.Popen([sys.executable, "-m", "app.cli", "worker"], env=env,
                               stdout=log, stderr=subprocess.STDOUT)
     try:
-        wait_until(lambda: "worker: 1 gateways" in (tmp_path / "worker.log").read_text(),
+        wait_until(lambda: ": 1 gateways" in (tmp_path / "worker.log").read_text(),
                    message="worker did not start")
         time.sleep(0.5)  # let its LISTEN connection settle
         with TestClient(create_app(settings, engine), follow_redirects=False) as client:

@@ -41,6 +41,11 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_anomaly_kind'), ['kind'], unique=False)
         batch_op.create_index(batch_op.f('ix_anomaly_meter_id'), ['meter_id'], unique=False)
 
+    op.create_table('worker_heartbeat',
+    sa.Column('worker_id', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('seen_at', app.db.UTCDateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('worker_id')
+    )
     with op.batch_alter_table('gateway', schema=None) as batch_op:
         batch_op.add_column(sa.Column('leased_by', sqlmodel.sql.sqltypes.AutoString(), nullable=True))
         batch_op.add_column(sa.Column('lease_expires_at', app.db.UTCDateTime(timezone=True), nullable=True))
@@ -67,3 +72,4 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_anomaly_account_id'))
 
     op.drop_table('anomaly')
+    op.drop_table('worker_heartbeat')
