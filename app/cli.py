@@ -1,4 +1,4 @@
-"""`feikong demo | run | serve | worker | simulate | db upgrade | seed`."""
+"""`feikong demo | run | serve | worker | simulate | db upgrade | seed | quote`."""
 
 from __future__ import annotations
 
@@ -90,10 +90,10 @@ def _single_worker_lock() -> bool:
     return True
 
 
-def cmd_simulate(args) -> int:
-    from meters import simulator
+def cmd_quote(args) -> int:
+    from app.tariffs.quote import run
 
-    return simulator.main(args.rest)
+    return run(args)
 
 
 def cmd_demo(args) -> int:
@@ -111,15 +111,21 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("serve", help="the web application")
     sub.add_parser("worker", help="the meter worker")
     sub.add_parser("run", help="web and worker in one process (a single machine on SQLite)")
-    sim = sub.add_parser("simulate", help="simulated gateways and meters (see --help)",
-                         add_help=False)
-    sim.add_argument("rest", nargs=argparse.REMAINDER)
+    sub.add_parser("simulate", help="simulated gateways and meters (feikong simulate --help)")
     db = sub.add_parser("db", help="database migrations")
     db.add_argument("action", choices=["upgrade"])
     sub.add_parser("seed", help="create the demo estate")
+    from app.tariffs.quote import add_arguments as add_quote_arguments
+
+    add_quote_arguments(sub.add_parser("quote", help="price a usage with a tariff (docs/tariffs.md)"))
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["simulate"]:  # the simulator parses its own flags
+        from meters import simulator
+
+        return simulator.main(argv[1:])
     args = parser.parse_args(argv)
     handler = {"demo": cmd_demo, "run": cmd_run, "serve": cmd_serve, "worker": cmd_worker,
-               "simulate": cmd_simulate, "db": cmd_db, "seed": cmd_seed}[args.command]
+               "db": cmd_db, "seed": cmd_seed, "quote": cmd_quote}[args.command]
     return handler(args)
 
 

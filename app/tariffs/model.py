@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 
+from app.money import WH_PER_KWH
+
 KINDS = ("flat", "tiered", "tou", "tiered_tou")
 CYCLES = ("month", "year")
 MINUTES_PER_DAY = 24 * 60
@@ -87,6 +89,10 @@ class TieredTariff:
     bound_uplift_wh: int = 0
     kind: str = "tiered"
 
+    @property
+    def bound_uplift_kwh(self) -> Decimal:
+        return Decimal(self.bound_uplift_wh) / WH_PER_KWH
+
 
 @dataclass(frozen=True)
 class TouTariff:
@@ -108,6 +114,10 @@ class TieredTouTariff:
     seasons: tuple[Season, ...] = ()
     bound_uplift_wh: int = 0
     kind: str = "tiered_tou"
+
+    @property
+    def bound_uplift_kwh(self) -> Decimal:
+        return Decimal(self.bound_uplift_wh) / WH_PER_KWH
 
 
 Tariff = FlatTariff | TieredTariff | TouTariff | TieredTouTariff

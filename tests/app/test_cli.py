@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from sqlmodel import select
@@ -55,3 +56,23 @@ def test_second_worker_on_sqlite_refuses_to_start(env):
     finally:
         first.terminate()
         first.wait(10)
+
+
+def test_quote_prints_the_exact_charge(env):
+    examples = Path(__file__).resolve().parents[1] / "tariffs" / "examples"
+    result = feikong("quote", "--tariff", str(examples / "beijing_tiered.json"),
+                     "--usage", str(examples / "usage_300.json"), "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    assert '"charge_fen": 14949' in result.stdout
+
+
+def test_simulate_takes_its_own_flags(env):
+    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "simulate", "--gateways", "1",
+                             "--meters", "2", "--base-port", "0"], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("gateway 0: 127.0.0.1:") and "2 meters" in line
+    finally:
+        proc.terminate()
+        proc.wait(10)
