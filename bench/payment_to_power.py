@@ -20,10 +20,7 @@ import asyncio
 import concurrent.futures
 import os
 import shutil
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -40,6 +37,7 @@ from app.ledger.services import balance_fen, post_entry
 from app.migrate import upgrade
 from app.orders.models import Order
 from app.orders.providers import SANDBOX_ALIPAY_APP_ID
+from bench.common import free_ports, start_process, stop_process
 from meters.transport import GatewayClient
 from payments.sandbox import SandboxAlipay, ensure_sandbox_keys
 from tests.payflow import post_notification, start_payment
@@ -48,29 +46,6 @@ GATEWAYS, PER_GATEWAY, PAYMENTS = 5, 10, 200
 # One notification at a time (how payments arrive at an estate), then bursts of 10 at once.
 SCENARIOS = (("", 1), ("_burst10", 10))
 TOPUP_YUAN = "10"
-
-
-def free_ports(n: int) -> int:
-    """The first of `n` consecutive free ports."""
-    for _ in range(100):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = s.getsockname()[1]
-        if base + n >= 65535:
-            continue
-        try:
-            socks = []
-            for i in range(n):
-                sock = socket.socket()
-                socks.append(sock)
-                sock.bind(("127.0.0.1", base + i))
-            return base
-        except OSError:
-            continue
-        finally:
-            for sock in socks:
-                sock.close()
-    raise RuntimeError("no block of free ports")
 
 
 def setup_estate(engine, ports: list[int]) -> list[tuple[int, int, str]]:
@@ -118,16 +93,6 @@ def cut_again(engine, ports: list[int], households, round_no: int) -> None:
             meter = s.get(Meter, meter_id)
             meter.relay_open = True
             s.add(meter)
-
-
-def start_process(args: list[str], env: dict, ready: str, log: Path) -> subprocess.Popen:
-    """Start a subprocess and wait for the line that says it is ready."""
-    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=log.open("w"), text=True)
-    for line in proc.stdout:
-        if ready in line:
-            return proc
-    proc.kill()
-    raise RuntimeError(f"{' '.join(args[1:])} did not start; see {log}")
 
 
 def wait_for_restores(engine, first_id: int, count: int, timeout: float = 30) -> list[Command]:
@@ -198,11 +163,7 @@ def main() -> int:
     finally:
         client.close()
         for proc in (system, sim):
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop_process(proc)
         engine.dispose()
         shutil.rmtree(workdir, ignore_errors=True)
 

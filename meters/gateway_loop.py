@@ -26,7 +26,8 @@ from meters.transport import GatewayClient, MeterError
 
 log = logging.getLogger(__name__)
 
-READINGS_PER_BATCH = 64
+READINGS_PER_BATCH = 64  # readings are stored in batches of this many,
+FLUSH_EVERY_S = 0.5  # or at least this often (a slow bus must not hide its readings for a round)
 
 
 class GatewayLoop:
@@ -45,6 +46,9 @@ class GatewayLoop:
         self.breaker = Breaker(settings.breaker_failures, settings.breaker_probe_s)
         self.relay_open: dict[int, bool] = {}  # meter id → relay as last read on this bus
         self.readings: list[ReadingResult] = []
+        self.flushed_at = 0.0
+        self.rounds = 0  # poll rounds completed
+        self.last_round_s: float | None = None  # how long the last one took
         self.pending_writes: set[Future] = set()
 
     # --- database, off the event loop --------------------------------------------------------
@@ -71,6 +75,7 @@ class GatewayLoop:
                       exc_info=future.exception())
 
     def flush_readings(self) -> None:
+        self.flushed_at = asyncio.get_running_loop().time()
         if self.readings:
             batch, self.readings = self.readings, []
             self.db_later(store.record_readings, batch)
@@ -88,8 +93,11 @@ class GatewayLoop:
             self.wake.clear()
             await self.run_due_commands()
             if loop.time() >= next_poll:
+                started = loop.time()
                 await self.poll_round()
-                next_poll = loop.time() + self.settings.poll_interval_s
+                self.rounds += 1
+                self.last_round_s = loop.time() - started
+                next_poll = started + self.settings.poll_interval_s
             timeout = max(0.0, min(next_poll - loop.time(), self.settings.sweep_interval_s))
             try:
                 await asyncio.wait_for(self.wake.wait(), timeout)
@@ -172,6 +180,7 @@ class GatewayLoop:
             self.relay_open[meter.meter_id] = snapshot.relay_open
             self.readings.append(ReadingResult(meter.meter_id, snapshot.energy_wh,
                                                snapshot.relay_open, utcnow()))
-            if len(self.readings) >= READINGS_PER_BATCH:
+            if (len(self.readings) >= READINGS_PER_BATCH
+                    or loop.time() - self.flushed_at >= FLUSH_EVERY_S):
                 self.flush_readings()
         self.flush_readings()

@@ -7,12 +7,24 @@ write to the model, or refuses it with a Modbus exception code. (pymodbus 3.16 i
 datastore overrides; the action hook is the way in.)
 
 What the simulated meters do, as real ones do (METERS.md):
-- energy accrues at `load_w` while the relay is closed, never goes backwards, wraps at 2**32;
+- energy accrues at `load_w` (times the hour's multiplier of a load `profile`) while the relay
+  is closed, never goes backwards by itself, wraps at 2**32;
 - an accepted relay command is acknowledged at once, counted, and moves the relay only after
-  `relay_delay_s` (or never, in keep-power mode); until then the relay reads its old state;
-- FC06 is refused with exception 01, bad control words with 03, writes to read-only registers
-  with 02; an offline meter or an unknown unit id gets 0x0B from the gateway; a silent meter
-  gets no answer at all.
+  `relay_delay_s` (or never, in keep-power mode or with a welded contact); until then the relay
+  reads its old state;
+- FC06 is refused with exception 01 (unless the gateway's `fc06_accepted`), bad control words
+  with 03, writes to read-only registers with 02; an offline meter or an unknown unit id gets
+  0x0B from the gateway; a silent meter, or every unit of a silent gateway, gets no answer.
+
+Faults a real installation shows, as fields a test may flip at any time: `SimMeter.welded` (a
+cut is acknowledged and counted, the relay stays closed, no status bit says so),
+`SimMeter.bypass_w` (energy keeps flowing while the relay is open: bypass, 窃电),
+`SimMeter.jump_register()` and `SimMeter.set_energy_wh()` (the register jumps forward, or goes
+backwards when a meter is reset or replaced), `SimGateway.silent`, `SimGateway.fc06_accepted`.
+
+Model time is the meter's `clock()`: wall-clock seconds (Unix time), by default `wall_clock`,
+which starts at `time.time()` and then moves with `time.monotonic()`, so it never steps back.
+Inject another clock (a test's fake) to check a profile's hours without waiting.
 
 pymodbus's server answers each request with the unit and transaction id of the *latest* request
 on that connection, so an action must not keep a request waiting while the client sends the
@@ -24,11 +36,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import functools
+import json
+import math
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 from pymodbus.constants import ExcCodes
 from pymodbus.exceptions import NoSuchIdException
@@ -38,26 +55,93 @@ from pymodbus.simulator import DataType, SimData, SimDevice
 from meters import registers as r
 from meters.codec import MeterSnapshot, decode_relay_command, encode_block
 
+try:
+    from zoneinfo import ZoneInfo
+
+    LOCAL_TZ: dt.tzinfo = ZoneInfo("Asia/Shanghai")
+except Exception:  # no tz database: China has kept UTC+8 without daylight saving since 1991
+    LOCAL_TZ = dt.timezone(dt.timedelta(hours=8), "Asia/Shanghai")
+
 FC_READ_HOLDING_REGISTERS = 3
+FC_WRITE_SINGLE_REGISTER = 6
 FC_WRITE_MULTIPLE_REGISTERS = 16
 NOMINAL_VOLTAGE_DV = 2200  # 220.0 V
 NOMINAL_FREQUENCY_CHZ = 5000  # 50.00 Hz
 UNIT_IDS = range(1, 248)  # valid Modbus unit ids on a bus
 MAX_PASSWORD = 9999
+HOUR_S = 3600
+
+# Load profiles: the multiplier of `load_w` for each local hour (Asia/Shanghai) 0..23.
+PROFILES: dict[str, tuple[float, ...]] = {
+    # night 00-06 0.3, day 06-18 1.0, evening 18-22 2.5, late evening 22-24 1.0
+    "household": (0.3,) * 6 + (1.0,) * 12 + (2.5,) * 4 + (1.0,) * 2,
+}
+
+_WALL_AT_IMPORT = time.time()
+_MONOTONIC_AT_IMPORT = time.monotonic()
+
+
+def wall_clock() -> float:
+    """Unix time that never steps back: `time.time()` at import plus monotonic time since."""
+    return _WALL_AT_IMPORT + (time.monotonic() - _MONOTONIC_AT_IMPORT)
+
+
+def _profile_table(profile: str | None) -> tuple[float, ...] | None:
+    if profile is None:
+        return None
+    try:
+        table = PROFILES[profile]
+    except KeyError:
+        raise ValueError(f"unknown load profile {profile!r} (known: {', '.join(PROFILES)})") from None
+    if len(table) != 24:
+        raise ValueError(f"load profile {profile!r} needs 24 hourly multipliers")
+    return table
+
+
+def profile_multiplier(profile: str | None, at: float) -> float:
+    """The load multiplier at Unix time `at` (1.0 without a profile)."""
+    table = _profile_table(profile)
+    if table is None:
+        return 1.0
+    return table[dt.datetime.fromtimestamp(at, LOCAL_TZ).hour]
+
+
+def profile_energy_wh(load_w: float, profile: str | None, start: float, end: float) -> float:
+    """Energy (Wh) drawn by `load_w` under `profile` from `start` to `end` (Unix seconds).
+
+    Piecewise over local hours: each part of the interval uses its own hour's multiplier.
+    """
+    if end <= start or load_w <= 0:
+        return 0.0
+    table = _profile_table(profile)
+    if table is None:
+        return load_w * (end - start) / HOUR_S
+    joules = 0.0  # W·s
+    t = start
+    while t < end:
+        local = dt.datetime.fromtimestamp(t, LOCAL_TZ)
+        offset = local.utcoffset().total_seconds() if local.utcoffset() else 0.0
+        boundary = (math.floor((t + offset) / HOUR_S) + 1) * HOUR_S - offset  # next local hour
+        if boundary <= t:  # float rounding at an exact boundary
+            boundary = t + HOUR_S
+        step_end = min(boundary, end)
+        joules += table[local.hour] * (step_end - t)
+        t = step_end
+    return load_w * joules / HOUR_S
 
 
 @dataclass
 class SimMeter:
-    """The model of one meter. Times are `time.monotonic()` seconds.
+    """The model of one meter. Times are the meter's `clock()` seconds (Unix time).
 
     Change fields freely from a test; call `advance()` first if energy accrued so far should
-    use the old load or relay state.
+    use the old load, profile, bypass or relay state.
     """
 
     unit_id: int
     energy_wh: float = 0.0  # internal accumulator; register = int(energy_wh // 10) mod 2**32
     relay_open: bool = False
-    load_w: float = 0.0  # energy accrues at this power while the relay is closed
+    load_w: float = 0.0  # energy accrues at this power (times the profile) while closed
     relay_delay_s: float = 0.0  # between an accepted command and the relay moving
     offline: bool = False  # the gateway answers exception 0x0B for this unit
     command_counter: int = 0
@@ -65,16 +149,40 @@ class SimMeter:
     silent: bool = False  # neither the meter nor the gateway answers: the client times out
     password: int = 0
     remote_trip: bool = False  # opened by a remote cut (status bit), cleared by a restore
+    welded: bool = False  # the contact never opens: cuts counted, relay closed, no status bit
+    bypass_w: float = 0.0  # energy accrues at this power while the relay is open (窃电)
+    profile: str | None = None  # None: constant load_w; else a name in PROFILES
+    clock: Callable[[], float] = field(default=wall_clock, repr=False, compare=False)
     _accrued_at: float | None = field(default=None, init=False, repr=False, compare=False)
     _pending_open: bool | None = field(default=None, init=False, repr=False, compare=False)
     _pending_at: float = field(default=0.0, init=False, repr=False, compare=False)
     _timer: asyncio.TimerHandle | None = field(default=None, init=False, repr=False, compare=False)
+    _fc06_words: dict[int, int] = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        _profile_table(self.profile)
 
     def add_energy_wh(self, wh: float) -> None:
         """Add consumed energy (a meter's register never goes backwards)."""
         if wh < 0:
             raise ValueError("energy only grows")
         self.energy_wh += wh
+
+    def jump_register(self, wh: float) -> None:
+        """Fault: the total energy register jumps forward by `wh` at once."""
+        if not wh >= 0 or math.isinf(wh):
+            raise ValueError("a jump goes forward by a finite number of Wh")
+        self.energy_wh += wh
+
+    def set_energy_wh(self, wh: float, now: float | None = None) -> None:
+        """Set the register to `wh` at `now`, even backwards (a meter reset or replaced).
+
+        Energy accrued up to `now` is settled first, so the register reads `wh` from `now` on.
+        """
+        if not wh >= 0 or math.isinf(wh):
+            raise ValueError("energy is a finite number of Wh >= 0")
+        self.advance(now)
+        self.energy_wh = float(wh)
 
     @property
     def energy_raw(self) -> int:
@@ -90,9 +198,21 @@ class SimMeter:
         """The state the relay is about to move to, or None."""
         return self._pending_open
 
+    def now(self) -> float:
+        """The meter's time (its `clock()`)."""
+        return self.clock()
+
+    def power_w(self, now: float | None = None) -> float:
+        """The power flowing through the meter at `now`: the load (times its profile) while
+        the relay is closed, the bypass while it is open."""
+        if self.relay_open:
+            return max(self.bypass_w, 0.0)
+        now = self.clock() if now is None else now
+        return max(self.load_w, 0.0) * profile_multiplier(self.profile, now)
+
     def advance(self, now: float | None = None) -> None:
         """Bring the model up to `now`: accrue energy, move the relay if its delay has passed."""
-        now = time.monotonic() if now is None else now
+        now = self.clock() if now is None else now
         if self._pending_open is not None and now >= self._pending_at:
             self._accrue(self._pending_at)
             self._move_relay(self._pending_open)
@@ -105,8 +225,9 @@ class SimMeter:
 
         The relay moves `relay_delay_s` after `now` (at once if 0); until then it reads its old
         state. A newer command replaces a pending one. In keep-power mode a cut is counted but
-        the relay never opens. With `loop`, a timer also applies the move when it is due, so
-        `relay_open` is right even if nobody reads the meter.
+        the relay never opens; with a welded contact a cut is counted and the relay does not
+        open when its move is due. With `loop`, a timer also applies the move when it is due,
+        so `relay_open` is right even if nobody reads the meter.
         """
         self.advance(now)
         self.command_counter = (self.command_counter + 1) % (
@@ -132,10 +253,10 @@ class SimMeter:
 
     def snapshot(self, now: float | None = None) -> MeterSnapshot:
         """What the meter's registers say at `now`."""
+        now = self.clock() if now is None else now
         self.advance(now)
-        closed = not self.relay_open
         max_power = r.ACTIVE_POWER.datatype.max_value * r.POWER_W_PER_UNIT
-        power_w = min(max(int(self.load_w), 0), max_power) if closed else 0
+        power_w = min(int(self.power_w(now)), max_power)
         power_w -= power_w % r.POWER_W_PER_UNIT
         current_ca = min(
             power_w * 1000 // NOMINAL_VOLTAGE_DV, r.CURRENT.datatype.max_value
@@ -162,21 +283,33 @@ class SimMeter:
         )
 
     def _accrue(self, now: float) -> None:
-        if self._accrued_at is not None and now > self._accrued_at:
-            if not self.relay_open and self.load_w > 0:
-                self.energy_wh += self.load_w * (now - self._accrued_at) / 3600
-        if self._accrued_at is None or now > self._accrued_at:
+        start = self._accrued_at
+        if start is not None and now > start:
+            if self.relay_open:
+                if self.bypass_w > 0:
+                    self.energy_wh += self.bypass_w * (now - start) / HOUR_S
+            elif self.load_w > 0:
+                self.energy_wh += profile_energy_wh(self.load_w, self.profile, start, now)
+        if start is None or now > start:
             self._accrued_at = now
 
     def _move_relay(self, open_relay: bool) -> None:
         self._pending_open = None
+        if open_relay and self.welded:
+            return  # the contact is fused: it stays closed, and nothing in the status says so
         self.relay_open = open_relay
         self.remote_trip = open_relay
 
     def _on_relay_due(self) -> None:
         self._timer = None
-        if self._pending_open is not None:
-            self.advance(max(time.monotonic(), self._pending_at))
+        if self._pending_open is None:
+            return
+        now = self.clock()
+        if now < self._pending_at:  # an injected clock behind real time: the timer wins
+            self._accrue(now)
+            self._move_relay(self._pending_open)
+        else:
+            self.advance(now)
 
 
 def _meter_layout() -> list[SimData]:
@@ -190,11 +323,6 @@ def _meter_layout() -> list[SimData]:
 
 def _whole_address_space() -> list[SimData]:
     return [SimData(0, count=0x10000, datatype=DataType.REGISTERS)]
-
-
-async def _no_such_meter(*_args: object) -> ExcCodes:
-    """The catch-all device: the gateway finds nobody at this unit id."""
-    return ExcCodes.GATEWAY_NO_RESPONSE
 
 
 def _overlaps(address: int, count: int, reg: r.Register) -> bool:
@@ -211,6 +339,8 @@ class SimGateway:
     port: int = 0  # 0 before the first start: the OS picks; afterwards the real port
     bus_delay_s: float = 0.0  # per transaction, one at a time, like an RS-485 bus
     server: ModbusTcpServer | None = field(default=None, repr=False)
+    silent: bool = False  # accepts connections but answers no unit at all: clients time out
+    fc06_accepted: bool = False  # FC06 writes one word (see `_write_single`); else exception 01
     _bus: asyncio.Lock | None = field(default=None, init=False, repr=False)
 
     @property
@@ -230,7 +360,7 @@ class SimGateway:
             )
             for unit_id, meter in self.meters.items()
         ]
-        devices.append(SimDevice(0, simdata=_whole_address_space(), action=_no_such_meter))
+        devices.append(SimDevice(0, simdata=_whole_address_space(), action=self._no_such_meter))
         # ignore_missing_devices: a NoSuchIdException from an action means "send no answer".
         server = ModbusTcpServer(
             devices, address=(self.host, self.port), ignore_missing_devices=True
@@ -250,6 +380,12 @@ class SimGateway:
             server, self.server = self.server, None
             await server.shutdown()
 
+    async def _no_such_meter(self, *_args: object) -> ExcCodes:
+        """The catch-all device: the gateway finds nobody at this unit id."""
+        if self.silent:
+            raise NoSuchIdException("gateway is silent")  # server sends nothing
+        return ExcCodes.GATEWAY_NO_RESPONSE
+
     async def _meter_action(
         self,
         meter: SimMeter,
@@ -261,6 +397,10 @@ class SimGateway:
         set_values: list[int] | list[bool] | None,
     ) -> ExcCodes | None:
         """pymodbus hook, called before a request to this meter is answered."""
+        if self.silent:
+            raise NoSuchIdException(f"gateway {self.index} is silent")  # server sends nothing
+        if function_code == FC_WRITE_SINGLE_REGISTER and set_values is None:
+            return None  # pymodbus reads an accepted FC06 write back for its echo
         if self.bus_delay_s > 0 and self._bus is not None:
             async with self._bus:
                 await asyncio.sleep(self.bus_delay_s)
@@ -268,7 +408,7 @@ class SimGateway:
             raise NoSuchIdException(f"unit {meter.unit_id} is silent")  # server sends nothing
         if meter.offline:
             return ExcCodes.GATEWAY_NO_RESPONSE
-        now = time.monotonic()
+        now = meter.now()
         if function_code == FC_READ_HOLDING_REGISTERS and set_values is None:
             offset = r.BLOCK_START - start_address
             words = encode_block(meter.snapshot(now), password=meter.password)
@@ -276,12 +416,15 @@ class SimGateway:
             return None
         if function_code == FC_WRITE_MULTIPLE_REGISTERS and set_values is not None:
             return self._write(meter, address, [int(v) for v in set_values], now)
+        if function_code == FC_WRITE_SINGLE_REGISTER and set_values and self.fc06_accepted:
+            return self._write_single(meter, address, int(set_values[0]), now)
         return ExcCodes.ILLEGAL_FUNCTION
 
     def _write(self, meter: SimMeter, address: int, values: list[int], now: float) -> ExcCodes | None:
         """Apply an FC16 write to the model; a relay command moves the relay (after its delay)."""
         control = r.RELAY_CONTROL
         if address == control.address and len(values) == control.words:
+            meter._fc06_words.clear()
             command = decode_relay_command(values)
             if command is None:
                 return ExcCodes.ILLEGAL_VALUE
@@ -296,13 +439,47 @@ class SimGateway:
             return None
         return ExcCodes.ILLEGAL_ADDRESS  # read-only registers
 
+    def _write_single(self, meter: SimMeter, address: int, value: int, now: float) -> ExcCodes | None:
+        """Apply an FC06 write (only with `fc06_accepted`): one word at a time.
+
+        The relay control words are latched in order; the write to the last word completes
+        the command, so FC06 0x0057=1 then FC06 0x0058=1 is the cut that FC16 [1, 1] is. A word
+        that no command has at that place, or a last word without the ones before it, is
+        exception 03 (and drops the latch). Other registers behave as a one-word FC16.
+        """
+        control = r.RELAY_CONTROL
+        if not control.address <= address < control.end:
+            return self._write(meter, address, [value], now)
+        place = address - control.address
+        commands = (r.RELAY_CONTROL_CUT, r.RELAY_CONTROL_RESTORE)
+        latched = meter._fc06_words
+        if value not in {words[place] for words in commands} or any(
+            p not in latched for p in range(place)
+        ):
+            latched.clear()
+            return ExcCodes.ILLEGAL_VALUE
+        for later in [p for p in latched if p >= place]:
+            del latched[later]
+        latched[place] = value
+        if place < control.words - 1:
+            return None
+        words = [latched[p] for p in range(control.words)]
+        latched.clear()
+        command = decode_relay_command(words)
+        if command is None:
+            return ExcCodes.ILLEGAL_VALUE
+        meter.accept_command(command, now, asyncio.get_running_loop())
+        return None
+
 
 class Simulator:
     """Several gateways in one asyncio loop.
 
     `gateways` is either a list of unit-id lists (one per gateway) or a number of gateways,
     each with unit ids 1..`meters_per_gateway`. With `base_port` 0 each gateway gets a port
-    from the OS; otherwise gateway i listens on `base_port + i`.
+    from the OS; otherwise gateway i listens on `base_port + i`. `profile` (a name in
+    PROFILES), `fc06_accepted` and `clock` apply to every meter or gateway; change them per
+    meter or gateway afterwards if needed.
     """
 
     def __init__(
@@ -315,7 +492,11 @@ class Simulator:
         relay_delay_s: float = 0.0,
         load_w: float = 0.0,
         bus_delay_s: float = 0.0,
+        profile: str | None = None,
+        fc06_accepted: bool = False,
+        clock: Callable[[], float] | None = None,
     ) -> None:
+        _profile_table(profile)
         if isinstance(gateways, int):
             unit_lists = [list(range(1, meters_per_gateway + 1)) for _ in range(gateways)]
         else:
@@ -324,11 +505,25 @@ class Simulator:
         for index, units in enumerate(unit_lists):
             _check_unit_ids(index, units)
             meters = {
-                unit: SimMeter(unit, relay_delay_s=relay_delay_s, load_w=load_w) for unit in units
+                unit: SimMeter(
+                    unit,
+                    relay_delay_s=relay_delay_s,
+                    load_w=load_w,
+                    profile=profile,
+                    clock=clock or wall_clock,
+                )
+                for unit in units
             }
             port = base_port + index if base_port else 0
             self.gateways.append(
-                SimGateway(index, meters, host=host, port=port, bus_delay_s=bus_delay_s)
+                SimGateway(
+                    index,
+                    meters,
+                    host=host,
+                    port=port,
+                    bus_delay_s=bus_delay_s,
+                    fc06_accepted=fc06_accepted,
+                )
             )
 
     async def start(self) -> None:
@@ -409,40 +604,427 @@ async def serve_forever(sim: Simulator, announce: Callable[[str], None] | None =
         await sim.stop()
 
 
+# --- `feikong simulate`: flags, a JSON config, injected faults ---------------------------------
+
+DEFAULTS: dict[str, Any] = {
+    "gateways": 1,  # a number, or (config only) a list of unit-id lists, one per gateway
+    "meters": 10,
+    "host": "127.0.0.1",
+    "base_port": 15020,
+    "relay_delay": 0.0,
+    "load_w": 0.0,
+    "bus_delay": 0.0,
+    "profile": None,
+    "energy_wh": 0.0,
+    "fc06": False,
+    "fault_delay": 0.0,
+}
+
+# Fault kinds (flag `--kind` with "_" as "-", config key `kind`) and the form of their value.
+FAULT_FORMS: dict[str, str] = {
+    "offline": "G:U",
+    "silent": "G:U",
+    "keep_power": "G:U",
+    "welded": "G:U",
+    "bypass": "G:U:W",
+    "silent_gateway": "G",
+    "jump": "G:U:WH",
+    "backwards": "G:U:WH",
+}
+EVENT_KINDS = frozenset({"jump", "backwards"})  # one-off register faults, applied after start
+MAX_GATEWAYS = 1000
+
+
+class UsageError(ValueError):
+    """A bad flag or config value; the message names the flag or key."""
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One injected fault: `kind` from FAULT_FORMS, on gateway `gateway` (unit `unit`)."""
+
+    kind: str
+    gateway: int
+    unit: int | None = None
+    amount: float = 0.0  # W for bypass, Wh for jump and backwards
+    origin: str = ""  # where it was given, for error messages
+
+    @property
+    def is_event(self) -> bool:
+        return self.kind in EVENT_KINDS
+
+    def __str__(self) -> str:
+        parts = [str(self.gateway)]
+        if self.unit is not None:
+            parts.append(str(self.unit))
+        if FAULT_FORMS[self.kind].count(":") == 2:
+            parts.append(f"{self.amount:g}")
+        return f"{self.kind.replace('_', '-')} {':'.join(parts)}"
+
+
+def _whole(lo: int, hi: int, what: str = "") -> Callable[[str], int]:
+    prefix = f"{what}: " if what else ""
+
+    def convert(text: str) -> int:
+        try:
+            value = int(text)
+        except (TypeError, ValueError):
+            raise ValueError(f"{prefix}expected a whole number, got {text!r}") from None
+        if not lo <= value <= hi:
+            raise ValueError(f"{prefix}must be {lo}..{hi}, got {value}")
+        return value
+
+    return convert
+
+
+def _non_negative(text: str, what: str = "") -> float:
+    prefix = f"{what}: " if what else ""
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        raise ValueError(f"{prefix}expected a number, got {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{prefix}must be a finite number >= 0, got {text!r}")
+    return value
+
+
+def _profile_name(text: str) -> str | None:
+    if text in ("none", ""):
+        return None
+    if text not in PROFILES:
+        raise ValueError(f"unknown profile {text!r} (choose from {', '.join([*PROFILES, 'none'])})")
+    return text
+
+
+def parse_fault(kind: str, text: str, origin: str = "") -> Fault:
+    """Parse a fault value such as "0:3" or "1:2:300" (form FAULT_FORMS[kind])."""
+    form = FAULT_FORMS[kind]
+    parts = text.split(":")
+    if len(parts) != form.count(":") + 1:
+        raise ValueError(f"expected {form}, got {text!r}")
+    gateway = _whole(0, MAX_GATEWAYS - 1, "G")(parts[0])
+    unit = _whole(UNIT_IDS.start, UNIT_IDS.stop - 1, "U")(parts[1]) if len(parts) > 1 else None
+    amount = _non_negative(parts[2], form.split(":")[2]) if len(parts) > 2 else 0.0
+    return Fault(kind, gateway, unit, amount, origin or f"--{kind.replace('_', '-')} {text}")
+
+
+def _flag_type(convert: Callable[[str], Any]) -> Callable[[str], Any]:
+    """An argparse `type`: a ValueError becomes argparse's "argument --flag: message"."""
+
+    @functools.wraps(convert)
+    def wrapped(text: str) -> Any:
+        try:
+            return convert(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return wrapped
+
+
+SCALAR_FLAGS: dict[str, tuple[Callable[[str], Any], str, str]] = {
+    # key: (converter, metavar, help)
+    "gateways": (_whole(1, MAX_GATEWAYS), "N", "number of gateways"),
+    "meters": (_whole(1, 247), "N", "meters per gateway, unit ids 1..N"),
+    "host": (str, "HOST", "address to listen on"),
+    "base_port": (_whole(0, 65535), "PORT", "gateway i listens on PORT+i; 0: ports from the OS"),
+    "relay_delay": (_non_negative, "S", "seconds between an accepted command and the relay moving"),
+    "load_w": (_non_negative, "W", "load of every meter while its relay is closed"),
+    "bus_delay": (_non_negative, "S", "seconds per bus transaction (one at a time per gateway)"),
+    "profile": (_profile_name, "NAME", f"load profile: {', '.join(PROFILES)} or none"),
+    "energy_wh": (_non_negative, "WH", "every meter's energy register at start"),
+    "fault_delay": (_non_negative, "S", "apply --jump/--backwards S seconds after start"),
+}
+
+FAULT_HELP = {
+    "offline": "meter U of gateway G answers 0x0B",
+    "silent": "meter U of gateway G never answers",
+    "keep_power": "meter U of gateway G is in keep-power mode (status bit set)",
+    "welded": "meter U's relay never opens; no status bit says so",
+    "bypass": "meter U draws W watts while its relay is open",
+    "silent_gateway": "gateway G answers no unit at all",
+    "jump": "meter U's register jumps forward by WH, after start",
+    "backwards": "meter U's register goes back by WH (not below 0), after start",
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="feikong simulate", description="Simulate Modbus TCP gateways with prepaid meters."
+        prog="feikong simulate",
+        description="Simulate Modbus TCP gateways with prepaid meters. Flags override --config; "
+        "fault flags repeat and add to the config's. See docs/simulator.md.",
     )
-    parser.add_argument("--gateways", type=int, default=1, help="number of gateways")
-    parser.add_argument("--meters", type=int, default=10, help="meters per gateway (unit ids 1..N)")
-    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--config", metavar="FILE", help="JSON settings and faults (keys as flags)")
+    for key, (convert, metavar, text) in SCALAR_FLAGS.items():
+        parser.add_argument(
+            f"--{key.replace('_', '-')}",
+            dest=key,
+            type=convert if convert is str else _flag_type(convert),
+            metavar=metavar,
+            default=None,
+            help=f"{text} (default: {DEFAULTS[key]})",
+        )
     parser.add_argument(
-        "--base-port", type=int, default=15020, help="gateway i listens on base+i; 0: any port"
+        "--fc06",
+        action="store_true",
+        default=None,
+        help="accept FC06, one word at a time (default: refused with exception 01)",
     )
-    parser.add_argument("--relay-delay", type=float, default=0.0, help="seconds until a relay moves")
-    parser.add_argument("--load-w", type=float, default=0.0, help="load of every meter, W")
-    parser.add_argument("--bus-delay", type=float, default=0.0, help="seconds per bus transaction")
+    for kind, form in FAULT_FORMS.items():
+        parser.add_argument(
+            f"--{kind.replace('_', '-')}",
+            dest="faults",
+            action="append",
+            metavar=form,
+            type=_flag_type(functools.partial(parse_fault, kind)),
+            help=FAULT_HELP[kind] + " (repeatable)",
+        )
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    """CLI entry: run the simulator until Ctrl-C."""
-    args = build_parser().parse_args(argv)
+def _json_number(convert: Callable[[str], Any]) -> Callable[[Any], Any]:
+    def from_json(value: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"expected a number, got {json.dumps(value)}")
+        return convert(str(value))
+
+    return from_json
+
+
+def _json_string(value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"expected a non-empty string, got {json.dumps(value)}")
+    return value
+
+
+def _json_bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"expected true or false, got {json.dumps(value)}")
+    return value
+
+
+def _json_profile(value: Any) -> str | None:
+    if value is None:
+        return None
+    return _profile_name(_json_string(value))
+
+
+def _json_gateways(value: Any) -> int | list[list[int]]:
+    if isinstance(value, list):
+        if not value:
+            raise ValueError("expected at least one gateway")
+        for units in value:
+            if not isinstance(units, list) or not all(
+                isinstance(u, int) and not isinstance(u, bool) for u in units
+            ):
+                raise ValueError("expected a number or a list of unit-id lists, e.g. [[1, 2], [5]]")
+        for index, units in enumerate(value):
+            _check_unit_ids(index, units)
+        return value
+    return _json_number(_whole(1, MAX_GATEWAYS))(value)
+
+
+CONFIG_KEYS: dict[str, Callable[[Any], Any]] = {
+    "gateways": _json_gateways,
+    "meters": _json_number(_whole(1, 247)),
+    "host": _json_string,
+    "base_port": _json_number(_whole(0, 65535)),
+    "relay_delay": _json_number(_non_negative),
+    "load_w": _json_number(_non_negative),
+    "bus_delay": _json_number(_non_negative),
+    "profile": _json_profile,
+    "energy_wh": _json_number(_non_negative),
+    "fc06": _json_bool,
+    "fault_delay": _json_number(_non_negative),
+}
+
+
+def load_config(path: str) -> tuple[dict[str, Any], list[Fault]]:
+    """Read a JSON config: settings keyed as the flags (`load_w` or `load-w`), and fault lists.
+
+    A fault entry is a string in the flag's form ("0:3"), or a list of its numbers ([0, 3]).
+    """
+    where = f"--config {path}"
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise UsageError(f"{where}: cannot read it ({exc.strerror or exc})") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UsageError(f"{where}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"{where}: expected a JSON object")
+    values: dict[str, Any] = {}
+    faults: list[Fault] = []
+    for raw_key, value in data.items():
+        key = raw_key.replace("-", "_")
+        label = f"{where}: key {raw_key!r}"
+        try:
+            if key in CONFIG_KEYS:
+                values[key] = CONFIG_KEYS[key](value)
+            elif key in FAULT_FORMS:
+                for item in value if isinstance(value, list) else [value]:
+                    if isinstance(item, list):
+                        text = ":".join(json.dumps(part) for part in item)
+                    elif isinstance(item, (str, int)) and not isinstance(item, bool):
+                        text = str(item)
+                    else:
+                        raise ValueError(f"expected {FAULT_FORMS[key]}, got {json.dumps(item)}")
+                    faults.append(parse_fault(key, text, f"{label}: {text}"))
+            else:
+                known = ", ".join([*CONFIG_KEYS, *FAULT_FORMS])
+                raise ValueError(f"unknown key (known: {known})")
+        except ValueError as exc:
+            raise UsageError(f"{label}: {exc}") from None
+    return values, faults
+
+
+@dataclass
+class SimulatePlan:
+    """What `feikong simulate` runs: merged settings and the faults to inject."""
+
+    settings: dict[str, Any]
+    origins: dict[str, str]  # key -> the flag or config key it came from (for messages)
+    faults: list[Fault]
+
+
+def make_plan(args: argparse.Namespace) -> SimulatePlan:
+    """Defaults, then the config file, then flags; faults from both add up."""
+    settings = dict(DEFAULTS)
+    origins = {key: f"--{key.replace('_', '-')}" for key in DEFAULTS}
+    faults: list[Fault] = []
+    if args.config:
+        values, faults = load_config(args.config)
+        settings.update(values)
+        origins.update({key: f"--config {args.config}: key {key!r}" for key in values})
+    for key in DEFAULTS:
+        value = getattr(args, key, None)
+        if value is not None:
+            settings[key] = value
+            origins[key] = f"--{key.replace('_', '-')}"
+    faults.extend(args.faults or [])
+    return SimulatePlan(settings, origins, faults)
+
+
+def _fault_target(sim: Simulator, fault: Fault) -> tuple[SimGateway, SimMeter | None]:
+    if not 0 <= fault.gateway < len(sim.gateways):
+        raise UsageError(
+            f"{fault.origin}: no gateway {fault.gateway} (gateways 0..{len(sim.gateways) - 1})"
+        )
+    gateway = sim.gateways[fault.gateway]
+    if fault.unit is None:
+        return gateway, None
+    if fault.unit not in gateway.meters:
+        raise UsageError(f"{fault.origin}: gateway {fault.gateway} has no unit {fault.unit}")
+    return gateway, gateway.meters[fault.unit]
+
+
+def apply_fault(sim: Simulator, fault: Fault) -> None:
+    """Inject one fault into a simulator (UsageError if its gateway or unit does not exist)."""
+    gateway, meter = _fault_target(sim, fault)
+    if fault.kind == "silent_gateway":
+        gateway.silent = True
+        return
+    assert meter is not None
+    if fault.kind == "offline":
+        meter.offline = True
+    elif fault.kind == "silent":
+        meter.silent = True
+    elif fault.kind == "keep_power":
+        meter.keep_power = True
+    elif fault.kind == "welded":
+        meter.welded = True
+    elif fault.kind == "bypass":
+        meter.advance()
+        meter.bypass_w = fault.amount
+    elif fault.kind == "jump":
+        meter.jump_register(fault.amount)
+    elif fault.kind == "backwards":
+        meter.advance()
+        meter.set_energy_wh(max(meter.energy_wh - fault.amount, 0.0))
+    else:
+        raise ValueError(f"unknown fault kind {fault.kind!r}")
+
+
+def build_simulator(plan: SimulatePlan) -> Simulator:
+    """The simulator a plan describes, with its standing faults applied (events are not)."""
+    s, origins = plan.settings, plan.origins
+    count = len(s["gateways"]) if isinstance(s["gateways"], list) else s["gateways"]
+    if s["base_port"] and s["base_port"] + count - 1 > 65535:
+        raise UsageError(
+            f"{origins['base_port']}: {s['base_port']} + {count} gateways passes port 65535"
+        )
     try:
         sim = Simulator(
-            args.gateways,
-            args.meters,
-            host=args.host,
-            base_port=args.base_port,
-            relay_delay_s=args.relay_delay,
-            load_w=args.load_w,
-            bus_delay_s=args.bus_delay,
+            s["gateways"],
+            s["meters"],
+            host=s["host"],
+            base_port=s["base_port"],
+            relay_delay_s=s["relay_delay"],
+            load_w=s["load_w"],
+            bus_delay_s=s["bus_delay"],
+            profile=s["profile"],
+            fc06_accepted=s["fc06"],
         )
+    except ValueError as exc:
+        raise UsageError(f"{origins['gateways']}: {exc}") from None
+    for _gateway, meter in sim.all_meters():
+        meter.energy_wh = float(s["energy_wh"])
+    for fault in plan.faults:
+        _fault_target(sim, fault)  # every target checked before anything starts
+    for fault in plan.faults:
+        if not fault.is_event:
+            apply_fault(sim, fault)
+    return sim
+
+
+async def run_plan(
+    sim: Simulator,
+    plan: SimulatePlan,
+    announce: Callable[[str], None] = print,
+) -> None:
+    """Start, apply the register events (now, or after `fault_delay`), announce, run forever.
+
+    The gateway lines come first ("gateway {i}: {host}:{port}, ..."), then one "fault: ..."
+    line per injected fault.
+    """
+    delay = plan.settings["fault_delay"]
+    events = [fault for fault in plan.faults if fault.is_event]
+    await sim.start()
+    try:
+        if delay <= 0:
+            for fault in events:
+                apply_fault(sim, fault)
+        for line in describe(sim):
+            announce(line)
+        for fault in plan.faults:
+            if not fault.is_event or delay <= 0:
+                announce(f"fault: {fault}")
+        if events and delay > 0:
+            await asyncio.sleep(delay)
+            for fault in events:
+                apply_fault(sim, fault)
+                announce(f"fault: {fault}")
+        await asyncio.Event().wait()
+    finally:
+        await sim.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI entry: run the simulator until Ctrl-C. Bad flags or config: exit status 2."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["--"]:  # `feikong simulate -- --gateways 2 ...`
+        argv = argv[1:]
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # argparse: --help (0) or a bad flag (2, message printed)
+        return exc.code if isinstance(exc.code, int) else 2
+    try:
+        plan = make_plan(args)
+        sim = build_simulator(plan)
     except ValueError as exc:
         print(f"simulate: {exc}", file=sys.stderr)
         return 2
     try:
-        asyncio.run(serve_forever(sim, announce=lambda line: print(line, flush=True)))
+        asyncio.run(run_plan(sim, plan, announce=lambda line: print(line, flush=True)))
     except KeyboardInterrupt:
         return 0
     except OSError as exc:

@@ -196,7 +196,8 @@ def stack(loop_thread, settings, engine):
 
 
 def wait_until(predicate, timeout: float = 10.0, interval: float = 0.02, message: str = ""):
-    """Poll `predicate` until it returns a truthy value; fail with `message` after `timeout`."""
+    """Poll `predicate` until it returns a truthy value; fail with `message` (a string, or a
+    callable giving one at that moment) after `timeout`."""
     import time
 
     deadline = time.monotonic() + timeout
@@ -205,5 +206,6 @@ def wait_until(predicate, timeout: float = 10.0, interval: float = 0.02, message
         if value:
             return value
         if time.monotonic() >= deadline:
+            message = message() if callable(message) else message
             pytest.fail(message or f"condition not met within {timeout}s")
         time.sleep(interval)

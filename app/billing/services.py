@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from sqlmodel import Session
+from sqlmodel import Session, select
 
+from app.anomalies.models import COMMAND_EXPIRED, Anomaly
 from app.commands.services import queue_cut
 from app.estate.models import Account, Meter
 from app.ledger.models import CHARGE
@@ -45,8 +46,15 @@ def post_consumption(session: Session, meter: Meter, account: Account,
 
 def cut_if_exhausted(session: Session, meter: Meter, account: Account) -> bool:
     """Queue a cut when the balance is below the account's cut line and the supply is on.
-    (Quiet hours, holidays, notices and the care list come with the cut policy.)"""
+
+    Not while an earlier command for this meter expired unconfirmed and no manager has looked
+    at it (a welded relay would otherwise be sent a new cut after every expiry). Quiet hours,
+    holidays, notices and the care list come with the cut policy."""
     if meter.relay_open is not False:
+        return False
+    if session.exec(select(Anomaly.id).where(Anomaly.meter_id == meter.id,
+                                             Anomaly.kind == COMMAND_EXPIRED,
+                                             Anomaly.resolved_at.is_(None))).first():
         return False
     if balance_fen(session, account.id) >= account.cut_below_fen:
         return False

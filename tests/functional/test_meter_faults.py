@@ -1,0 +1,164 @@
+"""Faults injected into the real simulator; outcomes read from the command record, the relay
+register and the anomaly list."""
+
+import time
+
+import httpx
+import pytest
+from sqlmodel import select
+
+from app.anomalies.models import (COMMAND_EXPIRED, ENERGY_BACKWARDS, ENERGY_JUMP, ENERGY_WHILE_OPEN,
+                                  METER_OFFLINE, STATE_CHANGED_OFFLINE, Anomaly)
+from app.commands.models import CUT, DONE, EXPIRED, RESTORE
+from app.commands.services import queue_restore
+from app.db import transaction
+from app.estate.models import Meter
+from meters.assess import WRAP_WH
+from tests.conftest import wait_until
+from tests.factories import balance_of, entries_of, meter_of
+from tests.functional.test_worker import attempts, commands, read_relay
+from tests.payflow import post_notification, start_payment
+
+
+def anomalies(engine, kind=None):
+    with transaction(engine, read_only=True) as s:
+        q = select(Anomaly)
+        if kind:
+            q = q.where(Anomaly.kind == kind)
+        return list(s.exec(q.order_by(Anomaly.id)))
+
+
+def first_reading(engine, number):
+    wait_until(lambda: meter_of(engine, number).last_energy_wh is not None, message="no reading")
+
+
+@pytest.fixture
+def one_meter(stack, engine):
+    stack.start_sim([[1]])
+    number = stack.household(1, balance_fen=10_000, price="1.0000")
+    stack.sim.meter(0, 1).energy_wh = 1_000_000.0
+    stack.start_worker()
+    first_reading(engine, number)
+    return number
+
+
+def test_energy_jump_is_an_anomaly_and_not_charged(stack, engine, one_meter):
+    stack.sim.meter(0, 1).add_energy_wh(50_000)  # 50 kWh within a 0.2 s poll: no breaker passes that
+    found = wait_until(lambda: anomalies(engine, ENERGY_JUMP), message="no jump anomaly")
+    assert found[0].energy_wh == 50_000
+    assert balance_of(engine, one_meter) == 10_000
+    stack.sim.meter(0, 1).add_energy_wh(10)  # later use is charged from the new baseline
+    wait_until(lambda: balance_of(engine, one_meter) == 10_000 - 1, message="no charge after")
+
+
+def test_register_going_back_is_an_anomaly_and_not_charged(stack, engine, one_meter):
+    stack.sim.meter(0, 1).energy_wh = 400_000.0  # reset or replaced
+    wait_until(lambda: anomalies(engine, ENERGY_BACKWARDS), message="no backwards anomaly")
+    assert balance_of(engine, one_meter) == 10_000
+    assert entries_of(engine, one_meter, "charge") == []
+
+
+def test_register_wrap_is_charged_as_consumption(stack, engine):
+    stack.start_sim([[1]])
+    number = stack.household(1, balance_fen=10_000, price="1.0000")
+    stack.sim.meter(0, 1).energy_wh = float(WRAP_WH - 10)  # one register unit below the wrap
+    stack.start_worker()
+    first_reading(engine, number)
+    stack.sim.meter(0, 1).add_energy_wh(20)  # the register wraps to 1 (10 Wh)
+    wait_until(lambda: balance_of(engine, number) == 10_000 - 2, message="wrap not charged")
+    assert meter_of(engine, number).last_energy_wh == 10
+    assert anomalies(engine) == []
+
+
+def test_energy_while_cut_is_one_growing_anomaly_and_not_charged(stack, engine):
+    stack.start_sim([[1]])
+    number = stack.household(1, balance_fen=-100, relay_open=True)
+    stack.start_worker()
+    first_reading(engine, number)
+    stack.sim.meter(0, 1).add_energy_wh(10)  # counted while the relay reads open: bypass?
+    wait_until(lambda: anomalies(engine, ENERGY_WHILE_OPEN), message="no bypass anomaly")
+    stack.sim.meter(0, 1).add_energy_wh(10)
+    wait_until(lambda: anomalies(engine, ENERGY_WHILE_OPEN)[0].energy_wh == 20,
+               message="the episode did not grow")
+    assert len(anomalies(engine, ENERGY_WHILE_OPEN)) == 1
+    assert balance_of(engine, number) == -100
+
+
+def test_offline_meter_opens_its_breaker_and_neighbours_keep_being_read(stack, engine):
+    stack.start_sim([[1, 2]])
+    dead = stack.household(1, balance_fen=1000)
+    alive = stack.household(2, balance_fen=1000)
+    stack.sim.meter(0, 1).silent = True  # times out: the costly kind of failure
+    stack.start_worker()
+    wait_until(lambda: anomalies(engine, METER_OFFLINE), timeout=10, message="breaker did not open")
+    assert meter_of(engine, dead).online is False
+    seen = meter_of(engine, alive).last_read_at
+    wait_until(lambda: meter_of(engine, alive).last_read_at > seen, message="neighbour starved")
+    assert len(anomalies(engine, METER_OFFLINE)) == 1  # once per outage, not once per poll
+
+
+def test_meter_back_with_another_relay_state_is_reconciled(stack, engine, settings):
+    settings.breaker_probe_s = 0.2
+    stack.start_sim([[1]])
+    number = stack.household(1, balance_fen=1000)
+    stack.sim.meter(0, 1).offline = True
+    stack.start_worker()
+    wait_until(lambda: meter_of(engine, number).online is False, timeout=10)
+    stack.sim.meter(0, 1).relay_open = True  # tripped locally during the outage
+    stack.sim.meter(0, 1).offline = False
+    wait_until(lambda: anomalies(engine, STATE_CHANGED_OFFLINE), message="no reconcile anomaly")
+    assert meter_of(engine, number).relay_open is True
+    assert meter_of(engine, number).online is True
+
+
+def test_welded_relay_cut_is_never_confirmed_and_expires_as_anomaly(stack, engine, settings):
+    settings.cut_expiry_s = 2.5
+    stack.start_sim([[1]])
+    number = stack.household(1, balance_fen=50, price="1.0000", max_power_w=10**9)
+    stack.sim.meter(0, 1).keep_power = True  # acknowledges a cut, never opens
+    stack.start_worker()
+    first_reading(engine, number)
+    stack.sim.meter(0, 1).add_energy_wh(1_000)  # 1 元 against 0.50 元: a cut is due
+    wait_until(lambda: [c.state for c in commands(engine, CUT)] == [EXPIRED], timeout=10,
+               message=lambda: f"the cut did not expire: {commands(engine)}, balance "
+                               f"{balance_of(engine, number)}, {meter_of(engine, number)}")
+    cut = commands(engine, CUT)[0]
+    assert {a.outcome for a in attempts(engine, cut.id)} == {"mismatch"}
+    assert [a.command_id for a in anomalies(engine, COMMAND_EXPIRED)] == [cut.id]
+    assert read_relay(stack, 0, 1) is False  # still supplying
+    time.sleep(1.0)  # a few more polls: no new cut is sent to a relay a manager must look at
+    assert len(commands(engine, CUT)) == 1
+
+
+def test_command_for_a_relay_already_in_place_completes_without_a_write(stack, engine):
+    stack.start_sim([[1]])
+    number = stack.household(1, balance_fen=1000)
+    stack.start_worker()
+    first_reading(engine, number)
+    meter_id = meter_of(engine, number).id
+    with transaction(engine) as s:
+        queue_restore(s, s.get(Meter, meter_id), reason="manager asked")
+    wait_until(lambda: [c.state for c in commands(engine, RESTORE)] == [DONE])
+    assert stack.sim.meter(0, 1).command_counter == 0  # confirmed by a read alone
+
+
+def test_restore_overtakes_a_poll_round_on_a_slow_bus(stack, engine, settings):
+    settings.poll_interval_s = 60  # one round, from start-up
+    stack.start_sim([list(range(1, 33))], bus_delay_s=0.15)  # 32 meters × 0.15 s = 4.8 s
+    numbers = [stack.household(u, balance_fen=(-500 if u == 32 else 1000), relay_open=(u == 32))
+               for u in range(1, 33)]
+    stack.start_web()
+    stack.start_worker()
+    wait_until(lambda: meter_of(engine, numbers[3]).last_read_at is not None, timeout=10)
+    sandbox = stack.app.state.providers.sandbox_alipay
+    with httpx.Client(base_url=stack.base_url, follow_redirects=False) as client:
+        pay = start_payment(client, sandbox, numbers[-1])
+        assert post_notification(client, sandbox, sandbox.build_notification(pay)).text == "success"
+    paid = time.monotonic()
+    wait_until(lambda: [c.state for c in commands(engine, RESTORE)] == [DONE], timeout=10)
+    took = time.monotonic() - paid
+    last_meter = meter_of(engine, numbers[-2])
+    restore = commands(engine, RESTORE)[0]
+    assert last_meter.last_read_at is None or restore.completed_at < last_meter.last_read_at
+    assert took < 2.0, f"the restore waited {took:.1f} s: it did not overtake the round"
+    assert read_relay(stack, 0, 32) is False
