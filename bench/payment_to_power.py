@@ -5,7 +5,10 @@ one process, on a fresh SQLite file) and `feikong simulate` (5 gateways × 10 me
 delay 0) as two processes. This process plays the residents and the provider: it tops up over
 HTTP (the real top-up form) for all 50 households, has the sandbox sign their Alipay
 notifications, then posts the 50 notifications to the notify URL: one at a time (how payments
-reach an estate), then again in bursts of 10 at once (`_burst10` figures). Each payment is measured from the notify request being
+reach an estate), then again in bursts of 10 at once (`_burst10` figures). A second system
+then runs with a bus delay of 0.15 s per transaction and every gateway polling without pause;
+20 payments go one at a time, each waiting for its restore (`_busy`): the floor there is one
+transaction in flight plus the write plus the read-back, about 450 ms. Each payment is measured from the notify request being
 accepted (the order's `paid_at`, stamped by the server in the crediting transaction) to the
 restore command's completion, which the worker stamps when the relay read back closed: both
 clocks are the server's, so the residents' and provider's threads here do not blur the figure. Between rounds every household is put back to "cut at -5.00 元"
@@ -43,8 +46,7 @@ from payments.sandbox import SandboxAlipay, ensure_sandbox_keys
 from tests.payflow import post_notification, start_payment
 
 GATEWAYS, PER_GATEWAY, PAYMENTS = 5, 10, 200
-# One notification at a time (how payments arrive at an estate), then bursts of 10 at once.
-SCENARIOS = (("", 1), ("_burst10", 10))
+BUSY_BUS_DELAY_S, BUSY_PAYMENTS = 0.15, 20
 TOPUP_YUAN = "10"
 
 
@@ -108,21 +110,24 @@ def wait_for_restores(engine, first_id: int, count: int, timeout: float = 30) ->
         time.sleep(0.05)
 
 
-def main() -> int:
+def run_system(bus_delay_s: float, poll_interval_s: float, scenarios) -> dict[str, list[float]]:
+    """Start `feikong run` and the simulator on a fresh database, run each scenario
+    (name, payments sent at once, wait for each restore before the next payment)."""
     workdir = Path(tempfile.mkdtemp(prefix="feikong-bench-"))
     web_port, sim_port = free_ports(1), free_ports(GATEWAYS)
     database_url = f"sqlite:///{workdir / 'bench.db'}"
     base_url = f"http://127.0.0.1:{web_port}"
     env = dict(os.environ, FEIKONG_DATABASE_URL=database_url, FEIKONG_VAR_DIR=str(workdir),
                FEIKONG_WEB_PORT=str(web_port), FEIKONG_PUBLIC_URL=base_url,
-               FEIKONG_POLL_INTERVAL_S="3600")
+               FEIKONG_POLL_INTERVAL_S=str(poll_interval_s))
     upgrade(database_url)
     engine = make_engine(database_url)
     ports = [sim_port + g for g in range(GATEWAYS)]
     households = setup_estate(engine, ports)
     python = sys.executable
     sim = start_process([python, "-m", "meters.simulator", "--gateways", str(GATEWAYS),
-                         "--meters", str(PER_GATEWAY), "--base-port", str(sim_port)],
+                         "--meters", str(PER_GATEWAY), "--base-port", str(sim_port),
+                         "--bus-delay", str(bus_delay_s)],
                         env, f"gateway {GATEWAYS - 1}:", workdir / "sim.log")
     system = start_process([python, "-m", "app.cli", "run"], env, "serving on",
                            workdir / "system.log")
@@ -134,21 +139,30 @@ def main() -> int:
         if reply.text != "success":
             raise RuntimeError(f"notify refused: {reply.text}")
 
+    def last_command_id() -> int:
+        with transaction(engine, read_only=True) as s:
+            return s.exec(select(Command.id).order_by(Command.id.desc())).first() or 0
+
     round_no = 0
 
-    def measure(concurrency: int) -> list[float]:
+    def measure(payments: int, concurrency: int, one_by_one: bool) -> list[float]:
         nonlocal round_no
         latencies_ms: list[float] = []
         with concurrent.futures.ThreadPoolExecutor(concurrency) as pool:
-            for _ in range(PAYMENTS // len(households)):
+            while len(latencies_ms) < payments:
                 round_no += 1
-                cut_again(engine, ports, households, round_no)
-                with transaction(engine, read_only=True) as s:
-                    last = s.exec(select(Command.id).order_by(Command.id.desc())).first() or 0
+                batch = households[:payments - len(latencies_ms)]
+                cut_again(engine, ports, batch, round_no)
+                last = last_command_id()
                 forms = [sandbox.build_notification(start_payment(client, sandbox, number, TOPUP_YUAN))
-                         for _a, _m, number in households]  # top-ups first, not measured
-                list(pool.map(notify, forms))
-                restores = wait_for_restores(engine, last + 1, len(households))
+                         for _a, _m, number in batch]  # top-ups first, not measured
+                if one_by_one:
+                    for i, form in enumerate(forms):
+                        notify(form)
+                        wait_for_restores(engine, last + 1, i + 1)
+                else:
+                    list(pool.map(notify, forms))
+                restores = wait_for_restores(engine, last + 1, len(batch))
                 with transaction(engine, read_only=True) as s:
                     paid_at = dict(s.exec(select(Order.out_trade_no, Order.paid_at)).all())
                 for command in restores:
@@ -156,10 +170,8 @@ def main() -> int:
                     latencies_ms.append((command.completed_at - accepted).total_seconds() * 1000)
         return sorted(latencies_ms)
 
-    results = {}
     try:
-        for suffix, concurrency in SCENARIOS:
-            results[suffix] = measure(concurrency)
+        return {name: measure(*how) for name, *how in scenarios}
     finally:
         client.close()
         for proc in (system, sim):
@@ -167,6 +179,11 @@ def main() -> int:
         engine.dispose()
         shutil.rmtree(workdir, ignore_errors=True)
 
+
+def main() -> int:
+    results = run_system(0.0, 3600, [("", PAYMENTS, 1, False), ("_burst10", PAYMENTS, 10, False)])
+    # Every gateway polls without pause on a bus of 0.15 s per transaction; one payment at a time.
+    results |= run_system(BUSY_BUS_DELAY_S, 0.05, [("_busy", BUSY_PAYMENTS, 1, True)])
     for suffix, latencies_ms in results.items():
         p99 = latencies_ms[min(len(latencies_ms) - 1, int(len(latencies_ms) * 0.99))]
         print(f"payments{suffix}: {len(latencies_ms)} count")

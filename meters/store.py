@@ -17,6 +17,7 @@ from app.anomalies.models import (COMMAND_EXPIRED, ENERGY_BACKWARDS, ENERGY_JUMP
 from app.billing.services import cut_if_exhausted, post_consumption
 from app.commands.models import CUT, DONE, EXPIRED, PENDING, RESTORE, Command, CommandAttempt
 from app.db import transaction, utcnow
+from app.ledger.services import balances_fen
 from app.estate.models import Account, Gateway, Meter, Reading
 from app.notices.models import POWER_CUT, POWER_RESTORED, Notice
 from meters.assess import BACKWARDS, JUMP, WHILE_OPEN, assess
@@ -139,7 +140,8 @@ class ReadingResult:
 def record_readings(engine: Engine, results: list[ReadingResult]) -> None:
     """Store a batch of poll results in one transaction: judge each against the meter's last
     reading (`meters.assess`), charge plausible consumption, record anomalies (never charged),
-    reconcile a meter that was offline, and queue a cut where the balance is exhausted."""
+    reconcile a meter that was offline; then, with the batch's balances read in one query,
+    queue a cut where the balance is exhausted."""
     if not results:
         return
     with transaction(engine) as s:
@@ -151,6 +153,13 @@ def record_readings(engine: Engine, results: list[ReadingResult]) -> None:
             meter = meters.get(r.meter_id)
             if meter is not None:
                 _record_one(s, meter, accounts.get(meter.account_id), r)
+        s.flush()
+        supplied = [m for m in meters.values() if m.account_id in accounts and m.relay_open is False]
+        balances = balances_fen(s, {m.account_id for m in supplied})
+        for meter in supplied:
+            account = accounts[meter.account_id]
+            if balances[account.id] < account.cut_below_fen:
+                cut_if_exhausted(s, meter, account, balances[account.id])
 
 
 def _record_one(s, meter: Meter, account: Account | None, r: ReadingResult) -> None:
@@ -173,8 +182,6 @@ def _record_one(s, meter: Meter, account: Account | None, r: ReadingResult) -> N
     meter.online = True
     meter.failures_in_row = 0
     s.add(meter)
-    if account is not None:
-        cut_if_exhausted(s, meter, account)
 
 
 ANOMALOUS = {BACKWARDS: ENERGY_BACKWARDS, JUMP: ENERGY_JUMP, WHILE_OPEN: ENERGY_WHILE_OPEN}

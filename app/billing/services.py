@@ -44,18 +44,22 @@ def post_consumption(session: Session, meter: Meter, account: Account,
     return fen
 
 
-def cut_if_exhausted(session: Session, meter: Meter, account: Account) -> bool:
-    """Queue a cut when the balance is below the account's cut line and the supply is on.
+def cut_if_exhausted(session: Session, meter: Meter, account: Account,
+                     balance: int | None = None) -> bool:
+    """Queue a cut when the balance (given, or read) is below the account's cut line and the
+    supply is on.
 
     Not while an earlier command for this meter expired unconfirmed and no manager has looked
     at it (a welded relay would otherwise be sent a new cut after every expiry). Quiet hours,
     holidays, notices and the care list come with the cut policy."""
     if meter.relay_open is not False:
         return False
+    if balance is None:
+        balance = balance_fen(session, account.id)
+    if balance >= account.cut_below_fen:
+        return False
     if session.exec(select(Anomaly.id).where(Anomaly.meter_id == meter.id,
                                              Anomaly.kind == COMMAND_EXPIRED,
                                              Anomaly.resolved_at.is_(None))).first():
-        return False
-    if balance_fen(session, account.id) >= account.cut_below_fen:
         return False
     return queue_cut(session, meter, reason="balance exhausted") is not None
