@@ -22,7 +22,8 @@ from app.settings import Settings
 from meters import store
 from meters.breaker import Breaker
 from meters.store import CONFIRMED, AttemptResult, DueCommand, GatewaySpec, ReadingResult
-from meters.transport import GatewayClient, MeterError
+from meters.protocol import MeterBus
+from meters.transport import MeterError
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,7 @@ FLUSH_EVERY_S = 0.5  # or at least this often (a slow bus must not hide its read
 
 
 class GatewayLoop:
-    def __init__(self, spec: GatewaySpec, client: GatewayClient, engine: Engine, settings: Settings):
+    def __init__(self, spec: GatewaySpec, client: MeterBus, engine: Engine, settings: Settings):
         self.spec = spec
         self.client = client
         self.engine = engine

@@ -18,11 +18,12 @@ from meters import store
 from meters.gateway_loop import GatewayLoop
 from meters.leases import new_worker_id, release_leases, renew_leases
 from meters.store import GatewaySpec
+from meters.protocol import MeterBus
 from meters.transport import GatewayClient
 
 log = logging.getLogger(__name__)
 
-ClientFactory = Callable[[GatewaySpec], GatewayClient]
+ClientFactory = Callable[[GatewaySpec], MeterBus]
 
 
 class Worker:

@@ -162,3 +162,16 @@ def test_restore_overtakes_a_poll_round_on_a_slow_bus(stack, engine, settings):
     assert last_meter.last_read_at is None or restore.completed_at < last_meter.last_read_at
     assert took < 2.0, f"the restore waited {took:.1f} s: it did not overtake the round"
     assert read_relay(stack, 0, 32) is False
+
+
+def test_silent_gateway_takes_its_meters_offline_and_spares_the_other_gateway(stack, engine):
+    stack.start_sim([[1], [1]])
+    silent = stack.household(1, balance_fen=1000, gateway_index=0)
+    other = stack.household(1, balance_fen=1000, gateway_index=1)
+    stack.sim.gateways[0].silent = True
+    stack.start_worker()
+    wait_until(lambda: meter_of(engine, silent).online is False, timeout=10,
+               message="the silent gateway's meter was not marked offline")
+    seen = meter_of(engine, other).last_read_at
+    wait_until(lambda: meter_of(engine, other).last_read_at > seen, message="other gateway starved")
+    assert [a.meter_id for a in anomalies(engine, METER_OFFLINE)] == [meter_of(engine, silent).id]
