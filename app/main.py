@@ -13,12 +13,20 @@ from starlette.staticfiles import StaticFiles
 
 from app import i18n
 from app.db import make_engine
-from app.orders.providers import ALIPAY_NOTIFY_PATH, SANDBOX_GATEWAY_PATH, build_providers
-from app.orders.views import alipay_notify
+from app.orders.providers import (
+    ALIPAY_NOTIFY_PATH,
+    SANDBOX_GATEWAY_PATH,
+    WECHAT_CASHIER_PATH,
+    WECHAT_NOTIFY_PATH,
+    WECHAT_STANDIN_PATH,
+    build_providers,
+)
+from app.orders.views import alipay_notify, wechat_notify
 from app.resident import views as resident
 from app.sandbox import views as sandbox
 from app.settings import ROOT, Settings, get_settings, use_settings
 from app.web.templating import make_templates
+from payments.wechat_standin import make_wechat_api_app
 
 LANG_COOKIE = "lang"
 
@@ -41,6 +49,7 @@ class LanguageMiddleware(BaseHTTPMiddleware):
 
 def create_app(settings: Settings | None = None, engine: Engine | None = None) -> Starlette:
     settings = use_settings(settings) if settings else get_settings()
+    providers = build_providers(settings)
     routes = [
         Route("/", resident.home, name="home"),
         Route("/a/{number}", resident.account, name="account"),
@@ -49,12 +58,19 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         Route(ALIPAY_NOTIFY_PATH, alipay_notify, methods=["POST"], name="alipay_notify"),
         Route(SANDBOX_GATEWAY_PATH, sandbox.cashier, name="sandbox_cashier"),
         Route("/sandbox/alipay/pay", sandbox.pay, methods=["POST"], name="sandbox_pay"),
+        Route(WECHAT_NOTIFY_PATH, wechat_notify, methods=["POST"], name="wechat_notify"),
+        Route(WECHAT_CASHIER_PATH, sandbox.wechat_cashier, name="sandbox_wechat_cashier"),
+        Route("/sandbox/wechat/pay", sandbox.wechat_pay, methods=["POST"],
+              name="sandbox_wechat_pay"),
         Route("/healthz", lambda r: Response("ok"), name="healthz"),
         Mount("/static", StaticFiles(directory=str(ROOT / "static")), name="static"),
     ]
+    if providers.wechat_standin is not None:  # WeChat's API, played for our own provider
+        routes.append(Mount(WECHAT_STANDIN_PATH, app=make_wechat_api_app(
+            providers.wechat_standin, cashier_url=settings.base_url + WECHAT_CASHIER_PATH)))
     app = Starlette(routes=routes, middleware=[Middleware(LanguageMiddleware)])
     app.state.settings = settings
     app.state.engine = engine or make_engine(settings.database_url)
     app.state.templates = make_templates()
-    app.state.providers = build_providers(settings)
+    app.state.providers = providers
     return app

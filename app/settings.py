@@ -43,9 +43,24 @@ class Settings(BaseSettings):
     alipay_public_key_file: Path | None = None
     alipay_gateway: str = "https://openapi.alipay.com/gateway.do"
 
+    # WeChat Pay (API v3, public-key mode). Empty merchant id = no WeChat merchant keys: the local
+    # sandbox plays WeChat Pay, unless Alipay has real keys (then WeChat Pay is not offered).
+    wechat_appid: str = ""  # the official account's (or app's) appid bound to the merchant
+    wechat_mchid: str = ""  # 商户号
+    wechat_merchant_private_key_file: Path | None = None  # apiclient_key.pem
+    wechat_merchant_serial_no: str = ""  # the serial number of the merchant API certificate
+    wechat_apiv3_key_file: Path | None = None  # a file holding the 32-character API v3 key
+    wechat_public_key_file: Path | None = None  # pub_key.pem: WeChat Pay's public key
+    wechat_public_key_id: str = ""  # "PUB_KEY_ID_…"
+    wechat_gateway: str = "https://api.mch.weixin.qq.com"
+
     @property
     def sandbox(self) -> bool:
         return not self.alipay_app_id
+
+    @property
+    def wechat_sandbox(self) -> bool:
+        return not self.wechat_mchid
 
     @property
     def base_url(self) -> str:

@@ -75,7 +75,7 @@ class Meter(SQLModel, table=True):
     gateway_id: int = Field(foreign_key="gateway.id", index=True)
     unit_id: int
     relay_open: bool | None = None
-    last_energy_wh: int | None = None
+    last_energy_wh: int | None = Field(default=None, sa_type=sa.BigInteger)  # wraps at 2^32 × 10 Wh
     last_read_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
     online: bool = True
     failures_in_row: int = 0  # the circuit breaker opens (online False) at a threshold

@@ -57,16 +57,22 @@ def create_order(session: Session, account: Account, amount_fen: int, channel: s
     return order
 
 
-def confirm_paid(session: Session, notification: Notification, *, app_id: str) -> Confirmation:
+def confirm_paid(session: Session, notification: Notification, *, app_id: str,
+                 mchid: str | None = None) -> Confirmation:
     """Credit a verified payment notification, exactly once per order.
 
-    Checks that the notification names our app id, a known order of the same channel, and the
-    order's exact amount; raises `Refused` otherwise (the caller rolls back, records the
-    refusal and answers the provider with its failure reply). On the order's single transition
-    pending → paid, in the caller's transaction: the top-up ledger entry, a notice, and a
-    restore command when the new balance allows. A duplicate or a refund notice changes nothing.
+    Checks that the notification names our merchant id (`mchid`, WeChat Pay's
+    `raw["mchid"]`; None for Alipay, which has none) and our app id, a known order of the same
+    channel, and the order's exact amount; raises `Refused` otherwise (the caller rolls back,
+    records the refusal and answers the provider with its failure reply). On the order's single
+    transition pending → paid, in the caller's transaction: the top-up ledger entry, a notice,
+    and a restore command when the new balance allows. A duplicate or a refund notice changes
+    nothing. WeChat's refund notices carry no appid: there the mchid alone says they are ours.
     """
-    if notification.app_id != app_id:
+    if mchid is not None and notification.raw.get("mchid") != mchid:
+        raise Refused("wrong_mchid", f"mchid {notification.raw.get('mchid')!r} is not ours")
+    wechat_refund = mchid is not None and notification.is_refund and not notification.app_id
+    if notification.app_id != app_id and not wechat_refund:
         raise Refused("wrong_app_id", f"app id {notification.app_id!r} is not ours")
     order = session.exec(
         select(Order).where(Order.out_trade_no == notification.out_trade_no)

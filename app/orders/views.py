@@ -20,33 +20,56 @@ def _reply(status_type_body: tuple[int, str, str]) -> Response:
     return Response(body, status_code=status, media_type=content_type)
 
 
+def _our_ids(provider) -> dict[str, str]:
+    """The ids a notification must name to be ours: Alipay's app id; WeChat's appid and mchid."""
+    if provider.identifier == "wechat":
+        return {"app_id": provider.appid, "mchid": provider.mchid}
+    return {"app_id": provider.app_id}
+
+
 async def alipay_notify(request: Request) -> Response:
-    """Alipay's asynchronous notification. Credits only a verified notification for a known
-    order with our app id and the exact amount; anything else is refused ("failure") and kept
-    in `refused_notification` for a person, with the ledger untouched."""
-    provider = request.app.state.providers.alipay
+    """Alipay's asynchronous notification (a signed form); acknowledged with "success"."""
+    return await _notify(request, "alipay")
+
+
+async def wechat_notify(request: Request) -> Response:
+    """WeChat Pay's notification (signed headers, an encrypted JSON resource); acknowledged
+    with HTTP 200."""
+    return await _notify(request, "wechat")
+
+
+async def _notify(request: Request, channel: str) -> Response:
+    """Credits only a verified notification naming our ids, a known order of this channel and
+    its exact amount; anything else gets the provider's failure reply (it will retry) and is kept
+    in `refused_notification` for a person, with the ledger untouched. The failure reply says
+    nothing about why: the reason is for us, not for whoever sent it."""
+    try:
+        provider = request.app.state.providers.by_channel(channel)
+    except KeyError:
+        return Response("not found", status_code=404)
     engine = request.app.state.engine
-    body = await request.body()
+    headers = dict(request.headers)  # the whole set: WeChat's SDK needs every Wechatpay-* header
+    body = await request.body()  # the raw bytes: WeChat's signature covers them exactly
 
     def handle() -> bool:
         try:
-            notification = provider.parse_notify(request.headers, body)
+            notification = provider.parse_notify(headers, body)
         except NotificationRejected as exc:
             refuse(exc.reason, exc.message, "", body.decode("utf-8", "replace"))
             return False
         try:
             with transaction(engine) as session:
-                result = confirm_paid(session, notification, app_id=provider.app_id)
+                result = confirm_paid(session, notification, **_our_ids(provider))
         except Refused as exc:
             refuse(exc.reason, exc.detail, notification.out_trade_no, notification.raw)
             return False
-        log.info("alipay notify %s: %s", notification.out_trade_no, result.outcome)
+        log.info("%s notify %s: %s", channel, notification.out_trade_no, result.outcome)
         return True
 
     def refuse(reason: str, detail: str, out_trade_no: str, payload) -> None:
-        log.warning("alipay notify refused (%s): %s", reason, detail)
+        log.warning("%s notify refused (%s): %s", channel, reason, detail)
         with transaction(engine) as session:
-            record_refused(session, channel="alipay", reason=reason, detail=detail,
+            record_refused(session, channel=channel, reason=reason, detail=detail,
                            out_trade_no=out_trade_no, payload=payload)
 
     accepted = await run_in_threadpool(handle)

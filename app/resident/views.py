@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 
@@ -18,13 +19,26 @@ from app.ledger.models import LedgerEntry
 from app.ledger.services import balance_fen, recent_entries
 from app.money import yuan_str_to_fen
 from app.orders.models import PENDING, Order
-from app.orders.providers import ALIPAY_NOTIFY_PATH
+from app.orders.providers import NOTIFY_PATHS
 from app.orders.services import MAX_TOPUP_FEN, MIN_TOPUP_FEN, create_order
 from payments.base import OrderInfo
+from payments.wechat import WechatPayError
+
+log = logging.getLogger(__name__)
 
 PRESET_YUAN = (20, 50, 100, 200)
-CHANNELS = ("alipay",)
 ACCOUNT_NUMBER = re.compile(r"^[0-9A-Za-z-]{1,32}$")
+WECHAT_BROWSER = "micromessenger"  # in the user agent of WeChat's built-in browser
+
+
+def in_wechat(request: Request) -> bool:
+    """Inside WeChat's browser, where WeChat Pay allows JSAPI only, not H5."""
+    return WECHAT_BROWSER in request.headers.get("user-agent", "").lower()
+
+
+def wechat_inside_message() -> str:
+    return _("在微信里暂时不能用微信支付：公众号内支付将随公众号登录一起开通。"
+             "请点右上角「···」，选「在浏览器打开」，再用微信支付。")
 
 
 @dataclass
@@ -94,12 +108,20 @@ async def _view_or_404(request: Request, number: str):
     return view, None
 
 
+def render_account(request: Request, view: AccountView, error: str | None = None,
+                   status_code: int = 200) -> Response:
+    return render(request, "resident/account.html", {
+        "v": view, "presets": PRESET_YUAN, "error": error,
+        "channels": request.app.state.providers.channels, "in_wechat": in_wechat(request),
+        "wechat_inside": wechat_inside_message(),
+    }, status_code)
+
+
 async def account(request: Request) -> Response:
     view, missing = await _view_or_404(request, request.path_params["number"])
     if missing:
         return missing
-    return render(request, "resident/account.html",
-                  {"v": view, "presets": PRESET_YUAN, "error": None})
+    return render_account(request, view)
 
 
 async def account_status(request: Request) -> Response:
@@ -125,23 +147,34 @@ def parse_topup_amount(form) -> int:
     return fen
 
 
+async def _account_with_error(request: Request, number: str, error: str,
+                              status_code: int) -> Response:
+    view, missing = await _view_or_404(request, number)
+    if missing:
+        return missing
+    return render_account(request, view, error, status_code)
+
+
 async def topup(request: Request) -> Response:
-    """Create a pending order and send the browser to the provider's cashier. Moves no money."""
+    """Create a pending order and send the browser to the provider's cashier. Moves no money.
+
+    WeChat Pay's `start` is a blocking HTTP call (in the sandbox, to this very server): it runs
+    in a thread, or the event loop would wait for itself. If WeChat refuses the order, the page
+    says so (502) and nothing changes but the pending order, which is never paid."""
     number = request.path_params["number"]
     form = await request.form()
-    channel = form.get("channel", "alipay")
+    providers = request.app.state.providers
+    channel = form.get("channel") or next(iter(providers.channels), "")
     engine = request.app.state.engine
     settings = request.app.state.settings
     try:
         amount_fen = parse_topup_amount(form)
-        if channel not in CHANNELS:
+        if channel not in providers.channels:
             raise ValueError(_("不支持的支付方式"))
+        if channel == "wechat" and in_wechat(request):
+            raise ValueError(wechat_inside_message())
     except ValueError as exc:
-        view, missing = await _view_or_404(request, number)
-        if missing:
-            return missing
-        return render(request, "resident/account.html",
-                      {"v": view, "presets": PRESET_YUAN, "error": str(exc)}, 400)
+        return await _account_with_error(request, number, str(exc), 400)
 
     def create():
         with transaction(engine) as session:
@@ -155,8 +188,17 @@ async def topup(request: Request) -> Response:
     info = await run_in_threadpool(create)
     if info is None:
         return render(request, "resident/not_found.html", {"number": number[:40]}, 404)
-    provider = request.app.state.providers.by_channel(channel)
-    return_url = f"{settings.base_url}/a/{number}?order={info.out_trade_no}"
-    checkout = provider.start(info, notify_url=settings.base_url + ALIPAY_NOTIFY_PATH,
-                              return_url=return_url)
+    provider = providers.by_channel(channel)
+    start = {"notify_url": settings.base_url + NOTIFY_PATHS[channel],
+             "return_url": f"{settings.base_url}/a/{number}?order={info.out_trade_no}"}
+    if channel == "wechat":
+        start["payer_client_ip"] = request.client.host if request.client else ""
+    try:
+        checkout = await run_in_threadpool(provider.start, info, **start)
+    except (WechatPayError, ValueError) as exc:
+        if channel != "wechat":
+            raise
+        log.warning("%s could not start order %s: %s", channel, info.out_trade_no, exc)
+        return await _account_with_error(
+            request, number, _("微信支付暂时无法下单，请稍后再试。您的余额没有变化。"), 502)
     return RedirectResponse(checkout.url, status_code=303)

@@ -46,6 +46,7 @@ def _forged(sandbox, pay):
     ("wrong_app_id", "wrong_app_id"),
     ("unknown_order", "unknown_order"),
     ("different_amount", "amount_mismatch"),
+    ("altered_after_signing", "bad_signature"),
 ])
 def test_bad_notification_is_refused_recorded_and_changes_nothing(client, sandbox, engine, cut_account, case, reason):
     pay = start_payment(client, sandbox, cut_account)
@@ -55,8 +56,10 @@ def test_bad_notification_is_refused_recorded_and_changes_nothing(client, sandbo
         form = sandbox.build_notification(pay, app_id="2021999999999999")
     elif case == "unknown_order":
         form = sandbox.build_notification(pay.__class__(**{**pay.__dict__, "out_trade_no": "FKNOSUCHORDER"}))
-    else:
+    elif case == "different_amount":
         form = sandbox.build_notification(pay, amount_fen=1)
+    else:
+        form = sandbox.build_notification(pay) | {"buyer_logon_id": "139****0000"}
     reply = post_notification(client, sandbox, form)
     assert (reply.status_code, reply.text) == (200, "failure")
     assert balance_of(engine, cut_account) == -500

@@ -94,7 +94,7 @@ def upgrade() -> None:
     sa.Column('gateway_id', sa.Integer(), nullable=False),
     sa.Column('unit_id', sa.Integer(), nullable=False),
     sa.Column('relay_open', sa.Boolean(), nullable=True),
-    sa.Column('last_energy_wh', sa.Integer(), nullable=True),
+    sa.Column('last_energy_wh', sa.BigInteger(), nullable=True),
     sa.Column('last_read_at', app.db.UTCDateTime(timezone=True), nullable=True),
     sa.Column('online', sa.Boolean(), nullable=False),
     sa.Column('billed_exact_e7', sa.BigInteger(), nullable=False),

@@ -1,0 +1,84 @@
+"""A resident whose power was cut pays with WeChat Pay (H5, in a phone browser) in the sandbox
+and sees the power come back."""
+
+import concurrent.futures
+import os
+import re
+
+import httpx
+import pytest
+from playwright.sync_api import expect, sync_playwright
+
+from tests.conftest import wait_until
+from tests.factories import balance_of, entries_of
+from tests.functional.test_pay_to_power import ARGS, ARTIFACTS, CHROMIUM
+from tests.functional.test_worker import commands, read_relay
+from tests.payflow import WECHAT_NOTIFY, start_wechat_payment
+
+
+@pytest.fixture
+def cut_household(stack, engine):
+    """One gateway, one meter whose relay is open, an account at -5.00 元; web and worker up."""
+    stack.start_sim([[7]], relay_delay_s=0.2)
+    number = stack.household(7, balance_fen=-500, relay_open=True)
+    stack.start_web()
+    stack.start_worker()
+    return number
+
+
+@pytest.fixture
+def phone():
+    if not os.path.exists(CHROMIUM):
+        pytest.fail("Debian's chromium is missing: run `make test`, which installs it")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        context = browser.new_context(viewport={"width": 360, "height": 740}, is_mobile=True,
+                                      has_touch=True, locale="zh-CN")
+        yield context.new_page()
+        browser.close()
+
+
+def test_cut_household_pays_50_with_wechat_and_sees_power_back(stack, engine, cut_household,
+                                                                phone):
+    page = phone
+    page.goto(f"{stack.base_url}/a/{cut_household}")
+    expect(page.locator("#balance")).to_have_text("-5.00")
+    expect(page.locator("#power")).to_have_text("已停电")
+
+    page.get_by_text("50 元", exact=True).click()
+    wechat = page.get_by_role("button", name="微信支付", exact=True)
+    box = wechat.bounding_box()
+    assert box["width"] >= 300 and box["height"] >= 48  # a large target on a 360-px phone
+    wechat.click()
+    expect(page).to_have_url(re.compile(r"/sandbox/wechat/h5\?prepay_id="))  # the sandbox cashier
+    expect(page.locator("#pay-amount")).to_contain_text("50.00")
+    page.get_by_role("button", name="确认付款").click()
+
+    expect(page.locator("#balance")).to_have_text("45.00", timeout=10_000)
+    expect(page.locator("#power")).to_have_text("供电中", timeout=10_000)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "paid-wechat-power-back.png"), full_page=True)
+
+    assert [e.amount_fen for e in entries_of(engine, cut_household, "topup")] == [5000]
+    assert balance_of(engine, cut_household) == 4500
+    assert read_relay(stack, 0, 7) is False  # relay register reads 0: supply on
+
+
+def test_same_wechat_notification_ten_times_at_once_credits_once(stack, engine, cut_household):
+    standin = stack.app.state.providers.wechat_standin
+    with httpx.Client(base_url=stack.base_url, follow_redirects=False) as client:
+        order = start_wechat_payment(client, standin, cut_household)
+    standin.pay(order.out_trade_no)
+    headers, body = standin.notification_for(order.out_trade_no)
+
+    def send(_):
+        with httpx.Client(base_url=stack.base_url) as c:
+            return c.post(WECHAT_NOTIFY, content=body, headers=headers).status_code
+
+    with concurrent.futures.ThreadPoolExecutor(10) as pool:
+        replies = list(pool.map(send, range(10)))
+    assert replies == [200] * 10
+    assert [e.amount_fen for e in entries_of(engine, cut_household, "topup")] == [5000]
+    assert balance_of(engine, cut_household) == 4500
+    wait_until(lambda: [c.state for c in commands(engine)] == ["done"], message="restore not done")
+    assert read_relay(stack, 0, 7) is False
