@@ -3,8 +3,10 @@
 1. 10,000 meters on 100 gateways, no bus delay: the simulator runs in two processes of 50
    gateways each; the worker runs here (one asyncio task and one Modbus client per gateway) on
    a fresh SQLite file. Measured: the time for the first full poll round of every gateway
-   (`poll_round_10k`), readings per second, the time until every reading is stored
-   (`poll_stored_10k`), the worker's RSS, and its CPU time per 1,000 readings.
+   (`poll_round_10k`: every reading is new and judged in full), readings per second, the time
+   until every reading is stored (`poll_stored_10k`), then a second round at once
+   (`poll_round_10k_steady`: nothing changed, so readings only move the reading time), the
+   worker's RSS, and its CPU time per 1,000 readings in each round.
 2. 8 gateways × 32 meters with a bus delay of 0.15 s per transaction: the round time against
    the bus-bound floor of 32 × 0.15 s = 4.8 s (`bus_round_ratio`).
 
@@ -101,19 +103,36 @@ def run_case(gateways: int, per_gateway: int, bus_delay: float, sim_processes: i
             stored_s = time.process_time()  # placeholder, replaced below
             return round_s, cpu_round, stored_s
 
+        async def steady_round() -> tuple[float, float]:
+            """A second round at once: readings equal to the first only move the reading time."""
+            cpu0, started = time.process_time(), time.monotonic()
+            for gl in worker.loops.values():
+                gl.round_requested = True
+                gl.wake.set()
+            while any(gl.rounds < 2 for gl in worker.loops.values()):
+                if time.monotonic() - started > 60:
+                    raise RuntimeError("second poll round did not finish in time")
+                await asyncio.sleep(0.01)
+            elapsed = time.monotonic() - started
+            await until_stored(worker)
+            return elapsed, time.process_time() - cpu0
+
         async def main():
             t0 = time.monotonic()
             round_s, cpu_round, _ = await measure()
             stored_s = time.monotonic() - t0
+            steady_s, cpu_steady = await steady_round()
             rss = rss_mb()
             worker.round_task.cancel()
             await asyncio.gather(worker.round_task, return_exceptions=True)
-            return round_s, cpu_round, stored_s, rss
+            return round_s, cpu_round, stored_s, steady_s, cpu_steady, rss
 
-        round_s, cpu_round, stored_s, rss = asyncio.run(main())
+        round_s, cpu_round, stored_s, steady_s, cpu_steady, rss = asyncio.run(main())
         readings = gateways * per_gateway
         return {"round_s": round_s, "stored_s": stored_s, "readings": readings,
-                "cpu_per_1000_ms": cpu_round / readings * 1000 * 1000, "rss_mb": rss}
+                "steady_s": steady_s, "rss_mb": rss,
+                "cpu_per_1000_ms": cpu_round / readings * 1000 * 1000,
+                "steady_cpu_per_1000_ms": cpu_steady / readings * 1000 * 1000}
     finally:
         for proc in sims:
             stop_process(proc)
@@ -126,10 +145,12 @@ def main() -> int:
     bus = run_case(gateways=8, per_gateway=32, bus_delay=0.15, sim_processes=1)
     floor = 32 * 0.15
     print(f"poll_round_10k: {big['round_s']:.2f} s")
+    print(f"poll_round_10k_steady: {big['steady_s']:.2f} s")
     print(f"poll_readings_per_s: {big['readings'] / big['round_s']:.0f} readings/s")
     print(f"poll_stored_10k: {big['stored_s']:.2f} s")
     print(f"worker_rss_10k: {big['rss_mb']:.0f} MB")
     print(f"worker_cpu_per_1000_readings: {big['cpu_per_1000_ms']:.0f} ms")
+    print(f"worker_cpu_per_1000_readings_steady: {big['steady_cpu_per_1000_ms']:.0f} ms")
     print(f"bus_round_8x32: {bus['round_s']:.2f} s")
     print(f"bus_round_ratio: {bus['round_s'] / floor:.3f}")
     return 0

@@ -47,7 +47,15 @@ class GatewayLoop:
         self.breaker = Breaker(settings.breaker_failures, settings.breaker_probe_s)
         self.relay_open: dict[int, bool] = {}  # meter id → relay as last read on this bus
         self.readings: list[ReadingResult] = []
+        # What this loop last read and sent to be stored, per meter: a reading equal to it only
+        # moves the meter's reading time (`touches`), except on a full pass (every
+        # `full_check_s`), when every reading is judged again (notices and cut policy are
+        # re-evaluated with time even when nothing is consumed).
+        self.seen: dict[int, tuple[int, bool]] = {}
+        self.touches: list[int] = []
+        self.full_pass_at = 0.0
         self.flushed_at = 0.0
+        self.round_requested = False  # set (then wake) to poll a round now
         self.rounds = 0  # poll rounds completed
         self.last_round_s: float | None = None  # how long the last one took
         self.pending_writes: set[Future] = set()
@@ -80,6 +88,9 @@ class GatewayLoop:
         if self.readings:
             batch, self.readings = self.readings, []
             self.db_later(store.record_readings, batch)
+        if self.touches:
+            touched, self.touches = self.touches, []
+            self.db_later(store.touch_meters, touched, utcnow())
 
     def close(self) -> None:
         self.read_thread.shutdown(wait=False)
@@ -93,7 +104,8 @@ class GatewayLoop:
         while True:
             self.wake.clear()
             await self.run_due_commands()
-            if loop.time() >= next_poll:
+            if loop.time() >= next_poll or self.round_requested:
+                self.round_requested = False
                 started = loop.time()
                 await self.poll_round()
                 self.rounds += 1
@@ -164,6 +176,9 @@ class GatewayLoop:
         """Read every meter once (an open breaker lets a meter through only to probe it);
         commands queued meanwhile go out before the next read."""
         loop = asyncio.get_running_loop()
+        full = loop.time() >= self.full_pass_at
+        if full:
+            self.full_pass_at = loop.time() + self.settings.full_check_s
         for meter in self.spec.meters:
             if self.wake.is_set():
                 self.wake.clear()
@@ -173,15 +188,21 @@ class GatewayLoop:
             try:
                 snapshot = await self.client.read_snapshot(meter.unit_id)
             except MeterError as exc:
+                self.seen.pop(meter.meter_id, None)
                 self.breaker.failed(meter.meter_id, loop.time())
                 self.db_later(store.record_poll_failure, meter.meter_id, str(exc),
                               self.settings.breaker_failures)
                 continue
-            self.breaker.succeeded(meter.meter_id)
+            came_back = self.breaker.succeeded(meter.meter_id)
             self.relay_open[meter.meter_id] = snapshot.relay_open
-            self.readings.append(ReadingResult(meter.meter_id, snapshot.energy_wh,
-                                               snapshot.relay_open, utcnow()))
-            if (len(self.readings) >= READINGS_PER_BATCH
+            key = (snapshot.energy_wh, snapshot.relay_open)
+            if not full and not came_back and self.seen.get(meter.meter_id) == key:
+                self.touches.append(meter.meter_id)
+            else:
+                self.seen[meter.meter_id] = key
+                self.readings.append(ReadingResult(meter.meter_id, snapshot.energy_wh,
+                                                   snapshot.relay_open, utcnow()))
+            if (len(self.readings) + len(self.touches) >= READINGS_PER_BATCH
                     or loop.time() - self.flushed_at >= FLUSH_EVERY_S):
                 self.flush_readings()
         self.flush_readings()

@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from sqlalchemy import case
+from sqlalchemy import case, update
 from sqlalchemy.engine import Engine
 from sqlmodel import select
 
@@ -141,7 +141,7 @@ def record_readings(engine: Engine, results: list[ReadingResult]) -> None:
     """Store a batch of poll results in one transaction: judge each against the meter's last
     reading (`meters.assess`), charge plausible consumption, record anomalies (never charged),
     reconcile a meter that was offline; then, with the batch's balances read in one query,
-    queue a cut where the balance is exhausted."""
+    add the balance notices due and queue a cut where the cut policy allows."""
     if not results:
         return
     with transaction(engine) as s:
@@ -156,10 +156,9 @@ def record_readings(engine: Engine, results: list[ReadingResult]) -> None:
         s.flush()
         supplied = [m for m in meters.values() if m.account_id in accounts and m.relay_open is False]
         balances = balances_fen(s, {m.account_id for m in supplied})
-        for meter in supplied:
+        for meter in supplied:  # warn where due, and cut where the policy allows
             account = accounts[meter.account_id]
-            if balances[account.id] < account.cut_below_fen:
-                cut_if_exhausted(s, meter, account, balances[account.id])
+            cut_if_exhausted(s, meter, account, balances[account.id])
 
 
 def _record_one(s, meter: Meter, account: Account | None, r: ReadingResult) -> None:
@@ -214,6 +213,16 @@ def _reconcile_after_outage(s, meter: Meter, r: ReadingResult) -> None:
         s.add(Anomaly(kind=STATE_CHANGED_OFFLINE, meter_id=meter.id, account_id=meter.account_id,
                       detail=f"relay was {'open' if meter.relay_open else 'closed'} before the "
                              f"outage, reads {'open' if r.relay_open else 'closed'} after it"))
+
+
+def touch_meters(engine: Engine, meter_ids: list[int], read_at: dt.datetime) -> None:
+    """Meters read again with nothing changed (same energy, same relay, still online): only
+    their last reading time moves, in one statement."""
+    if not meter_ids:
+        return
+    with transaction(engine) as s:
+        s.execute(update(Meter).where(Meter.id.in_(meter_ids))
+                  .values(last_read_at=read_at, online=True, failures_in_row=0))
 
 
 def record_poll_failure(engine: Engine, meter_id: int, detail: str, threshold: int) -> bool:

@@ -5,6 +5,7 @@ from sqlmodel import select
 
 from app.commands.models import CUT, DONE, PENDING, RESTORE, Command, CommandAttempt
 from app.db import transaction
+from app.estate.models import Reading
 from meters.transport import GatewayClient
 from tests.conftest import wait_until
 from tests.factories import balance_of, entries_of, meter_of
@@ -103,3 +104,16 @@ def test_gateway_added_while_running_is_picked_up_on_first_command(stack, engine
     wait_until(lambda: [c.state for c in commands(engine)] == [DONE], timeout=5,
                message="the new gateway's restore was not run")
     assert read_relay(stack, 0, 4) is False
+
+
+def test_unchanged_readings_only_move_the_reading_time(stack, engine, settings):
+    settings.full_check_s = 3600  # no full pass after the first: the quick path is taken
+    stack.start_sim([[1]])
+    number = stack.household(1, balance_fen=10_000, max_power_w=10**9)
+    stack.start_worker()
+    first = wait_until(lambda: meter_of(engine, number).last_read_at, message="no reading")
+    wait_until(lambda: meter_of(engine, number).last_read_at > first, message="time did not move")
+    with transaction(engine, read_only=True) as s:
+        assert len(s.exec(select(Reading)).all()) == 1  # the first reading only
+    stack.sim.meter(0, 1).add_energy_wh(1_000)  # a change is judged in full: charged
+    wait_until(lambda: balance_of(engine, number) == 10_000 - 56, message="change not charged")  # 55.83 fen
