@@ -46,7 +46,7 @@ async def _run() -> None:
   Feikong demo is running (SQLite: {settings.database_url})
   Resident page (open on a phone-sized window):  {base}/
   A household that was cut, at -5.00 元:          {base}/a/{CUT_ACCOUNT}
-  Sandbox Alipay cashier: opens when you top up ({base}/sandbox/alipay/gateway.do)
+  Sandbox cashiers (Alipay, WeChat Pay) open when you top up: no real money moves
   Simulated gateways: {", ".join(f"{g.host}:{g.port}" for g in sim.gateways)}
   Press Ctrl-C to stop web, worker and simulator.
 """, flush=True)
