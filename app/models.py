@@ -9,10 +9,12 @@ from app.estate.models import (Account, Building, Estate, Gateway, Meter, Readin
 from app.ledger.models import LedgerEntry
 from app.notices.models import Notice
 from app.orders.models import Order, RefusedNotification
+from app.policy.models import CutApproval, CutDecision, ManagerTask
 
 metadata = SQLModel.metadata
 
 __all__ = [
-    "Account", "Anomaly", "Building", "Command", "CommandAttempt", "Estate", "Gateway", "LedgerEntry",
-    "Meter", "Notice", "Order", "Reading", "RefusedNotification", "WorkerHeartbeat", "metadata",
+    "Account", "Anomaly", "Building", "Command", "CommandAttempt", "CutApproval", "CutDecision",
+    "Estate", "Gateway", "LedgerEntry", "ManagerTask", "Meter", "Notice", "Order", "Reading",
+    "RefusedNotification", "WorkerHeartbeat", "metadata",
 ]

@@ -12,11 +12,21 @@ from app.ledger.models import LedgerEntry, OPENING
 from app.ledger.services import balance_fen, post_entry
 
 
+# The cut policy of a test estate: cut at once, at any wall-clock date and time (no quiet hours,
+# no holiday rule, no lead time after the balance-exhausted notice, no approval). Policy tests
+# pass the real rules (`REAL_POLICY`) or their own.
+ANYTIME_POLICY = dict(quiet_start="00:00", quiet_end="00:00", holiday_calendar="none",
+                      cut_notice_lead_h=0, cut_requires_approval=False)
+REAL_POLICY = dict(quiet_start="20:00", quiet_end="08:00", holiday_calendar="cn",
+                   cut_notice_lead_h=24, cut_requires_approval=False)
+
+
 class EstateFactory:
-    def __init__(self, engine, name: str = "测试小区"):
+    def __init__(self, engine, name: str = "测试小区", **policy):
         self.engine = engine
         with transaction(engine) as s:
-            estate = Estate(name=name, manager_phone="0571-88886666")
+            estate = Estate(name=name, manager_phone="0571-88886666",
+                            **{**ANYTIME_POLICY, **policy})
             s.add(estate)
             s.flush()
             building = Building(estate_id=estate.id, name="1号楼")
@@ -35,15 +45,16 @@ class EstateFactory:
     def account(self, *, gateway_id: int, unit_id: int, balance_fen: int = 0,
                 relay_open: bool | None = False, price: str = "0.5583",
                 number: str | None = None, holder_name: str = "张三",
-                max_power_w: int = 13_800) -> str:
-        """An account with one meter; returns its 户号."""
+                max_power_w: int = 13_800, **account_fields) -> str:
+        """An account with one meter; returns its 户号. `account_fields` set any other column
+        of the account (`care_list=True`, `strategy="shop"`, `cut_below_fen=-500`, …)."""
         self._count += 1
         number = number or f"9{self._count:05d}"
         with transaction(self.engine) as s:
             account = Account(number=number, building_id=self.building_id,
                               household=f"1-1-{100 + self._count}", holder_name=holder_name,
                               holder_phone="13812345678", floor_area_m2=Decimal("89.5"),
-                              price_yuan_per_kwh=Decimal(price))
+                              price_yuan_per_kwh=Decimal(price), **account_fields)
             s.add(account)
             s.flush()
             s.add(Meter(account_id=account.id, gateway_id=gateway_id, unit_id=unit_id,

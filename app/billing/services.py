@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from decimal import Decimal
 
-from sqlmodel import Session, select
+from sqlmodel import Session
 
-from app.anomalies.models import COMMAND_EXPIRED, Anomaly
-from app.commands.services import queue_cut
+from app.db import utcnow
 from app.estate.models import Account, Meter
 from app.ledger.models import CHARGE
 from app.ledger.services import balance_fen, post_entry
 from app.money import energy_cost, post_increment
+from app.notices.services import warn_low_balance
+from app.policy.services import note_exhaustion, review_cut
 
 E7 = Decimal(10) ** 7  # billed totals are kept as integers of 1e-7 yuan: exact for 4-place prices
 
@@ -45,21 +47,26 @@ def post_consumption(session: Session, meter: Meter, account: Account,
 
 
 def cut_if_exhausted(session: Session, meter: Meter, account: Account,
-                     balance: int | None = None) -> bool:
-    """Queue a cut when the balance (given, or read) is below the account's cut line and the
-    supply is on.
+                     balance: int | None = None, *, now: dt.datetime | None = None) -> bool:
+    """After a poll found `meter` supplying: warn, and queue a cut where the policy allows.
 
-    Not while an earlier command for this meter expired unconfirmed and no manager has looked
-    at it (a welded relay would otherwise be sent a new cut after every expiry). Quiet hours,
-    holidays, notices and the care list come with the cut policy."""
+    Keeps the account's exhaustion episode (`exhausted_at`), adds the balance notice now due
+    (low, less than a day, exhausted: `app.notices.services.warn_low_balance`), and, when the
+    balance (given, or read) is below the account's cut line, applies the cut policy
+    (`app.policy.services.review_cut`: quiet hours, public holidays, the notice's lead time, the
+    care list, approval; every decision not to cut is recorded with its reason). No new cut
+    while an earlier command for this meter expired unconfirmed and no manager has looked at
+    it (a welded relay would otherwise be sent a new cut after every expiry). Returns True
+    when a cut was queued. `now` defaults to the clock; tests pass their own.
+    """
     if meter.relay_open is not False:
         return False
+    now = now or utcnow()
     if balance is None:
         balance = balance_fen(session, account.id)
-    if balance >= account.cut_below_fen:
+    exhausted = note_exhaustion(account, balance, now)
+    session.add(account)
+    warn_low_balance(session, account, balance, now)
+    if not exhausted:
         return False
-    if session.exec(select(Anomaly.id).where(Anomaly.meter_id == meter.id,
-                                             Anomaly.kind == COMMAND_EXPIRED,
-                                             Anomaly.resolved_at.is_(None))).first():
-        return False
-    return queue_cut(session, meter, reason="balance exhausted") is not None
+    return review_cut(session, meter, account, balance, now)

@@ -16,6 +16,16 @@ class Estate(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     name: str
     manager_phone: str = ""  # shown on notices and pages: whom to call
+    # The cut policy (app/policy): no cut between quiet_start and quiet_end, local time
+    # (Asia/Shanghai, "HH:MM"; equal means no quiet hours), nor on a public holiday of
+    # `holiday_calendar` ("cn": mainland China; "none": no holiday rule); only once the
+    # balance-exhausted notice is `cut_notice_lead_h` hours old; and, where
+    # `cut_requires_approval`, only after a manager approved it (停电审批).
+    quiet_start: str = "20:00"
+    quiet_end: str = "08:00"
+    holiday_calendar: str = "cn"
+    cut_notice_lead_h: int = 24
+    cut_requires_approval: bool = False
 
 
 class Building(SQLModel, table=True):
@@ -38,6 +48,14 @@ class Account(SQLModel, table=True):
     price_yuan_per_kwh: Decimal = Field(sa_type=Decimal4)  # flat tariff for now
     restore_threshold_fen: int = 0  # a payment restores when the balance rises above this
     cut_below_fen: int = 0  # cut when the balance falls below this (0: below zero)
+    low_balance_threshold_fen: int = 1000  # a low-balance notice below this
+    care_list: bool = False  # 爱心档案: never cut automatically; a manager task instead
+    # Since when the balance has been below `cut_below_fen` (None: it is not): the exhaustion
+    # episode its notice, approval and cut decisions belong to (set and cleared by the worker).
+    exhausted_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # The recent daily rate (see app/notices/services.py), computed once per local day.
+    daily_rate_fen: int = 0
+    daily_rate_on: dt.date | None = None
     created_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 

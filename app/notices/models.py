@@ -9,7 +9,9 @@ from app.db import UTCDateTime, utcnow
 PAYMENT_RECEIVED = "payment_received"
 POWER_RESTORED = "power_restored"
 POWER_CUT = "power_cut"
-LOW_BALANCE = "low_balance"
+LOW_BALANCE = "low_balance"  # below the account's threshold
+LESS_THAN_A_DAY = "less_than_a_day"  # one more day at the recent daily rate would exceed it
+BALANCE_EXHAUSTED = "balance_exhausted"  # below the cut line: the notice a cut must wait for
 
 
 class Notice(SQLModel, table=True):

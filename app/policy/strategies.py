@@ -1,0 +1,34 @@
+"""Strategies (收费策略) per customer type: how often a household is reminded, how its daily
+rate is estimated, and whether an exhausted balance is cut by the system or handed to a person.
+
+Thresholds and the overdraft stay on the account (`low_balance_threshold_fen`, `cut_below_fen`);
+the rules that differ by customer type live here, in code, until managers need to edit them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Strategy:
+    name: str
+    label_zh: str
+    notice_interval: dt.timedelta  # at most one low-balance notice of each kind per interval
+    rate_days: int  # the recent daily rate: the charges of the last N complete local days / N
+    automatic_cut: bool  # False: an exhausted balance becomes a manager task, never a command
+
+
+RESIDENTIAL = Strategy("residential", "居民", dt.timedelta(hours=24), 7, True)
+SHOP = Strategy("shop", "商铺", dt.timedelta(hours=24), 7, True)
+# Lifts, pumps and corridor lights are not cut by a machine.
+COMMON_AREA = Strategy("common_area", "公共区域", dt.timedelta(hours=24), 7, False)
+
+STRATEGIES = {s.name: s for s in (RESIDENTIAL, SHOP, COMMON_AREA)}
+
+
+def strategy_named(name: str) -> Strategy | None:
+    """The strategy called `name`, or None for a name we do not know (the cut policy then
+    refuses to decide; notices follow the residential rules)."""
+    return STRATEGIES.get(name)
