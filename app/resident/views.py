@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import re
 from dataclasses import dataclass
@@ -12,11 +13,12 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from app.commands.services import RESTORING, meters_of, power_state
-from app.db import transaction
+from app.db import transaction, utcnow
 from app.estate.models import Account, Building, Estate, Meter
 from app.i18n import gettext as _
 from app.ledger.models import LedgerEntry
 from app.ledger.services import balance_fen, recent_entries
+from app.notices.models import Notice
 from app.money import yuan_str_to_fen
 from app.orders.models import PENDING, Order
 from app.orders.providers import NOTIFY_PATHS
@@ -27,6 +29,7 @@ from payments.wechat import WechatPayError
 log = logging.getLogger(__name__)
 
 PRESET_YUAN = (20, 50, 100, 200)
+NOTICES_SHOWN_FOR = dt.timedelta(days=7)
 ACCOUNT_NUMBER = re.compile(r"^[0-9A-Za-z-]{1,32}$")
 WECHAT_BROWSER = "micromessenger"  # in the user agent of WeChat's built-in browser
 
@@ -53,6 +56,15 @@ class AccountView:
     last_read_at: object
     entries: list[LedgerEntry]
     order: Order | None
+    notices: list[Notice]
+
+    @property
+    def days_left(self) -> int | None:
+        """Whole days the balance lasts at the recent daily rate (None when unknown)."""
+        rate = self.account.daily_rate_fen
+        if rate <= 0 or self.balance_fen <= 0:
+            return None
+        return self.balance_fen // rate
 
     @property
     def watching(self) -> bool:
@@ -76,6 +88,10 @@ def load_account_view(session: Session, number: str, out_trade_no: str | None) -
         balance_fen=balance_fen(session, account.id), power=power_state(session, account.id),
         last_read_at=max(read_times) if read_times else None,
         entries=recent_entries(session, account.id), order=order,
+        notices=list(session.exec(
+            select(Notice).where(Notice.account_id == account.id,
+                                 Notice.created_at >= utcnow() - NOTICES_SHOWN_FOR)
+            .order_by(Notice.created_at.desc(), Notice.id.desc()).limit(3))),
     )
 
 

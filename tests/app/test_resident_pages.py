@@ -91,3 +91,25 @@ def test_custom_amount_goes_to_the_cashier(client, engine, estate, gateway):
     assert [o.amount_fen for o in orders(engine)] == [3550]
     cashier = client.get(reply.headers["location"])
     assert cashier.status_code == 200 and "35.50" in cashier.text
+
+
+def test_page_shows_recent_notices_and_days_left(client, engine, estate, gateway):
+    import datetime as dt
+
+    from app.db import transaction, utcnow
+    from app.estate.models import Account
+    from app.notices.models import LOW_BALANCE, Notice
+
+    number = estate.account(gateway_id=gateway, unit_id=1, balance_fen=1000)
+    with transaction(engine) as s:
+        account = s.exec(select(Account).where(Account.number == number)).one()
+        account.daily_rate_fen, account.daily_rate_on = 200, utcnow().date()
+        s.add(account)
+        s.add(Notice(account_id=account.id, kind=LOW_BALANCE, amount_fen=1000))
+        s.add(Notice(account_id=account.id, kind=LOW_BALANCE, amount_fen=5,
+                     created_at=utcnow() - dt.timedelta(days=30)))  # too old to show
+    page = client.get(f"/a/{number}").text
+    assert "余额不足：仅剩 10.00 元，请及时充值" in page
+    assert "仅剩 0.05 元" not in page
+    assert "约可用 5 天" in page
+    assert "Low balance: ¥10.00 left" in client.get(f"/a/{number}?lang=en").text
