@@ -133,6 +133,16 @@ def client(settings, engine):
         yield c
 
 
+@pytest.fixture
+def cut_account(engine):
+    """An account at -5.00 元 whose meter (on a gateway nobody serves) reads cut; its 户号."""
+    from tests.factories import EstateFactory
+
+    estate = EstateFactory(engine)
+    gw = estate.gateway("127.0.0.1", 1)
+    return estate.account(gateway_id=gw, unit_id=1, balance_fen=-500, relay_open=True)
+
+
 # --- the whole system: simulator, worker, web --------------------------------------------------
 
 class Stack:

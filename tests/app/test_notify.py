@@ -7,15 +7,8 @@ from app.commands.models import RESTORE, Command
 from app.db import transaction
 from app.orders.models import PAID, Order, RefusedNotification
 from payments.sandbox import generate_rsa_keypair
-from tests.factories import EstateFactory, balance_of, entries_of
+from tests.factories import balance_of, entries_of
 from tests.payflow import NOTIFY, post_notification, start_payment
-
-
-@pytest.fixture
-def cut_account(engine):
-    estate = EstateFactory(engine)
-    gw = estate.gateway("127.0.0.1", 1)
-    return estate.account(gateway_id=gw, unit_id=1, balance_fen=-500, relay_open=True)
 
 
 @pytest.fixture

@@ -15,18 +15,11 @@ from app.main import create_app
 from app.orders.models import PAID, PENDING, Order, RefusedNotification
 from payments.sandbox import generate_rsa_keypair
 from payments.wechat_sandbox import ensure_wechat_sandbox_keys
-from tests.factories import EstateFactory, balance_of, entries_of
+from tests.factories import balance_of, entries_of
 from tests.payflow import WECHAT_NOTIFY, post_wechat_notification, start_wechat_payment
 
 IN_WECHAT = ("Mozilla/5.0 (Linux; Android 13; V2183A) AppleWebKit/537.36 (KHTML, like Gecko) "
              "Chrome/116.0 Mobile Safari/537.36 MicroMessenger/8.0.47.2560 NetType/WIFI")
-
-
-@pytest.fixture
-def cut_account(engine):
-    estate = EstateFactory(engine)
-    gw = estate.gateway("127.0.0.1", 1)
-    return estate.account(gateway_id=gw, unit_id=1, balance_fen=-500, relay_open=True)
 
 
 @pytest.fixture

@@ -2,40 +2,17 @@
 and sees the power come back."""
 
 import concurrent.futures
-import os
 import re
 
 import httpx
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 from tests.conftest import wait_until
 from tests.factories import balance_of, entries_of
-from tests.functional.test_pay_to_power import ARGS, ARTIFACTS, CHROMIUM
+from tests.functional.conftest import ARTIFACTS
 from tests.functional.test_worker import commands, read_relay
 from tests.payflow import WECHAT_NOTIFY, start_wechat_payment
-
-
-@pytest.fixture
-def cut_household(stack, engine):
-    """One gateway, one meter whose relay is open, an account at -5.00 元; web and worker up."""
-    stack.start_sim([[7]], relay_delay_s=0.2)
-    number = stack.household(7, balance_fen=-500, relay_open=True)
-    stack.start_web()
-    stack.start_worker()
-    return number
-
-
-@pytest.fixture
-def phone():
-    if not os.path.exists(CHROMIUM):
-        pytest.fail("Debian's chromium is missing: run `make test`, which installs it")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        context = browser.new_context(viewport={"width": 360, "height": 740}, is_mobile=True,
-                                      has_touch=True, locale="zh-CN")
-        yield context.new_page()
-        browser.close()
 
 
 def test_cut_household_pays_50_with_wechat_and_sees_power_back(stack, engine, cut_household,
