@@ -1,4 +1,5 @@
-"""`feikong demo | run | serve | worker | simulate | db upgrade | seed | quote`."""
+"""`feikong demo | run | serve | worker | simulate | db upgrade | seed | quote | reconcile |
+refund`."""
 
 from __future__ import annotations
 
@@ -96,6 +97,60 @@ def cmd_quote(args) -> int:
     return run(args)
 
 
+def cmd_reconcile(args) -> int:
+    """Download the providers' bills of a day, match them with our books, print the
+    differences (kept in `reconcile_difference` for managers). Exit 1 if a bill could not be
+    had."""
+    import datetime as dt
+
+    from app.orders.providers import build_providers
+    from app.orders.reconcile import format_table, reconcile_day, yesterday_in_beijing
+
+    bill_date = dt.date.fromisoformat(args.date) if args.date else yesterday_in_beijing()
+    providers = build_providers(get_settings())
+    channels = tuple(args.channel) if args.channel else None
+    reports = reconcile_day(_engine(), providers, bill_date, channels)
+    differences = []
+    for r in reports:
+        if r.error:
+            print(f"{r.channel} {bill_date}: no bill ({r.error})")
+        else:
+            print(f"{r.channel} {bill_date}: {r.lines} lines, {r.matched} matched, "
+                  f"{len(r.differences)} differences")
+            differences += r.differences
+    if differences:
+        print()
+        print(format_table(differences))
+    return 1 if any(r.error for r in reports) else 0
+
+
+def cmd_refund(args) -> int:
+    """Refund (part of) an account's unspent balance through the providers that took it."""
+    from app.money import yuan_str_to_fen
+    from app.orders.providers import build_providers
+    from app.orders.refunds import RefundRefused, RefundRequest, refund_balance
+
+    if (args.amount is None) == (not args.all):
+        print("give an amount in yuan, or --all for the whole balance", file=sys.stderr)
+        return 2
+    try:
+        amount_fen = None if args.all else yuan_str_to_fen(args.amount)
+    except ValueError as exc:
+        print(f"amount: {exc}", file=sys.stderr)
+        return 2
+    settings = get_settings()
+    ask = RefundRequest(args.account, amount_fen, args.reason, args.by, args.note or "")
+    try:
+        refunds = refund_balance(_engine(), build_providers(settings), settings, ask)
+    except RefundRefused as exc:
+        print(f"refund refused: {exc}", file=sys.stderr)
+        return 1
+    for r in refunds:
+        print(f"{r.out_refund_no}  {r.channel}  {r.amount_fen / 100:.2f} 元  {r.status}"
+              + (f"  ({r.detail})" if r.detail else ""))
+    return 0
+
+
 def cmd_demo(args) -> int:
     from app.demo import run_demo
 
@@ -118,6 +173,17 @@ def main(argv: list[str] | None = None) -> int:
     from app.tariffs.quote import add_arguments as add_quote_arguments
 
     add_quote_arguments(sub.add_parser("quote", help="price a usage with a tariff (docs/tariffs.md)"))
+    rec = sub.add_parser("reconcile", help="match a day's provider bills with our books (对账)")
+    rec.add_argument("--date", help="the bill date, YYYY-MM-DD (Beijing); default yesterday")
+    rec.add_argument("--channel", action="append", choices=["alipay", "wechat"],
+                     help="only this channel (repeatable); default every channel offered")
+    ref = sub.add_parser("refund", help="refund an account's unspent balance (a manager's act)")
+    ref.add_argument("account", help="the 户号")
+    ref.add_argument("amount", nargs="?", help="yuan, e.g. 35.50")
+    ref.add_argument("--all", action="store_true", help="the whole balance (account closure)")
+    ref.add_argument("--reason", required=True, choices=["account_closure", "decision"])
+    ref.add_argument("--by", required=True, help="the manager who decided it")
+    ref.add_argument("--note", help="why, for the record")
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["simulate"]:  # the simulator parses its own flags
         from meters import simulator
@@ -125,7 +191,8 @@ def main(argv: list[str] | None = None) -> int:
         return simulator.main(argv[1:])
     args = parser.parse_args(argv)
     handler = {"demo": cmd_demo, "run": cmd_run, "serve": cmd_serve, "worker": cmd_worker,
-               "db": cmd_db, "seed": cmd_seed, "quote": cmd_quote}[args.command]
+               "db": cmd_db, "seed": cmd_seed, "quote": cmd_quote, "reconcile": cmd_reconcile,
+               "refund": cmd_refund}[args.command]
     return handler(args)
 
 

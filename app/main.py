@@ -15,6 +15,7 @@ from app import i18n
 from app.db import make_engine
 from app.orders.providers import (
     ALIPAY_NOTIFY_PATH,
+    SANDBOX_ALIPAY_BILL_PATH,
     SANDBOX_GATEWAY_PATH,
     WECHAT_CASHIER_PATH,
     WECHAT_NOTIFY_PATH,
@@ -24,6 +25,7 @@ from app.orders.providers import (
 from app.orders.views import alipay_notify, wechat_notify
 from app.resident import views as resident
 from app.sandbox import views as sandbox
+from app.sandbox.delivery import SandboxNotifier
 from app.settings import ROOT, Settings, get_settings, use_settings
 from app.web.templating import make_templates
 from payments.wechat_standin import make_wechat_api_app
@@ -56,7 +58,13 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         Route("/a/{number}/_status", resident.account_status, name="account_status"),
         Route("/a/{number}/topup", resident.topup, methods=["POST"], name="topup"),
         Route(ALIPAY_NOTIFY_PATH, alipay_notify, methods=["POST"], name="alipay_notify"),
-        Route(SANDBOX_GATEWAY_PATH, sandbox.cashier, name="sandbox_cashier"),
+        Route(SANDBOX_GATEWAY_PATH, sandbox.cashier, methods=["GET", "POST"],
+              name="sandbox_cashier"),  # Alipay's cashier, and its server API for our provider
+        Route(SANDBOX_ALIPAY_BILL_PATH + "/{token}", sandbox.alipay_bill, name="sandbox_bill"),
+        Route("/sandbox/notify-behaviour", sandbox.notify_behaviour, methods=["GET", "POST"],
+              name="sandbox_notify_behaviour"),
+        Route("/sandbox/notifications/release", sandbox.release_notifications,
+              methods=["POST"], name="sandbox_release"),
         Route("/sandbox/alipay/pay", sandbox.pay, methods=["POST"], name="sandbox_pay"),
         Route(WECHAT_NOTIFY_PATH, wechat_notify, methods=["POST"], name="wechat_notify"),
         Route(WECHAT_CASHIER_PATH, sandbox.wechat_cashier, name="sandbox_wechat_cashier"),
@@ -73,4 +81,11 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.state.engine = engine or make_engine(settings.database_url)
     app.state.templates = make_templates()
     app.state.providers = providers
+    app.state.sandbox_notifier = None
+    if providers.sandbox_alipay is not None or providers.sandbox_wechat is not None:
+        # The stand-ins' refund notices go out as the sandbox's notify behaviour says.
+        app.state.sandbox_notifier = notifier = SandboxNotifier()
+        for standin in (providers.alipay_standin, providers.wechat_standin):
+            if standin is not None:
+                standin.deliver = notifier.deliver
     return app

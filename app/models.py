@@ -5,16 +5,20 @@ from sqlmodel import SQLModel
 from app.anomalies.models import Anomaly
 from app.commands.models import Command, CommandAttempt
 from app.estate.models import (Account, Building, Estate, Gateway, Meter, Reading,
-                               WorkerHeartbeat)
+                               ShareRun, WorkerHeartbeat)
 from app.ledger.models import LedgerEntry
 from app.notices.models import Notice
-from app.orders.models import Order, RefusedNotification
+from app.orders.models import (Order, ReconcileDifference, ReconcileRun, Refund,
+                               RefusedNotification)
 from app.policy.models import CutApproval, CutDecision, ManagerTask
+from app.tariffs.models import StoredTariff, StoredTariffVersion
 
 metadata = SQLModel.metadata
 
 __all__ = [
     "Account", "Anomaly", "Building", "Command", "CommandAttempt", "CutApproval", "CutDecision",
     "Estate", "Gateway", "LedgerEntry", "ManagerTask", "Meter", "Notice", "Order", "Reading",
-    "RefusedNotification", "WorkerHeartbeat", "metadata",
+    "ReconcileDifference", "ReconcileRun", "Refund", "RefusedNotification", "ShareRun",
+    "StoredTariff", "StoredTariffVersion", "WorkerHeartbeat",
+    "metadata",
 ]

@@ -1,11 +1,17 @@
-"""What the benches share: free ports, subprocesses that say when they are ready, RSS."""
+"""What the benches share: free ports, subprocesses that say when they are ready, RSS, and a
+throwaway PostgreSQL cluster."""
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import os
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -55,3 +61,40 @@ def rss_mb(pid: int | None = None) -> float:
     status = Path(f"/proc/{pid or os.getpid()}/status").read_text()
     kb = int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS:")))
     return kb / 1024
+
+
+@contextlib.contextmanager
+def throwaway_postgres(max_connections: int = 300) -> Iterator[str]:
+    """A PostgreSQL cluster of its own, on a free port of 127.0.0.1, removed on exit; yields the
+    server URL ("postgresql://postgres@127.0.0.1:PORT", append "/dbname"). Debian's server
+    binaries (/usr/lib/postgresql/<version>/bin), run as the `postgres` user when we are root
+    (initdb refuses root); durability off (fsync, synchronous_commit, full_page_writes): it is
+    thrown away. Ready in about a second. Raises RuntimeError without the binaries.
+
+    tests/conftest.py starts its cluster the same way (its `pg_server` fixture could be
+    `with throwaway_postgres() as url: yield url`)."""
+    bins = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(p.split("/")[4]))
+    if not bins:
+        raise RuntimeError("PostgreSQL server binaries not found: run `make test` (it installs "
+                           "them) or apt-get install postgresql")
+    b, port, base = bins[-1], free_ports(1), tempfile.mkdtemp(prefix="feikong-pg-")
+    sudo, data = [], f"{base}/data"
+    if os.geteuid() == 0:
+        shutil.chown(base, "postgres", "postgres")
+        sudo = ["runuser", "-u", "postgres", "--"]
+
+    def run(*args):
+        subprocess.run(sudo + list(args), check=True, capture_output=True)
+
+    try:
+        run(f"{b}/initdb", "-D", data, "-U", "postgres", "-A", "trust", "-E", "UTF8",
+            "--locale=C.UTF-8", "--no-sync")
+        run(f"{b}/pg_ctl", "-D", data, "-l", f"{base}/log", "-w", "-o",
+            f"-c listen_addresses=127.0.0.1 -p {port} -k {base} -c fsync=off"
+            " -c synchronous_commit=off -c full_page_writes=off"
+            f" -c max_connections={max_connections}", "start")
+        yield f"postgresql://postgres@127.0.0.1:{port}"
+    finally:
+        if os.path.exists(f"{data}/postmaster.pid"):
+            run(f"{b}/pg_ctl", "-D", data, "-m", "immediate", "stop")
+        shutil.rmtree(base, ignore_errors=True)

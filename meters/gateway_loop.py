@@ -201,7 +201,8 @@ class GatewayLoop:
             else:
                 self.seen[meter.meter_id] = key
                 self.readings.append(ReadingResult(meter.meter_id, snapshot.energy_wh,
-                                                   snapshot.relay_open, utcnow()))
+                                                   snapshot.relay_open, utcnow(),
+                                                   tuple(snapshot.period_raw)))
             if (len(self.readings) + len(self.touches) >= READINGS_PER_BATCH
                     or loop.time() - self.flushed_at >= FLUSH_EVERY_S):
                 self.flush_readings()

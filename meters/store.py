@@ -14,9 +14,11 @@ from sqlmodel import select
 
 from app.anomalies.models import (COMMAND_EXPIRED, ENERGY_BACKWARDS, ENERGY_JUMP, ENERGY_WHILE_OPEN,
                                   METER_OFFLINE, STATE_CHANGED_OFFLINE, Anomaly)
+from app.billing.pricing import period_deltas
 from app.billing.services import cut_if_exhausted, post_consumption
 from app.commands.models import CUT, DONE, EXPIRED, PENDING, RESTORE, Command, CommandAttempt
 from app.db import transaction, utcnow
+from app.tariffs import TariffError
 from app.ledger.services import balances_fen
 from app.estate.models import Account, Gateway, Meter, Reading
 from app.notices.models import POWER_CUT, POWER_RESTORED, Notice
@@ -135,6 +137,8 @@ class ReadingResult:
     energy_wh: int
     relay_open: bool
     read_at: dt.datetime
+    # The per-period energy registers (spike, peak, flat, valley; 0.01 kWh), when read.
+    period_raw: tuple[int, int, int, int] | None = None
 
 
 def record_readings(engine: Engine, results: list[ReadingResult]) -> None:
@@ -168,14 +172,23 @@ def _record_one(s, meter: Meter, account: Account | None, r: ReadingResult) -> N
     if not meter.online:
         _reconcile_after_outage(s, meter, r)
     if verdict.chargeable and account is not None:
-        post_consumption(s, meter, account, verdict.energy_wh,
-                         interval=f"{meter.last_energy_wh}:{r.energy_wh}")
+        try:
+            post_consumption(s, meter, account, verdict.energy_wh,
+                             interval=f"{meter.last_energy_wh}:{r.energy_wh}",
+                             start_at=meter.last_read_at, end_at=r.read_at,
+                             period_deltas_wh=period_deltas(meter.last_period_raw, r.period_raw))
+        except TariffError as exc:  # the tariff cannot price it: a manager must, not the batch
+            s.add(Anomaly(kind=UNPRICED_ENERGY, meter_id=meter.id, account_id=account.id,
+                          from_wh=meter.last_energy_wh, to_wh=r.energy_wh,
+                          energy_wh=verdict.energy_wh, detail=f"not charged: {exc}"[:500]))
     elif verdict.verdict in ANOMALOUS:
         _note_energy_anomaly(s, meter, verdict, r)
     if meter.last_energy_wh != r.energy_wh or meter.relay_open != r.relay_open:
         s.add(Reading(meter_id=meter.id, read_at=r.read_at, energy_wh=r.energy_wh,
                       relay_open=r.relay_open))
     meter.last_energy_wh = r.energy_wh
+    if r.period_raw is not None:
+        meter.last_period_raw = ",".join(str(x) for x in r.period_raw)
     meter.relay_open = r.relay_open
     meter.last_read_at = r.read_at
     meter.online = True
@@ -183,6 +196,7 @@ def _record_one(s, meter: Meter, account: Account | None, r: ReadingResult) -> N
     s.add(meter)
 
 
+UNPRICED_ENERGY = "unpriced_energy"  # the account's tariff could not price a chargeable step
 ANOMALOUS = {BACKWARDS: ENERGY_BACKWARDS, JUMP: ENERGY_JUMP, WHILE_OPEN: ENERGY_WHILE_OPEN}
 
 

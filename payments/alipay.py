@@ -1,27 +1,52 @@
 """Alipay WAP payment through python-alipay-sdk (`AliPay`, RSA2).
 
-The only module that imports the Alipay SDK. It signs pay requests with our app private key and
-verifies notifications with Alipay's public key (not our app's public key). It never touches the
-database: whether a verified notification credits anything is decided by the caller.
+The only module that imports the Alipay SDK. It signs pay requests and server API calls (query,
+close, refund, refund query, bill download URL) with our app private key, and verifies
+notifications and the server APIs' replies with Alipay's public key (not our app's public key).
+It never touches the database: whether a verified notification credits anything is decided by
+the caller.
+
+python-alipay-sdk 3.4.0 facts this module works around (see tests/payments/test_alipay_api.py):
+- server APIs are GET requests to `_gateway` through urllib; the reply's signature covers the
+  inner JSON text, which the SDK finds by brace matching and verifies (AliPayValidationError);
+  an unsigned reply or an `error_response` raises AliPayException;
+- business failures (ACQ.TRADE_NOT_EXIST, …) come back signed, with `code` other than 10000:
+  the SDK returns them as if they succeeded, so every reply's code is checked here;
+- urllib's errors (URLError, HTTPError, timeouts) pass through the SDK untouched.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import datetime as dt
+import urllib.error
 from collections.abc import Mapping
 from urllib.parse import parse_qsl
 
+import httpx
 from alipay import AliPay
-from alipay.exceptions import AliPayException
+from alipay.exceptions import AliPayException, AliPayValidationError
 from cryptography.hazmat.primitives import serialization
 
 from app.money import fen_to_yuan_str, yuan_str_to_fen
-from payments.base import Checkout, Notification, NotificationRejected, OrderInfo
+from payments.base import (REFUND_PROCESSING, REFUND_SUCCEEDED, BillLine, Checkout, Notification,
+                           NotificationRejected, OrderInfo, ProviderError, RefundResult)
+from payments.bills import AlipayBill, parse_alipay_bill_zip
 
 PAID_STATUSES = frozenset({"TRADE_SUCCESS", "TRADE_FINISHED"})
 REQUIRED_FIELDS = ("app_id", "out_trade_no", "trade_no", "total_amount", "trade_status")
 MAX_FORM_FIELDS = 100
+SUCCESS_CODE = "10000"
+TRADE_NOT_EXIST = "ACQ.TRADE_NOT_EXIST"
+BILL_DOWNLOAD_TIMEOUT_S = 20.0  # the URL lives 30 s
+
+
+class AlipayError(ProviderError):
+    """An Alipay server API call that did not succeed (see ProviderError). `code` is Alipay's
+    sub_code when it gives one ("ACQ.TRADE_STATUS_ERROR"), else its code or ours."""
+
+    provider = "Alipay"
 
 
 class AlipayProvider:
@@ -99,6 +124,13 @@ class AlipayProvider:
         except ValueError as exc:
             raise NotificationRejected("malformed", f"total_amount: {exc}") from exc
 
+        # Partial refunds come as TRADE_SUCCESS, full ones as TRADE_CLOSED, both with these;
+        # Alipay notifies a refund once it succeeded, naming it in out_biz_no.
+        is_refund = bool(form.get("refund_fee") or form.get("gmt_refund"))
+        try:
+            refund_fen = yuan_str_to_fen(form["refund_fee"]) if form.get("refund_fee") else 0
+        except ValueError as exc:
+            raise NotificationRejected("malformed", f"refund_fee: {exc}") from exc
         return Notification(
             channel=self.identifier,
             out_trade_no=form["out_trade_no"],
@@ -106,9 +138,11 @@ class AlipayProvider:
             paid=form["trade_status"] in PAID_STATUSES,
             provider_trade_no=form["trade_no"],
             app_id=form["app_id"],
-            # Partial refunds come as TRADE_SUCCESS, full ones as TRADE_CLOSED, both with these.
-            is_refund=bool(form.get("refund_fee") or form.get("gmt_refund")),
+            is_refund=is_refund,
             raw=form,
+            out_refund_no=form.get("out_biz_no", "") if is_refund else "",
+            refund_status=REFUND_SUCCEEDED if is_refund else "",
+            refund_fen=refund_fen,
         )
 
     def ack(self) -> tuple[int, str, str]:
@@ -117,10 +151,147 @@ class AlipayProvider:
     def failure(self) -> tuple[int, str, str]:
         return 200, "text/plain", "failure"
 
-    def query(self, out_trade_no: str) -> Notification:
-        raise NotImplementedError(
-            "AlipayProvider.query (alipay.trade.query) is not written yet; reconcile by hand"
+    # -- server APIs: query, close, refund, bills
+
+    def query(self, out_trade_no: str) -> Notification | None:
+        """alipay.trade.query: the trade as Alipay holds it now, or None if Alipay does not know
+        it (ACQ.TRADE_NOT_EXIST: the cashier was never opened). `paid` is TRADE_SUCCESS or
+        TRADE_FINISHED; `raw["trade_status"]` tells WAIT_BUYER_PAY, TRADE_CLOSED, … The reply
+        answers our own signed request and verified with Alipay's key: its app id is ours.
+        Raises AlipayError."""
+        reply = self._api("alipay.trade.query", {"out_trade_no": out_trade_no})
+        if reply.get("sub_code") == TRADE_NOT_EXIST:
+            return None
+        self._expect(reply)
+        if reply.get("out_trade_no") != out_trade_no:
+            raise AlipayError(200, "MALFORMED_REPLY",
+                              f"asked for {out_trade_no!r}, got {reply.get('out_trade_no')!r}")
+        try:
+            amount_fen = yuan_str_to_fen(str(reply.get("total_amount", "")))
+        except ValueError as exc:
+            raise AlipayError(200, "MALFORMED_REPLY", f"total_amount: {exc}") from exc
+        return Notification(
+            channel=self.identifier,
+            out_trade_no=out_trade_no,
+            amount_fen=amount_fen,
+            paid=reply.get("trade_status") in PAID_STATUSES,
+            provider_trade_no=str(reply.get("trade_no", "")),
+            app_id=self.app_id,
+            is_refund=False,
+            raw=reply | {"app_id": self.app_id},
         )
+
+    def close(self, out_trade_no: str) -> None:
+        """alipay.trade.close: an unpaid trade can no longer be paid. Quiet when Alipay does not
+        know the trade (the cashier was never opened; a cashier opened later creates it anew,
+        so a notification may still come). Raises AlipayError ("ACQ.TRADE_STATUS_ERROR" when it
+        was paid meanwhile: query it)."""
+        reply = self._api("alipay.trade.close", {"out_trade_no": out_trade_no})
+        if reply.get("sub_code") == TRADE_NOT_EXIST:
+            return
+        self._expect(reply)
+
+    def refund(self, out_trade_no: str, out_refund_no: str, refund_fen: int, total_fen: int, *,
+               reason: str | None = None, notify_url: str | None = None) -> RefundResult:
+        """alipay.trade.refund of `refund_fen` (integer fen) of the trade; `out_refund_no` is
+        Alipay's out_request_no, so repeating it refunds once. `total_fen` is checked here only
+        (Alipay knows the trade's total); `notify_url` is not Alipay's to take: its refund notice
+        goes to the trade's notify_url. The reply is "accepted" (REFUND_PROCESSING); a refund
+        notice or `query_refund` confirms it. Writes nothing; raises AlipayError."""
+        _check_refund(refund_fen, total_fen)
+        biz = {"out_trade_no": out_trade_no, "refund_amount": fen_to_yuan_str(refund_fen),
+               "out_request_no": out_refund_no}
+        if reason:
+            biz["refund_reason"] = reason
+        reply = self._expect(self._api("alipay.trade.refund", biz))
+        return RefundResult(out_refund_no, refund_fen, REFUND_PROCESSING,
+                            str(reply.get("trade_no", "")), reply)
+
+    def query_refund(self, out_trade_no: str, out_refund_no: str) -> RefundResult | None:
+        """alipay.trade.fastpay.refund.query: succeeded when Alipay returns the refund with
+        refund_status REFUND_SUCCESS (or none, as older replies do); None when Alipay has no such
+        refund (never made, or refused: submitting it again is safe)."""
+        reply = self._api("alipay.trade.fastpay.refund.query", {
+            "out_trade_no": out_trade_no, "out_request_no": out_refund_no,
+            "query_options": ["gmt_refund_pay"]})
+        if reply.get("sub_code") == TRADE_NOT_EXIST:
+            return None
+        self._expect(reply)
+        if not reply.get("refund_amount"):
+            return None
+        try:
+            refund_fen = yuan_str_to_fen(str(reply["refund_amount"]))
+        except ValueError as exc:
+            raise AlipayError(200, "MALFORMED_REPLY", f"refund_amount: {exc}") from exc
+        status = str(reply.get("refund_status") or "REFUND_SUCCESS")
+        return RefundResult(out_refund_no, refund_fen,
+                            REFUND_SUCCEEDED if status == "REFUND_SUCCESS" else REFUND_PROCESSING,
+                            str(reply.get("trade_no", "")), reply)
+
+    def bill_download_url(self, bill_date: dt.date | str) -> str:
+        """alipay.data.dataservice.bill.downloadurl.query for the trade bill of `bill_date`
+        (T-1 or earlier, ready by about 09:00 Beijing time). The URL expires after 30 s."""
+        reply = self._expect(self._api("alipay.data.dataservice.bill.downloadurl.query",
+                                       {"bill_type": "trade", "bill_date": str(bill_date)}))
+        url = reply.get("bill_download_url")
+        if not isinstance(url, str) or not url.startswith(("https://", "http://")):
+            raise AlipayError(200, "MALFORMED_REPLY", "no bill_download_url in the reply")
+        return url
+
+    def download_trade_bill(self, bill_date: dt.date | str) -> AlipayBill:
+        """The trade bill of `bill_date`: its URL asked for, the zip downloaded at once (the URL
+        lives 30 s), its GBK detail file parsed and checked against its own totals."""
+        url = self.bill_download_url(bill_date)
+        try:
+            reply = httpx.get(url, timeout=BILL_DOWNLOAD_TIMEOUT_S, follow_redirects=True)
+        except httpx.HTTPError as exc:
+            raise AlipayError(0, "NETWORK", f"bill download: {exc}") from exc
+        if reply.status_code != 200:
+            raise AlipayError(reply.status_code, "BILL_DOWNLOAD_FAILED", reply.text[:200])
+        try:
+            return parse_alipay_bill_zip(reply.content)
+        except ValueError as exc:
+            raise AlipayError(200, "BILL_UNREADABLE", str(exc)) from exc
+
+    def bill_lines(self, bill_date: dt.date) -> list[BillLine]:
+        bill = self.download_trade_bill(bill_date)
+        try:
+            return bill.lines(self.identifier)
+        except (KeyError, ValueError) as exc:
+            raise AlipayError(200, "BILL_UNREADABLE", str(exc)) from exc
+
+    def _api(self, method: str, biz_content: dict) -> dict:
+        """One server API call through the SDK (signed request, verified reply)."""
+        try:
+            reply = self._client.server_api(method, biz_content)
+        except AliPayValidationError as exc:
+            raise AlipayError(0, "BAD_RESPONSE_SIGNATURE",
+                              f"{method}: the reply's signature does not verify") from exc
+        except AliPayException as exc:  # an unsigned reply, or an error_response
+            raise AlipayError(0, "ERROR_RESPONSE", f"{method}: {exc}") from exc
+        except urllib.error.HTTPError as exc:
+            raise AlipayError(exc.code, "HTTP_ERROR", f"{method}: {exc}") from exc
+        except (urllib.error.URLError, OSError) as exc:  # refused, timed out
+            raise AlipayError(0, "NETWORK", f"{method}: {exc}") from exc
+        except (ValueError, KeyError, AttributeError, TypeError) as exc:  # not the JSON expected
+            raise AlipayError(0, "MALFORMED_REPLY", f"{method}: {exc}") from exc
+        if not isinstance(reply, dict):
+            raise AlipayError(0, "MALFORMED_REPLY", f"{method}: the reply is not an object")
+        return reply
+
+    @staticmethod
+    def _expect(reply: dict) -> dict:
+        if reply.get("code") != SUCCESS_CODE:
+            raise AlipayError(200, str(reply.get("sub_code") or reply.get("code") or "UNKNOWN"),
+                              str(reply.get("sub_msg") or reply.get("msg") or ""))
+        return reply
+
+
+def _check_refund(refund_fen: int, total_fen: int) -> None:
+    if type(refund_fen) is not int or type(total_fen) is not int:
+        raise TypeError("refund_fen and total_fen are integer fen")
+    if not 0 < refund_fen <= total_fen:
+        raise ValueError(f"refund {refund_fen} fen must be in (0, {total_fen}]")
 
 
 def _parse_form(body: bytes) -> dict[str, str]:

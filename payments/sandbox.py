@@ -139,6 +139,8 @@ class SandboxAlipay:
         self.keys = keys
         self.app_id = str(app_id)
         self._app_public_key = serialization.load_pem_public_key(keys.app_public_pem.encode())
+        self._alipay_private_key = serialization.load_pem_private_key(
+            keys.alipay_private_pem.encode(), password=None)
 
     # -- the cashier side: what Alipay does with GET gateway.do?...
 
@@ -241,13 +243,18 @@ class SandboxAlipay:
         `sign` and `sign_type`, sorted, `k=v` joined by '&', RSA-SHA256. `private_pem`
         defaults to the sandbox's Alipay key; pass another to forge."""
         unsigned = {k: v for k, v in form.items() if k not in ("sign", "sign_type")}
-        key = serialization.load_pem_private_key(
-            (private_pem or self.keys.alipay_private_pem).encode(), password=None
-        )
-        signature = key.sign(
-            _signing_content(unsigned).encode("utf-8"), padding.PKCS1v15(), hashes.SHA256()
-        )
-        return unsigned | {"sign_type": "RSA2", "sign": base64.b64encode(signature).decode()}
+        signature = self.sign_text(_signing_content(unsigned), private_pem)
+        return unsigned | {"sign_type": "RSA2", "sign": signature}
+
+    def sign_text(self, text: str, private_pem: str | None = None) -> str:
+        """RSA2 (SHA256withRSA, PKCS#1 v1.5) of `text`'s UTF-8 bytes, base64: how Alipay signs
+        notifications (over their sorted fields) and server API replies (over the inner JSON)."""
+        if private_pem is None:
+            key = self._alipay_private_key
+        else:
+            key = serialization.load_pem_private_key(private_pem.encode(), password=None)
+        signature = key.sign(text.encode("utf-8"), padding.PKCS1v15(), hashes.SHA256())
+        return base64.b64encode(signature).decode("ascii")
 
     @staticmethod
     def encode_form(form: Mapping[str, str]) -> bytes:

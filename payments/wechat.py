@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import csv
 import gzip
 import hashlib
 import json
@@ -31,7 +30,6 @@ import secrets
 import time
 import zlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from datetime import date
 from urllib.parse import quote
 
@@ -40,16 +38,20 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from wechatpayv3 import WeChatPay, WeChatPayType
 
-from app.money import yuan_str_to_fen
-from payments.base import Checkout, Notification, NotificationRejected, OrderInfo
+from payments.base import (BILL_PAYMENT, BILL_REFUND, REFUND_FAILED, REFUND_PROCESSING,
+                           REFUND_SUCCEEDED, BillLine, Checkout, Notification, NotificationRejected,
+                           OrderInfo, ProviderError, RefundResult)
+from payments.bills import BillEntry, TradeBill, parse_trade_bill  # noqa: F401 (re-exported)
 
 DEFAULT_GATEWAY = "https://api.mch.weixin.qq.com"
 MAX_CLOCK_SKEW_S = 300
 PAID_EVENT = "TRANSACTION.SUCCESS"
 PAID_STATE = "SUCCESS"
+REFUND_STATUSES = {"SUCCESS": REFUND_SUCCEEDED, "PROCESSING": REFUND_PROCESSING,
+                   "CLOSED": REFUND_FAILED, "ABNORMAL": REFUND_FAILED}
 
 
-class WechatPayError(Exception):
+class WechatPayError(ProviderError):
     """A WeChat Pay API call that did not succeed.
 
     `status` is the HTTP status (0 when there was no usable reply), `code` WeChat's error code
@@ -57,47 +59,7 @@ class WechatPayError(Exception):
     "BILL_HASH_MISMATCH", …), `message` the explanation.
     """
 
-    def __init__(self, status: int, code: str, message: str = "") -> None:
-        super().__init__(f"WeChat Pay {status} {code}: {message}")
-        self.status, self.code, self.message = status, code, message
-
-
-@dataclass(frozen=True)
-class BillEntry:
-    """One row of a trade bill. Amounts in integer fen (the bill prints yuan)."""
-
-    trade_time: str  # Beijing time, "YYYY-MM-DD HH:MM:SS"
-    appid: str
-    mchid: str
-    provider_trade_no: str  # 微信订单号
-    out_trade_no: str
-    trade_type: str
-    trade_state: str  # SUCCESS for a payment, REFUND for a refund row
-    amount_fen: int  # 订单金额
-    refund_fen: int  # 申请退款金额, 0 on payment rows
-    out_refund_no: str
-
-
-@dataclass(frozen=True)
-class TradeBill:
-    """A downloaded trade bill: detail rows and the summary, by column name, backticks removed."""
-
-    rows: list[dict[str, str]]
-    summary: dict[str, str]
-    text: str = field(repr=False)
-
-    def entries(self) -> list[BillEntry]:
-        return [
-            BillEntry(
-                trade_time=row["交易时间"], appid=row["公众账号ID"], mchid=row["商户号"],
-                provider_trade_no=row["微信订单号"], out_trade_no=row["商户订单号"],
-                trade_type=row["交易类型"], trade_state=row["交易状态"],
-                amount_fen=yuan_str_to_fen(row["订单金额"] or "0"),
-                refund_fen=yuan_str_to_fen(row["申请退款金额"] or "0"),
-                out_refund_no=row["商户退款单号"] if row["商户退款单号"] != "0" else "",
-            )
-            for row in self.rows
-        ]
+    provider = "WeChat Pay"
 
 
 class WechatPayProvider:
@@ -262,6 +224,9 @@ class WechatPayProvider:
             raise NotificationRejected("malformed", f"missing {', '.join(missing)}")
         paid = (not is_refund and event_type == PAID_EVENT
                 and resource["trade_state"] == PAID_STATE)
+        refund_fen = (resource.get("amount") or {}).get("refund", 0) if is_refund else 0
+        if type(refund_fen) is not int or refund_fen < 0:
+            raise NotificationRejected("malformed", f"amount.refund {refund_fen!r}")
         return Notification(
             channel=self.identifier,
             out_trade_no=str(resource["out_trade_no"]),
@@ -271,6 +236,10 @@ class WechatPayProvider:
             app_id=str(resource.get("appid", "")),
             is_refund=is_refund,
             raw=resource | {"event_type": event_type, "notify_id": str(data.get("id", ""))},
+            out_refund_no=str(resource.get("out_refund_no", "")) if is_refund else "",
+            refund_status=REFUND_STATUSES.get(str(resource.get("refund_status", "")), "")
+            if is_refund else "",
+            refund_fen=refund_fen,
         )
 
     def ack(self) -> tuple[int, str, str]:
@@ -313,9 +282,12 @@ class WechatPayProvider:
         )
 
     def close(self, out_trade_no: str) -> None:
-        """Close an unpaid order so it can no longer be paid. Raises WechatPayError (code
-        "ORDERPAID" if it was paid meanwhile: then credit it)."""
-        self._expect(*self._call(self._client.close, out_trade_no=out_trade_no))
+        """Close an unpaid order so it can no longer be paid; quiet if WeChat never saw it.
+        Raises WechatPayError (code "ORDERPAID" if it was paid meanwhile: then credit it)."""
+        status, text = self._call(self._client.close, out_trade_no=out_trade_no)
+        if status == 404 and _error_code(text) == "ORDER_NOT_EXIST":
+            return
+        self._expect(status, text)
 
     def refund(
         self,
@@ -326,16 +298,17 @@ class WechatPayProvider:
         *,
         reason: str | None = None,
         notify_url: str | None = None,
-    ) -> dict:
+    ) -> RefundResult:
         """Ask WeChat to refund `refund_fen` of the order's `total_fen` (both integer fen).
-        Repeating the same `out_refund_no` refunds once. Returns WeChat's reply (`refund_id`,
-        `status` PROCESSING/SUCCESS/…); the outcome comes later as a REFUND.* notification.
-        Writes nothing: recording the refund is the caller's job."""
+        Repeating the same `out_refund_no` refunds once. Returns WeChat's answer (`status`
+        mostly PROCESSING, `raw` the reply); the outcome comes later as a REFUND.* notification
+        to `notify_url`, or from `query_refund`. Writes nothing: recording the refund is the
+        caller's job."""
         if type(refund_fen) is not int or type(total_fen) is not int:
             raise TypeError("refund_fen and total_fen are integer fen")
         if not 0 < refund_fen <= total_fen:
             raise ValueError(f"refund {refund_fen} fen must be in (0, {total_fen}]")
-        return self._expect(*self._call(
+        reply = self._expect(*self._call(
             self._client.refund,
             out_refund_no=out_refund_no,
             amount={"refund": refund_fen, "total": total_fen, "currency": "CNY"},
@@ -343,6 +316,30 @@ class WechatPayProvider:
             reason=reason,
             notify_url=notify_url,
         ))
+        return self._refund_result(out_refund_no, reply)
+
+    def query_refund(self, out_trade_no: str, out_refund_no: str) -> RefundResult | None:
+        """GET /v3/refund/domestic/refunds/{out_refund_no}: where the refund stands (SUCCESS →
+        succeeded, PROCESSING, CLOSED or ABNORMAL → failed), or None if WeChat does not know
+        it."""
+        status, text = self._call(self._client.query_refund, out_refund_no=out_refund_no)
+        if status == 404 and _error_code(text) in ("RESOURCE_NOT_EXISTS", "ORDER_NOT_EXIST"):
+            return None
+        reply = self._expect(status, text)
+        if reply.get("out_trade_no", out_trade_no) != out_trade_no:
+            raise WechatPayError(status, "MALFORMED_REPLY", "the refund is of another order")
+        return self._refund_result(out_refund_no, reply)
+
+    @staticmethod
+    def _refund_result(out_refund_no: str, reply: dict) -> RefundResult:
+        refund_fen = (reply.get("amount") or {}).get("refund")
+        if type(refund_fen) is not int or reply.get("out_refund_no") != out_refund_no:
+            raise WechatPayError(200, "MALFORMED_REPLY", "not a reply about this refund")
+        status = REFUND_STATUSES.get(str(reply.get("status", "")))
+        if status is None:
+            raise WechatPayError(200, "MALFORMED_REPLY", f"refund status {reply.get('status')!r}")
+        return RefundResult(out_refund_no, refund_fen, status, str(reply.get("refund_id", "")),
+                            reply)
 
     def trade_bill(self, bill_date: date | str, bill_type: str = "ALL") -> dict:
         """WeChat's reply to "apply for the trade bill": download_url, hash_type, hash_value.
@@ -383,6 +380,27 @@ class WechatPayProvider:
         except ValueError as exc:  # UnicodeDecodeError too
             raise WechatPayError(status, "BILL_UNREADABLE", str(exc)) from exc
 
+    def bill_lines(self, bill_date: date) -> list[BillLine]:
+        """The payment (SUCCESS) and refund (REFUND) rows of the ALL trade bill of
+        `bill_date` as BillLines: the order amount (订单金额) of a payment, the requested refund
+        (申请退款金额) of a refund, the fee (手续费) as printed."""
+        bill = self.download_trade_bill(bill_date)
+        try:
+            entries = bill.entries()
+        except (KeyError, ValueError) as exc:
+            raise WechatPayError(200, "BILL_UNREADABLE", str(exc)) from exc
+        lines = []
+        for e in entries:
+            if e.trade_state not in ("SUCCESS", "REFUND"):
+                continue  # REVOKED, … move no money
+            refund = e.trade_state == "REFUND"
+            lines.append(BillLine(
+                channel=self.identifier, kind=BILL_REFUND if refund else BILL_PAYMENT,
+                out_trade_no=e.out_trade_no, provider_trade_no=e.provider_trade_no,
+                amount_fen=e.refund_fen if refund else e.amount_fen, fee_e5=e.fee_e5,
+                out_refund_no=e.out_refund_no if refund else "", trade_time=e.trade_time))
+        return lines
+
     # -- the SDK's calls
 
     @staticmethod
@@ -416,36 +434,6 @@ class WechatPayProvider:
         if not isinstance(reply, dict):
             raise WechatPayError(status, "MALFORMED_REPLY", "reply is not a JSON object")
         return reply
-
-
-def parse_trade_bill(text: str) -> TradeBill:
-    """Parse a WeChat trade bill (CSV): the detail header, rows whose every field starts with a
-    backtick, then the summary header and one summary row. Columns are taken by name (their
-    order is not promised). Raises ValueError if the text is not such a bill."""
-    lines = [line for line in text.lstrip("\ufeff").splitlines() if line.strip()]
-    table = list(csv.reader(lines))
-    if len(table) < 3:
-        raise ValueError("a trade bill has at least a header, a summary header and a summary")
-    header = [name.strip() for name in table[0]]
-    body = table[1:]
-    split = next((i for i, row in enumerate(body) if row and not row[0].startswith("`")), None)
-    if split is None or split + 1 >= len(body):
-        raise ValueError("no summary at the end of the bill")
-    summary_header = [name.strip() for name in body[split]]
-    rows = []
-    for row in body[:split]:
-        if len(row) != len(header):
-            raise ValueError(f"a row has {len(row)} fields, the header {len(header)}")
-        rows.append(dict(zip(header, (_unquote(v) for v in row))))
-    summary_values = body[split + 1]
-    if len(summary_values) != len(summary_header):
-        raise ValueError("the summary does not match its header")
-    summary = dict(zip(summary_header, (_unquote(v) for v in summary_values)))
-    return TradeBill(rows=rows, summary=summary, text=text)
-
-
-def _unquote(value: str) -> str:
-    return value[1:] if value.startswith("`") else value
 
 
 def _check_order(order: OrderInfo) -> None:

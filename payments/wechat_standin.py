@@ -2,42 +2,46 @@
 merchant API (v3) over HTTP.
 
 `WechatStandin(sandbox)` keeps what WeChat Pay keeps: orders (NOTPAY → SUCCESS when the sandbox
-cashier "pays" → REFUND, or → CLOSED), refunds, and the trade bills it issues.
+cashier "pays" → REFUND, or → CLOSED), refunds (PROCESSING → SUCCESS, with a REFUND.SUCCESS
+notification), and the trade bills it issues.
 `make_wechat_api_app(standin)` is a small Starlette app serving the endpoints `WechatPayProvider`
-calls through wechatpayv3: H5 and JSAPI orders, query, close, refund, trade bill and its download.
+calls through wechatpayv3: H5 and JSAPI orders, query, close, refund and its query, trade bill and
+its download.
 It checks each request's `Authorization: WECHATPAY2-SHA256-RSA2048 …` with the merchant public key
 and signs each reply with the sandbox platform key (Wechatpay-* headers), so the SDK's own response
 verification runs. Point the SDK at it with `wxpay._core._gate_way = base_url` (no trailing slash).
 It may be served alone (`serve_in_thread`, tests) or mounted in the web app (the demo); paths are
 checked relative to the mount, as the SDK signs them. It renders no HTML: `h5_url` points at
-`cashier_url`, a page of the web app's sandbox. Nothing here touches our database.
+`cashier_url`, a page of the web app's sandbox. It may misbehave on purpose: a payment "in
+flight" is invisible to queries and lands even after the order was closed (`pay(…,
+in_flight=True)`, then `settle`), and `bill_overrides` plants differences in its bills. Nothing
+here touches our database.
 """
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import gzip
 import hashlib
 import io
 import json
 import secrets
-import socket
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from urllib.parse import quote
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from app.money import fen_to_yuan_str
+from payments.bills import BillOverride
 from payments.sandbox import BEIJING
+from payments.serving import serve_in_thread  # noqa: F401 (re-exported: tests serve it alone)
 from payments.wechat_sandbox import (
     StandinError,
     WechatSandbox,
@@ -45,6 +49,9 @@ from payments.wechat_sandbox import (
     new_transaction_id,
     rfc3339,
 )
+
+# The sandbox's delivery hook: (notify URL, build) where build() gives (headers, body).
+Deliver = Callable[[str, Callable[[], tuple[dict[str, str], bytes]]], None]
 
 REAL_H5_CASHIER = "https://wx.tenpay.com/cgi-bin/mmpayweb-bin/checkmweb"
 
@@ -76,6 +83,7 @@ class SandboxOrder:
     transaction_id: str = ""
     success_time: datetime | None = None
     refunded_fen: int = 0
+    in_flight: bool = False  # paid, not visible yet (see WechatStandin.pay)
 
 
 @dataclass
@@ -88,7 +96,8 @@ class SandboxRefund:
     total_fen: int
     notify_url: str
     created_at: datetime
-    status: str = "PROCESSING"
+    status: str = "PROCESSING"  # → SUCCESS (settle_refund)
+    success_time: datetime | None = None
 
 
 @dataclass
@@ -99,17 +108,25 @@ class _Bill:
 
 class WechatStandin:
     """WeChat Pay's records for the sandbox, in memory. Thread-safe: the stand-in's HTTP
-    handlers, the sandbox cashier and the tests share one. Moves no money."""
+    handlers, the sandbox cashier and the tests share one. Moves no money.
+
+    A refund is PROCESSING when WeChat answers the request; with `settle_refunds_at_once` (the
+    default) it turns SUCCESS right after, and its REFUND.SUCCESS notification goes to
+    `deliver(notify_url, build)` when that is set (`build()` gives its headers and body; the web
+    app's sandbox sets it)."""
 
     def __init__(self, sandbox: WechatSandbox) -> None:
         self.sandbox = sandbox
         self.appid = sandbox.appid
         self.mchid = sandbox.mchid
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self.orders: dict[str, SandboxOrder] = {}
         self.refunds: dict[str, SandboxRefund] = {}
         self._bills: dict[str, _Bill] = {}
         self.requests_seen: list[tuple[str, str]] = []  # (method, signed path), verified ones
+        self.bill_overrides: dict[str, BillOverride] = {}
+        self.settle_refunds_at_once = True
+        self.deliver: Deliver | None = None
 
     def verify_request(self, method: str, path: str, body: bytes, authorization: str) -> None:
         """Check our signed request (StandinError 401 if not ours) and note it."""
@@ -171,18 +188,37 @@ class WechatStandin:
         with self._lock:
             return next((o for o in self.orders.values() if o.prepay_id == prepay_id), None)
 
-    def pay(self, out_trade_no: str, *, openid: str | None = None) -> SandboxOrder:
-        """The resident pays in the sandbox cashier: NOTPAY → SUCCESS (idempotent)."""
+    def pay(self, out_trade_no: str, *, openid: str | None = None,
+            in_flight: bool = False) -> SandboxOrder:
+        """The resident pays in the sandbox cashier: NOTPAY → SUCCESS (idempotent).
+        `in_flight` plays a payment WeChat takes a while to register: queries still say NOTPAY,
+        a close still succeeds, and `settle` lands it later anyway (a misbehaviour, on
+        purpose)."""
         with self._lock:
             order = self._order(out_trade_no)
             if order.trade_state == "CLOSED":
                 raise StandinError(400, "ORDER_CLOSED", "order is closed")
             if order.trade_state == "NOTPAY":
-                order.trade_state = "SUCCESS"
-                order.transaction_id = new_transaction_id()
-                order.success_time = datetime.fromtimestamp(self.sandbox.clock(), BEIJING)
                 order.openid = order.openid or openid or "o" + secrets.token_urlsafe(20)[:27]
+                if in_flight:
+                    order.in_flight = True
+                else:
+                    self._land(order)
             return order
+
+    def settle(self, out_trade_no: str) -> SandboxOrder:
+        """Land a payment that was in flight: SUCCESS, even if the order was closed since."""
+        with self._lock:
+            order = self._order(out_trade_no)
+            if order.in_flight:
+                order.in_flight = False
+                self._land(order)
+            return order
+
+    def _land(self, order: SandboxOrder) -> None:
+        order.trade_state = "SUCCESS"
+        order.transaction_id = new_transaction_id()
+        order.success_time = datetime.fromtimestamp(self.sandbox.clock(), BEIJING)
 
     def query(self, out_trade_no: str) -> dict:
         """The body of GET /v3/pay/transactions/out-trade-no/{no}."""
@@ -247,9 +283,40 @@ class WechatStandin:
             self.refunds[out_refund_no] = refund
             return refund
 
+    def query_refund(self, out_refund_no: str) -> SandboxRefund:
+        with self._lock:
+            refund = self.refunds.get(out_refund_no)
+            if refund is None:
+                raise StandinError(404, "RESOURCE_NOT_EXISTS", "退款单不存在")
+            return refund
+
+    def settle_refund(self, out_refund_no: str) -> SandboxRefund:
+        """PROCESSING → SUCCESS, and the REFUND.SUCCESS notification to `deliver` (once)."""
+        with self._lock:
+            refund = self.query_refund(out_refund_no)
+            if refund.status != "PROCESSING":
+                return refund
+            refund.status = "SUCCESS"
+            refund.success_time = datetime.fromtimestamp(self.sandbox.clock(), BEIJING)
+            order = self.orders[refund.out_trade_no]
+            url = refund.notify_url or order.notify_url
+        if self.deliver is not None:
+            self.deliver(url, lambda: self.refund_notification(out_refund_no))
+        return refund
+
+    def refund_notification(self, out_refund_no: str) -> tuple[dict[str, str], bytes]:
+        """The REFUND.SUCCESS notification of a settled refund, as WeChat Pay posts it."""
+        with self._lock:
+            refund = self.query_refund(out_refund_no)
+            order = self.orders[refund.out_trade_no]
+            args = dict(mchid=order.mchid, transaction_id=refund.transaction_id,
+                        out_refund_no=refund.out_refund_no, refund_fen=refund.refund_fen)
+        return self.sandbox.build_notification(
+            refund.out_trade_no, refund.total_fen, event_type=f"REFUND.{refund.status}", **args)
+
     @staticmethod
     def refund_reply(refund: SandboxRefund) -> dict:
-        return {
+        reply = {
             "refund_id": refund.refund_id,
             "out_refund_no": refund.out_refund_no,
             "transaction_id": refund.transaction_id,
@@ -257,6 +324,7 @@ class WechatStandin:
             "channel": "ORIGINAL",
             "user_received_account": "支付用户零钱",
             "create_time": rfc3339(refund.created_at),
+            "success_time": rfc3339(refund.success_time) if refund.success_time else None,
             "status": refund.status,
             "funds_account": "AVAILABLE",
             "amount": {
@@ -266,6 +334,7 @@ class WechatStandin:
                 "discount_refund": 0, "currency": "CNY",
             },
         }
+        return {name: value for name, value in reply.items() if value is not None}
 
     def _order(self, out_trade_no: str) -> SandboxOrder:
         order = self.orders.get(out_trade_no)
@@ -284,16 +353,22 @@ class WechatStandin:
                     if o.success_time and o.success_time.date() == bill_date]
             refunds = [r for r in self.refunds.values() if r.created_at.date() == bill_date]
             orders = dict(self.orders)
+            overrides = dict(self.bill_overrides)
         rows, settled, refunded, fees = [], 0, 0, 0
         for o in paid:
-            fee = o.amount_fen * SANDBOX_FEE_PER_FEN
+            plant = overrides.get(o.out_trade_no, BillOverride())
+            if plant.omit:
+                continue
+            amount = o.amount_fen if plant.amount_fen is None else plant.amount_fen
+            fee = (amount * SANDBOX_FEE_PER_FEN if plant.fee_fen is None
+                   else plant.fee_fen * 1000)
             rows.append([
                 o.success_time.strftime("%Y-%m-%d %H:%M:%S"), o.appid, o.mchid, "0", "",
                 o.transaction_id, o.out_trade_no, o.openid, o.trade_type, "SUCCESS", "OTHERS",
-                "CNY", fen_to_yuan_str(o.amount_fen), "0.00", "0", "0", "0.00", "0.00", "", "",
-                o.description, "", _yuan5(fee), "0.60%", fen_to_yuan_str(o.amount_fen), "0.00", "",
+                "CNY", fen_to_yuan_str(amount), "0.00", "0", "0", "0.00", "0.00", "", "",
+                o.description, "", _yuan5(fee), "0.60%", fen_to_yuan_str(amount), "0.00", "",
             ])
-            settled += o.amount_fen
+            settled += amount
             fees += fee
         for r in refunds:
             o = orders[r.out_trade_no]
@@ -402,7 +477,15 @@ def make_wechat_api_app(standin: WechatStandin, *, cashier_url: str | None = Non
         return signed(204)
 
     def refund(request: Request, payload: dict) -> Response:
-        return signed(200, standin.refund_reply(standin.refund(payload)))
+        created = standin.refund(payload)
+        reply = signed(200, standin.refund_reply(created))  # as it stood when asked: PROCESSING
+        if standin.settle_refunds_at_once:
+            standin.settle_refund(created.out_refund_no)
+        return reply
+
+    def query_refund(request: Request, payload: dict) -> Response:
+        return signed(200, standin.refund_reply(
+            standin.query_refund(request.path_params["out_refund_no"])))
 
     def trade_bill(request: Request, payload: dict) -> Response:
         try:
@@ -428,6 +511,8 @@ def make_wechat_api_app(standin: WechatStandin, *, cashier_url: str | None = Non
         Route(f"{prefix}/out-trade-no/{{out_trade_no}}", endpoint(query), methods=["GET"]),
         Route(f"{prefix}/out-trade-no/{{out_trade_no}}/close", endpoint(close), methods=["POST"]),
         Route("/v3/refund/domestic/refunds", endpoint(refund), methods=["POST"]),
+        Route("/v3/refund/domestic/refunds/{out_refund_no}", endpoint(query_refund),
+              methods=["GET"]),
         Route("/v3/bill/tradebill", endpoint(trade_bill), methods=["GET"]),
         Route("/v3/billdownload/file", endpoint(bill_file), methods=["GET"]),
     ])
@@ -445,28 +530,3 @@ def _signed_path(request: Request) -> str:
 
 def _gateway(request: Request) -> str:
     return f"{request.url.scheme}://{request.url.netloc}{request.scope.get('root_path', '')}"
-
-
-@contextlib.contextmanager
-def serve_in_thread(app, host: str = "127.0.0.1", timeout: float = 10.0) -> Iterator[str]:
-    """Serve `app` with uvicorn on `host`, a free port, in a daemon thread; yield its base URL
-    ("http://127.0.0.1:PORT", what `_gate_way` wants) and stop the server on exit."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    server.install_signal_handlers = lambda: None
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + timeout
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the WeChat Pay stand-in did not start")
-        time.sleep(0.01)
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout)
-        sock.close()

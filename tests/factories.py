@@ -89,3 +89,39 @@ def meter_of(engine, number: str) -> Meter:
     with transaction(engine) as s:
         account = s.exec(select(Account).where(Account.number == number)).one()
         return s.exec(select(Meter).where(Meter.account_id == account.id)).one()
+
+
+# --- billing: tariffs, common-area meters, share schemes -----------------------------------------
+
+def add_tariff(engine, name: str, *versions: tuple[str, str]) -> int:
+    """A stored tariff with its versions given as (effective_from "YYYY-MM-DD", JSON text);
+    returns its id (pass as `tariff_id=` to `EstateFactory.account`)."""
+    import datetime as dt
+
+    from app.tariffs.store import add_tariff as store_tariff, add_version
+
+    with transaction(engine) as s:
+        (first_day, first_json), *rest = versions
+        tariff = store_tariff(s, name, first_json, dt.date.fromisoformat(first_day))
+        for day, text in rest:
+            add_version(s, tariff.id, dt.date.fromisoformat(day), text)
+        return tariff.id
+
+
+def common_meter(engine, *, building_id: int, gateway_id: int, unit_id: int) -> int:
+    """A common-area meter (no account) of a building; returns its id."""
+    with transaction(engine) as s:
+        meter = Meter(account_id=None, building_id=building_id, common_area=True,
+                      gateway_id=gateway_id, unit_id=unit_id, relay_open=False)
+        s.add(meter)
+        s.flush()
+        return meter.id
+
+
+def set_building(engine, building_id: int, **fields) -> None:
+    """Set a building's columns (`share_scheme="equal"`, `common_price_yuan_per_kwh=…`)."""
+    with transaction(engine) as s:
+        building = s.get(Building, building_id)
+        for name, value in fields.items():
+            setattr(building, name, value)
+        s.add(building)

@@ -1,4 +1,5 @@
-"""Turning consumption into charges on the ledger (flat price for now)."""
+"""Turning consumption into charges on the ledger: the account's flat price, or its tariff
+(tiered, time-of-use, both; versioned) — see docs/billing.md."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from app.db import utcnow
 from app.estate.models import Account, Meter
 from app.ledger.models import CHARGE
 from app.ledger.services import balance_fen, post_entry
+from app.billing.pricing import describe, price_consumption
 from app.money import energy_cost, post_increment
+from app.tariffs.store import tariff_versions
 from app.notices.services import warn_low_balance
 from app.policy.services import note_exhaustion, review_cut
 
@@ -19,7 +22,9 @@ E7 = Decimal(10) ** 7  # billed totals are kept as integers of 1e-7 yuan: exact 
 
 
 def post_consumption(session: Session, meter: Meter, account: Account,
-                     energy_wh: int, *, interval: str) -> int:
+                     energy_wh: int, *, interval: str, start_at: dt.datetime | None = None,
+                     end_at: dt.datetime | None = None,
+                     period_deltas_wh: tuple[int, ...] | None = None) -> int:
     """Charge `account` for `energy_wh` its meter counted over `interval` (the two register
     readings, "from:to" in Wh); returns fen posted.
 
@@ -27,19 +32,37 @@ def post_consumption(session: Session, meter: Meter, account: Account,
     brings the posted total to the exact total rounded once (see `app.money.post_increment`),
     so the sub-fen remainder is carried, never lost or invented. The idempotency key is the
     meter and the interval, so the same interval processed twice charges once.
+
+    With a tariff (`account.tariff_id`), the energy of [start_at, end_at) (UTC; `end_at`
+    defaults to now) is priced by the versions in effect, tiers counting the account's cycle
+    energy (`cycle_start`, `cycle_wh`, moved on here), time-of-use periods from
+    `period_deltas_wh` (Wh per spike/peak/flat/valley register) when usable, else by time
+    (`app.billing.pricing`). Never posts a negative charge.
     """
     if energy_wh <= 0:
         return 0
-    exact = energy_cost(energy_wh, account.price_yuan_per_kwh)
+    priced = None
+    if account.tariff_id is None:
+        exact = energy_cost(energy_wh, account.price_yuan_per_kwh)
+        memo = f"{energy_wh} Wh × {account.price_yuan_per_kwh} 元/kWh"
+    else:
+        priced = price_consumption(
+            tariff_versions(session, account.tariff_id), start_at=start_at,
+            end_at=end_at or utcnow(), energy_wh=energy_wh, cycle_start=account.cycle_start,
+            cycle_wh=account.cycle_wh, uplift=account.tariff_uplift,
+            period_deltas_wh=period_deltas_wh)
+        exact, memo = priced.quote.exact_yuan, describe(priced)
     before = Decimal(meter.billed_exact_e7) / E7
     fen = post_increment(before, exact)
     entry = post_entry(
         session, account_id=account.id, amount_fen=-fen, kind=CHARGE,
-        idempotency_key=f"charge:{meter.id}:{interval}",
-        memo=f"{energy_wh} Wh × {account.price_yuan_per_kwh} 元/kWh", energy_wh=energy_wh,
+        idempotency_key=f"charge:{meter.id}:{interval}", memo=memo, energy_wh=energy_wh,
     )
     if entry is None:
         return 0
+    if priced is not None:
+        account.cycle_start, account.cycle_wh = priced.cycle_start, priced.cycle_wh
+        session.add(account)
     meter.billed_exact_e7 += int(exact * E7)
     meter.billed_fen += fen
     session.add(meter)

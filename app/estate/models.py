@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
 from app.db import Decimal4, UTCDateTime, utcnow
+from app.tariffs import models as _tariff_tables  # noqa: F401  (account.tariff_id → tariff)
 
 
 class Estate(SQLModel, table=True):
@@ -32,6 +33,15 @@ class Building(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     estate_id: int = Field(foreign_key="estate.id", index=True)
     name: str
+    # 公摊: how the common-area meters' charge is split among the households (app/billing/
+    # shares.py): "area" (by floor area, the default: 《民法典》 art. 283), "equal" (per
+    # household) or "usage" (in proportion to each household's own consumption in the period).
+    share_scheme: str = "area"
+    common_price_yuan_per_kwh: Decimal = Field(default=Decimal("0.5583"), sa_type=Decimal4)
+    # The exact common-area charge shared so far (1e-7 yuan) and the fen posted for it: the one
+    # rounding rule (app.money.post_increment) carries the sub-fen remainder period to period.
+    shared_exact_e7: int = Field(default=0, sa_type=sa.BigInteger)
+    shared_fen: int = Field(default=0, sa_type=sa.BigInteger)
 
 
 class Account(SQLModel, table=True):
@@ -45,7 +55,22 @@ class Account(SQLModel, table=True):
     holder_phone: str = ""
     floor_area_m2: Decimal = Field(default=Decimal("0"), sa_type=Decimal4)
     strategy: str = "residential"
-    price_yuan_per_kwh: Decimal = Field(sa_type=Decimal4)  # flat tariff for now
+    price_yuan_per_kwh: Decimal = Field(sa_type=Decimal4)  # the flat price when no tariff_id
+    # The account's tariff (app/tariffs/models.py; None: the flat price above). `tariff_uplift`:
+    # the household qualifies for the tariff's 一户多人口 raise of every tier bound.
+    tariff_id: int | None = Field(default=None, foreign_key="tariff.id", index=True)
+    tariff_uplift: bool = False
+    # The tiered cycle (年/月 阶梯): the local date its current cycle started and the Wh used in
+    # it so far. An account opened mid-cycle starts with `cycle_wh = cycle_opening_wh`, the
+    # figure carried over (e.g. from the utility's previous account for the household).
+    cycle_start: dt.date | None = None
+    cycle_wh: int = Field(default=0, sa_type=sa.BigInteger)
+    cycle_opening_wh: int = Field(default=0, sa_type=sa.BigInteger)
+    # 应急用电: the advance a cut household may take once a month (0: not offered); see
+    # app/billing/emergency.py.
+    emergency_credit_fen: int = 0
+    # When the account stopped being billed (moved out); shares stop at this instant.
+    closed_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
     restore_threshold_fen: int = 0  # a payment restores when the balance rises above this
     cut_below_fen: int = 0  # cut when the balance falls below this (0: below zero)
     low_balance_threshold_fen: int = 1000  # a low-balance notice below this
@@ -100,6 +125,13 @@ class Meter(SQLModel, table=True):
     max_power_w: int = 13_800  # what the breaker passes (60 A × 230 V): readings above are jumps
     billed_exact_e7: int = Field(default=0, sa_type=sa.BigInteger)
     billed_fen: int = Field(default=0, sa_type=sa.BigInteger)
+    # A common-area meter (lift, corridor lights, pump) has no account: it belongs to a building
+    # and its energy is shared among the building's households (app/billing/shares.py).
+    building_id: int | None = Field(default=None, foreign_key="building.id", index=True)
+    common_area: bool = False
+    # The per-period energy registers (spike, peak, flat, valley; 0.01 kWh) at the last reading,
+    # "s,p,f,v", when the meter has them: time-of-use tariffs price their differences.
+    last_period_raw: str | None = None
 
 
 class Reading(SQLModel, table=True):
@@ -110,3 +142,23 @@ class Reading(SQLModel, table=True):
     read_at: dt.datetime = Field(sa_type=UTCDateTime)
     energy_wh: int = Field(sa_type=sa.BigInteger)
     relay_open: bool
+
+
+class ShareRun(SQLModel, table=True):
+    """One apportionment of a building's common-area charge for one period: what was measured,
+    what it cost, and how it was split (the shares themselves are ledger entries of kind
+    "share"). Unique per building and period, so a period is shared once."""
+
+    __tablename__ = "share_run"
+    __table_args__ = (sa.UniqueConstraint("building_id", "period_start", "period_end"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    building_id: int = Field(foreign_key="building.id", index=True)
+    period_start: dt.datetime = Field(sa_type=UTCDateTime)
+    period_end: dt.datetime = Field(sa_type=UTCDateTime)
+    scheme: str
+    energy_wh: int = Field(sa_type=sa.BigInteger)
+    exact_e7: int = Field(sa_type=sa.BigInteger)  # exact cost of the period, 1e-7 yuan
+    charge_fen: int = Field(sa_type=sa.BigInteger)  # posted for it (the one rounding rule)
+    households: int = 0
+    created_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

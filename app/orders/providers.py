@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from app.settings import Settings
 from payments.alipay import AlipayProvider
+from payments.alipay_standin import AlipayStandin
 from payments.sandbox import SandboxAlipay, ensure_sandbox_keys
 from payments.wechat import WechatPayProvider
 from payments.wechat_sandbox import WechatSandbox, ensure_wechat_sandbox_keys
@@ -21,7 +22,8 @@ SANDBOX_ALIPAY_APP_ID = "2021000000000000"
 ALIPAY_NOTIFY_PATH = "/notify/alipay"
 WECHAT_NOTIFY_PATH = "/notify/wechat"
 NOTIFY_PATHS = {"alipay": ALIPAY_NOTIFY_PATH, "wechat": WECHAT_NOTIFY_PATH}
-SANDBOX_GATEWAY_PATH = "/sandbox/alipay/gateway.do"
+SANDBOX_GATEWAY_PATH = "/sandbox/alipay/gateway.do"  # Alipay's cashier and its server API
+SANDBOX_ALIPAY_BILL_PATH = "/sandbox/alipay/bill"  # where its bill download URLs point
 WECHAT_STANDIN_PATH = "/sandbox/wechat/api"  # the stand-in of WeChat's API, mounted in our app
 WECHAT_CASHIER_PATH = "/sandbox/wechat/h5"  # where the stand-in's h5_url sends the browser
 SANDBOX_KEYS_DIR = "sandbox-keys"
@@ -34,6 +36,7 @@ class Providers:
     wechat: WechatPayProvider | None = None
     sandbox_wechat: WechatSandbox | None = None  # set when the sandbox plays WeChat Pay
     wechat_standin: WechatStandin | None = None  # WeChat's server side, for the sandbox
+    alipay_standin: AlipayStandin | None = None  # Alipay's server side, for the sandbox
 
     @property
     def channels(self) -> tuple[str, ...]:
@@ -60,8 +63,9 @@ def build_providers(settings: Settings) -> Providers:
     alipay = AlipayProvider(SANDBOX_ALIPAY_APP_ID, keys.app_private_pem, keys.alipay_public_pem,
                             settings.base_url + SANDBOX_GATEWAY_PATH)
     wechat, standin = build_wechat_sandbox(settings)
-    return Providers(alipay, SandboxAlipay(keys, SANDBOX_ALIPAY_APP_ID), wechat, standin.sandbox,
-                     standin)
+    sandbox_alipay = SandboxAlipay(keys, SANDBOX_ALIPAY_APP_ID)
+    return Providers(alipay, sandbox_alipay, wechat, standin.sandbox, standin,
+                     AlipayStandin(sandbox_alipay))
 
 
 def build_alipay(settings: Settings) -> AlipayProvider:

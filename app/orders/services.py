@@ -15,7 +15,7 @@ from app.estate.models import Account
 from app.ledger.models import TOPUP
 from app.ledger.services import balance_fen, post_entry
 from app.notices.models import PAYMENT_RECEIVED, Notice
-from app.orders.models import PAID, PENDING, Order, RefusedNotification
+from app.orders.models import CLOSED, PAID, PAID_AFTER_CLOSE, PENDING, Order, RefusedNotification
 from payments.base import Notification
 
 MIN_TOPUP_FEN = 100  # 1 元
@@ -25,6 +25,7 @@ CREDITED = "credited"
 DUPLICATE = "duplicate"
 NOT_PAID = "not_paid"
 REFUND_NOTICE = "refund_notice"
+LATE_PAYMENT = "paid_after_close"  # paid after we closed it: kept for a manager, not credited
 
 
 class Refused(Exception):
@@ -57,9 +58,18 @@ def create_order(session: Session, account: Account, amount_fen: int, channel: s
     return order
 
 
+def our_ids(provider) -> dict[str, str]:
+    """The ids a notification must name to be ours: Alipay's app id; WeChat's appid and mchid
+    (the keyword arguments `confirm_paid` takes)."""
+    if provider.identifier == "wechat":
+        return {"app_id": provider.appid, "mchid": provider.mchid}
+    return {"app_id": provider.app_id}
+
+
 def confirm_paid(session: Session, notification: Notification, *, app_id: str,
                  mchid: str | None = None) -> Confirmation:
-    """Credit a verified payment notification, exactly once per order.
+    """Credit a verified payment notification, or a provider's paid query result, exactly once
+    per order.
 
     Checks that the notification names our merchant id (`mchid`, WeChat Pay's
     `raw["mchid"]`; None for Alipay, which has none) and our app id, a known order of the same
@@ -68,6 +78,11 @@ def confirm_paid(session: Session, notification: Notification, *, app_id: str,
     transition pending → paid, in the caller's transaction: the top-up ledger entry, a notice,
     and a restore command when the new balance allows. A duplicate or a refund notice changes
     nothing. WeChat's refund notices carry no appid: there the mchid alone says they are ours.
+
+    A payment for an order we closed (past its life, closed at the provider) is not credited:
+    on its single transition closed → paid_after_close a `refused_notification` row
+    ("paid_after_close") is kept for a manager, who credits it (`credit_late_payment`) or has it
+    refunded. The provider is acknowledged: the money is recorded, retrying changes nothing.
     """
     if mchid is not None and notification.raw.get("mchid") != mchid:
         raise Refused("wrong_mchid", f"mchid {notification.raw.get('mchid')!r} is not ours")
@@ -89,24 +104,60 @@ def confirm_paid(session: Session, notification: Notification, *, app_id: str,
     if not notification.paid:
         return Confirmation(NOT_PAID, order)
 
-    now = utcnow()
-    moved = session.execute(
-        update(Order)
-        .where(Order.id == order.id, Order.status == PENDING)
-        .values(status=PAID, paid_at=now, provider_trade_no=notification.provider_trade_no)
-    ).rowcount
-    if moved != 1:
+    if order.status == CLOSED:
+        return _record_late_payment(session, order, notification)
+    if not _move(session, order, PENDING, PAID, paid_at=utcnow(),
+                 provider_trade_no=notification.provider_trade_no):
+        # Paid by another copy, or closed since we read it (a close that raced this payment).
+        if session.exec(select(Order.status).where(Order.id == order.id)).one() == CLOSED:
+            return _record_late_payment(session, order, notification)
         return Confirmation(DUPLICATE, order)
+    _credit(session, order, f"{notification.channel} {notification.provider_trade_no}")
+    return Confirmation(CREDITED, order)
 
+
+def _move(session: Session, order: Order, old: str, new: str, **values) -> bool:
+    """The order's single transition old → new (a conditional UPDATE): True for the one
+    transaction that made it, False for every other."""
+    return session.execute(
+        update(Order).where(Order.id == order.id, Order.status == old)
+        .values(status=new, **values)
+    ).rowcount == 1
+
+
+def _credit(session: Session, order: Order, memo: str) -> None:
+    """The top-up entry, the resident's notice and, when the balance allows, a restore."""
     post_entry(session, account_id=order.account_id, amount_fen=order.amount_fen, kind=TOPUP,
-               idempotency_key=f"order:{order.out_trade_no}",
-               memo=f"{notification.channel} {notification.provider_trade_no}")
+               idempotency_key=f"order:{order.out_trade_no}", memo=memo)
     session.add(Notice(account_id=order.account_id, kind=PAYMENT_RECEIVED,
                        amount_fen=order.amount_fen))
     account = session.get(Account, order.account_id)
     restore_if_allowed(session, account, balance_fen(session, account.id),
                        reason=f"payment {order.out_trade_no}")
-    return Confirmation(CREDITED, order)
+
+
+def _record_late_payment(session: Session, order: Order,
+                         notification: Notification) -> Confirmation:
+    if not _move(session, order, CLOSED, PAID_AFTER_CLOSE,
+                 provider_trade_no=notification.provider_trade_no):
+        return Confirmation(DUPLICATE, order)
+    record_refused(session, channel=notification.channel, reason=LATE_PAYMENT,
+                   detail=(f"{order.amount_fen} fen paid ({notification.provider_trade_no}) "
+                           f"after the order was closed at {order.closed_at}: not credited; "
+                           "credit it or have it refunded"),
+                   out_trade_no=order.out_trade_no, payload=notification.raw)
+    return Confirmation(LATE_PAYMENT, order)
+
+
+def credit_late_payment(session: Session, out_trade_no: str, *, by: str) -> Order:
+    """A manager decided to credit a payment that came after its order was closed: the same
+    credit a notification would have made (entry, notice, restore), once. Raises ValueError
+    if the order is not waiting for that decision."""
+    order = session.exec(select(Order).where(Order.out_trade_no == out_trade_no)).first()
+    if order is None or not _move(session, order, PAID_AFTER_CLOSE, PAID, paid_at=utcnow()):
+        raise ValueError(f"order {out_trade_no!r} is not a payment waiting for a manager")
+    _credit(session, order, f"{order.channel} {order.provider_trade_no}, late, credited by {by}")
+    return order
 
 
 def record_refused(session: Session, *, channel: str, reason: str, detail: str,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from starlette.concurrency import run_in_threadpool
@@ -9,22 +10,33 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from app.db import transaction
-from app.orders.services import Refused, confirm_paid, record_refused
+from app.orders.refunds import settle_refund_notice
+from app.orders.services import (REFUND_NOTICE, Refused, confirm_paid, our_ids,
+                                 record_refused)
 from payments.base import NotificationRejected
 
 log = logging.getLogger(__name__)
+
+# How many notifications do their verification and database work at once, per process. More
+# threads only contend for the GIL (and, on PostgreSQL, the connection pool): under a storm of
+# 50 senders, 4 at a time credits about 1.6 times faster on PostgreSQL than the thread pool's 40
+# (bench.notify), and no slower on SQLite, whose writes queue on one lock anyway. Waiting
+# notifications wait here, in the event loop, holding no thread: pages stay served.
+NOTIFY_CONCURRENCY = 4
+
+
+def _slots(app) -> asyncio.Semaphore:
+    """The app's NOTIFY_CONCURRENCY slots, on the running event loop."""
+    loop = asyncio.get_running_loop()
+    slots = getattr(app.state, "notify_slots", None)
+    if slots is None or slots[0] is not loop:
+        slots = app.state.notify_slots = (loop, asyncio.Semaphore(NOTIFY_CONCURRENCY))
+    return slots[1]
 
 
 def _reply(status_type_body: tuple[int, str, str]) -> Response:
     status, content_type, body = status_type_body
     return Response(body, status_code=status, media_type=content_type)
-
-
-def _our_ids(provider) -> dict[str, str]:
-    """The ids a notification must name to be ours: Alipay's app id; WeChat's appid and mchid."""
-    if provider.identifier == "wechat":
-        return {"app_id": provider.appid, "mchid": provider.mchid}
-    return {"app_id": provider.app_id}
 
 
 async def alipay_notify(request: Request) -> Response:
@@ -42,7 +54,9 @@ async def _notify(request: Request, channel: str) -> Response:
     """Credits only a verified notification naming our ids, a known order of this channel and
     its exact amount; anything else gets the provider's failure reply (it will retry) and is kept
     in `refused_notification` for a person, with the ledger untouched. The failure reply says
-    nothing about why: the reason is for us, not for whoever sent it."""
+    nothing about why: the reason is for us, not for whoever sent it. A refund notice settles the
+    refund it names; a payment for an order we had closed is kept for a manager
+    (`confirm_paid`): both are acknowledged."""
     try:
         provider = request.app.state.providers.by_channel(channel)
     except KeyError:
@@ -59,11 +73,14 @@ async def _notify(request: Request, channel: str) -> Response:
             return False
         try:
             with transaction(engine) as session:
-                result = confirm_paid(session, notification, **_our_ids(provider))
+                result = confirm_paid(session, notification, **our_ids(provider))
+                outcome = result.outcome
+                if outcome == REFUND_NOTICE:
+                    outcome += ": " + settle_refund_notice(session, notification, result.order)
         except Refused as exc:
             refuse(exc.reason, exc.detail, notification.out_trade_no, notification.raw)
             return False
-        log.info("%s notify %s: %s", channel, notification.out_trade_no, result.outcome)
+        log.info("%s notify %s: %s", channel, notification.out_trade_no, outcome)
         return True
 
     def refuse(reason: str, detail: str, out_trade_no: str, payload) -> None:
@@ -72,5 +89,6 @@ async def _notify(request: Request, channel: str) -> Response:
             record_refused(session, channel=channel, reason=reason, detail=detail,
                            out_trade_no=out_trade_no, payload=payload)
 
-    accepted = await run_in_threadpool(handle)
+    async with _slots(request.app):
+        accepted = await run_in_threadpool(handle)
     return _reply(provider.ack() if accepted else provider.failure())

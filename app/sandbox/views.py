@@ -1,13 +1,17 @@
 """The local sandbox cashiers: play Alipay's WAP cashier and WeChat Pay's H5 cashier when no
 merchant keys are set.
 
-Alipay: it checks our signed pay request like Alipay does, lets the resident press 付款, then
-posts an Alipay-format notification signed with the sandbox's own "Alipay" key to the notify URL
-named in the request, and sends the browser back to the return URL.
+Alipay: it checks our signed pay request like Alipay does (the trade exists at the stand-in of
+Alipay from then on), lets the resident press 付款, then posts an Alipay-format notification
+signed with the sandbox's own "Alipay" key to the notify URL named in the request, and sends the
+browser back to the return URL. Alipay's server API (query, close, refund, bills) shares the
+cashier's gateway.do: those requests go to the stand-in (`payments/alipay_standin.py`).
 WeChat Pay: our provider created the order on the stand-in of WeChat's API (mounted in this app);
 the stand-in's `h5_url` opens this cashier, which marks the order paid on the stand-in, posts
 WeChat's signed, encrypted notification to the order's notify_url and sends the browser back.
-Neither touches our database: money moves only through the real notify path.
+Notifications go out as the sandbox's notify behaviour says: normally, repeated, late or never
+(`app/sandbox/delivery.py`). Neither touches our database: money moves only through the real
+notify path.
 """
 
 from __future__ import annotations
@@ -15,11 +19,15 @@ from __future__ import annotations
 import logging
 from urllib.parse import parse_qsl
 
-import httpx
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response
 
+from app.orders.providers import SANDBOX_ALIPAY_BILL_PATH
 from app.resident.views import render
+from app.sandbox.delivery import LATE, MODES, NotifyBehaviour
+from payments.alipay_standin import (FORM_HEADERS, SERVER_METHODS, AlipayBusinessError,
+                                     bill_response, request_params)
 from payments.base import NotificationRejected
 from payments.wechat_sandbox import StandinError
 
@@ -30,42 +38,107 @@ def _sandbox(request: Request):
     return request.app.state.providers.sandbox_alipay
 
 
+def _alipay_standin(request: Request):
+    return request.app.state.providers.alipay_standin
+
+
+def _notifier(request: Request):
+    return request.app.state.sandbox_notifier
+
+
 async def cashier(request: Request) -> Response:
+    """Alipay's gateway.do: the WAP cashier for a browser, the server API for our provider."""
     sandbox = _sandbox(request)
     if sandbox is None:
         return Response("sandbox disabled: merchant keys are configured", status_code=404)
+    params = await request_params(request)
+    if params.get("method") in SERVER_METHODS:
+        bills = request.app.state.settings.base_url + SANDBOX_ALIPAY_BILL_PATH
+        status, body = await run_in_threadpool(_alipay_standin(request).handle, params, bills)
+        return Response(body, status_code=status, media_type="application/json;charset=utf-8")
     query = request.url.query
     try:
         pay = sandbox.parse_pay_request(dict(parse_qsl(query, keep_blank_values=True)))
-    except NotificationRejected as exc:
+        _alipay_standin(request).open_trade(pay)
+    except (NotificationRejected, AlipayBusinessError) as exc:
         return render(request, "sandbox/cashier.html", {"error": str(exc), "pay": None}, 400)
     return render(request, "sandbox/cashier.html", {"error": None, "pay": pay, "query": query})
 
 
+async def alipay_bill(request: Request) -> Response:
+    """A bill file behind one of the stand-in's download URLs (they live 30 s)."""
+    standin = _alipay_standin(request)
+    if standin is None:
+        return Response("sandbox disabled", status_code=404)
+    return bill_response(standin, request.path_params["token"])
+
+
 async def pay(request: Request) -> Response:
+    """The resident pays: the trade is paid at the stand-in, and its notification goes out as
+    the notify behaviour (or the form's `notify` field) says."""
     sandbox = _sandbox(request)
     if sandbox is None:
         return Response("sandbox disabled", status_code=404)
     form = await request.form()
     query = form.get("query", "")
+    standin = _alipay_standin(request)
     try:
+        mode = _mode(form, request)
         pay_request = sandbox.parse_pay_request(dict(parse_qsl(query, keep_blank_values=True)))
-    except NotificationRejected as exc:
+        trade = standin.open_trade(pay_request)
+        standin.pay(trade.out_trade_no, in_flight=mode == LATE)
+    except (NotificationRejected, AlipayBusinessError, ValueError) as exc:
         return render(request, "sandbox/cashier.html", {"error": str(exc), "pay": None}, 400)
-    notification = sandbox.build_notification(pay_request)
-    try:
-        async with httpx.AsyncClient(timeout=10) as client:
-            reply = await client.post(
-                pay_request.notify_url, content=sandbox.encode_form(notification),
-                headers={"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"})
-        delivered = reply.text.strip() == "success"
-    except httpx.HTTPError as exc:
-        log.warning("sandbox could not deliver the notification: %s", exc)
-        delivered = False
-    if not delivered:
+    no = pay_request.out_trade_no
+
+    def build():
+        if mode == LATE:
+            standin.settle(no)
+        return (pay_request.notify_url, dict(FORM_HEADERS),
+                sandbox.encode_form(standin.notification_for(no)))
+
+    if not await _notifier(request).send(build, mode=mode, label=no):
         return render(request, "sandbox/cashier.html",
                       {"error": "notify_failed", "pay": pay_request, "query": query}, 502)
     return RedirectResponse(pay_request.return_url or "/", status_code=303)
+
+
+def _mode(form, request: Request) -> str:
+    mode = str(form.get("notify") or _notifier(request).behaviour.mode)
+    if mode not in MODES:
+        raise ValueError(f"notify must be one of {', '.join(MODES)}")
+    return mode
+
+
+async def notify_behaviour(request: Request) -> Response:
+    """GET: the notify behaviour; POST (form or JSON: mode, repeat, late_s): set it."""
+    notifier = _notifier(request)
+    if notifier is None:
+        return Response("sandbox disabled", status_code=404)
+    if request.method == "POST":
+        try:
+            if request.headers.get("content-type", "").startswith("application/json"):
+                values = await request.json()
+            else:
+                values = dict(await request.form())
+            late_s = values.get("late_s", notifier.behaviour.late_s)
+            notifier.behaviour = NotifyBehaviour(
+                mode=str(values.get("mode", NotifyBehaviour.mode)),
+                repeat=int(values.get("repeat", NotifyBehaviour.repeat)),
+                late_s=None if late_s in (None, "", "none") else float(late_s))
+        except (TypeError, ValueError, AttributeError) as exc:  # AttributeError: not an object
+            return JSONResponse({"error": str(exc)}, status_code=400)
+    b = notifier.behaviour
+    return JSONResponse({"mode": b.mode, "repeat": b.repeat, "late_s": b.late_s,
+                         "held": len(notifier.held), "dropped": len(notifier.dropped)})
+
+
+async def release_notifications(request: Request) -> Response:
+    """Send every notification held back by the "late" behaviour, now."""
+    notifier = _notifier(request)
+    if notifier is None:
+        return Response("sandbox disabled", status_code=404)
+    return JSONResponse({"released": await run_in_threadpool(notifier.release)})
 
 
 # -- WeChat Pay H5 ------------------------------------------------------------------------------
@@ -115,18 +188,20 @@ async def wechat_pay(request: Request) -> Response:
     if order is None:
         return _wechat_page(request, None, error="unknown prepay_id", status_code=404)
     try:
-        standin.pay(order.out_trade_no)
-        headers, body = standin.notification_for(order.out_trade_no)
-    except StandinError as exc:
-        return _wechat_page(request, order, redirect_url, exc.code, 400)
-    try:
-        async with httpx.AsyncClient(timeout=10) as client:
-            reply = await client.post(order.notify_url, content=body, headers=headers)
-        delivered = reply.status_code in (200, 204)
-    except httpx.HTTPError as exc:
-        log.warning("sandbox could not deliver the WeChat notification: %s", exc)
-        delivered = False
-    if not delivered:
+        mode = _mode(form, request)
+        standin.pay(order.out_trade_no, in_flight=mode == LATE)
+        if mode != LATE:
+            standin.notification_for(order.out_trade_no)  # paid: it can be notified
+    except (StandinError, ValueError) as exc:
+        return _wechat_page(request, order, redirect_url, getattr(exc, "code", str(exc)), 400)
+    no = order.out_trade_no
+
+    def build():
+        if mode == LATE:
+            standin.settle(no)
+        return (order.notify_url, *standin.notification_for(no))
+
+    if not await _notifier(request).send(build, mode=mode, label=no):
         return _wechat_page(request, order, redirect_url, "notify_failed", 502)
     back = safe_return_url(redirect_url, request.app.state.settings.base_url)
     if back is None:

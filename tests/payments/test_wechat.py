@@ -25,7 +25,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 from wechatpayv3 import WeChatPay, WeChatPayType
 
-from payments.base import NotificationRejected, OrderInfo, PaymentProvider
+from payments.base import (BILL_PAYMENT, BILL_REFUND, REFUND_PROCESSING, REFUND_SUCCEEDED,
+                           NotificationRejected, OrderInfo, PaymentProvider)
+from payments.bills import BillOverride
 from payments.sandbox import BEIJING, generate_rsa_keypair
 from payments.wechat import WechatPayError, WechatPayProvider, parse_trade_bill
 from payments.wechat_sandbox import WechatSandbox, ensure_wechat_sandbox_keys
@@ -300,12 +302,70 @@ def test_close_of_a_paid_order_raises_orderpaid(provider, standin):
 def test_refund_is_accepted_and_the_order_turns_refund(provider, standin):
     o = paid_order(provider, standin)
     reply = provider.refund(o.out_trade_no, "RF" + o.out_trade_no, 2000, 5000)
-    assert reply["status"] == "PROCESSING" and reply["amount"]["refund"] == 2000
+    assert (reply.status, reply.refund_fen, reply.raw["status"]) == (
+        REFUND_PROCESSING, 2000, "PROCESSING")
     note = provider.query(o.out_trade_no)
     assert (note.is_refund, note.paid) == (True, False)
     with pytest.raises(WechatPayError) as exc:
         provider.refund(o.out_trade_no, "RF2" + o.out_trade_no, 3001, 5000)
     assert exc.value.status == 400
+
+
+def test_close_of_an_order_wechat_never_saw_is_quiet(provider):
+    assert provider.close("FK_NEVER_STARTED") is None
+
+
+def test_a_payment_in_flight_is_invisible_then_lands_after_the_close(provider, standin):
+    o = order()
+    provider.start(o, notify_url=NOTIFY_URL, return_url=RETURN_URL, payer_client_ip="10.1.2.3")
+    standin.pay(o.out_trade_no, in_flight=True)
+    assert provider.query(o.out_trade_no).raw["trade_state"] == "NOTPAY"
+    provider.close(o.out_trade_no)
+    standin.settle(o.out_trade_no)
+    assert provider.query(o.out_trade_no).paid is True  # the misbehaviour, on purpose
+
+
+def test_a_refund_turns_success_and_is_confirmed_by_query(provider, standin):
+    o = paid_order(provider, standin)
+    provider.refund(o.out_trade_no, "RFq" + o.out_trade_no, 1500, 5000)
+
+    result = provider.query_refund(o.out_trade_no, "RFq" + o.out_trade_no)
+
+    assert (result.status, result.refund_fen) == (REFUND_SUCCEEDED, 1500)
+    assert result.provider_refund_no == standin.refunds["RFq" + o.out_trade_no].refund_id
+    assert provider.query_refund(o.out_trade_no, "RF_UNKNOWN") is None
+
+
+def test_the_refund_notice_names_the_refund(provider, standin):
+    o = paid_order(provider, standin)
+    provider.refund(o.out_trade_no, "RFn" + o.out_trade_no, 1500, 5000)
+    headers, body = standin.refund_notification("RFn" + o.out_trade_no)
+
+    note = provider.parse_notify(as_starlette(headers), body)
+
+    assert (note.is_refund, note.out_refund_no, note.refund_status, note.refund_fen) == (
+        True, "RFn" + o.out_trade_no, REFUND_SUCCEEDED, 1500)
+
+
+def test_bill_lines_are_payments_and_refunds_in_fen_with_exact_fees(provider, standin):
+    o = paid_order(provider, standin, amount_fen=1234)
+    provider.refund(o.out_trade_no, "RFl" + o.out_trade_no, 234, 1234)
+    planted = paid_order(provider, standin, amount_fen=5000)
+    standin.bill_overrides[planted.out_trade_no] = BillOverride(amount_fen=4999, fee_fen=50)
+    gone = paid_order(provider, standin)
+    standin.bill_overrides[gone.out_trade_no] = BillOverride(omit=True)
+    today = datetime.fromtimestamp(time.time(), BEIJING).date()
+
+    lines = {(line.out_trade_no, line.kind): line for line in provider.bill_lines(today)}
+
+    pay_line, refund_line = lines[o.out_trade_no, BILL_PAYMENT], lines[o.out_trade_no, BILL_REFUND]
+    assert (pay_line.amount_fen, pay_line.fee_e5) == (1234, 7404)  # 0.6 %, five decimals
+    assert (refund_line.amount_fen, refund_line.fee_e5, refund_line.out_refund_no) == (
+        234, -1404, "RFl" + o.out_trade_no)
+    assert pay_line.provider_trade_no == standin.orders[o.out_trade_no].transaction_id
+    assert (lines[planted.out_trade_no, BILL_PAYMENT].amount_fen,
+            lines[planted.out_trade_no, BILL_PAYMENT].fee_e5) == (4999, 50_000)
+    assert (gone.out_trade_no, BILL_PAYMENT) not in lines
 
 
 def test_trade_bill_download_matches_its_sha1_and_parses(provider, standin):

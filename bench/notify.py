@@ -1,0 +1,282 @@
+"""Notify storm: 50 concurrent senders post 10,000 valid payment notifications (10 % of them
+duplicates) for 9,000 distinct orders, on SQLite and on PostgreSQL.
+
+The system runs as an operator runs it: `feikong run` (web and worker in one process) as a
+subprocess, once on a fresh SQLite file and once on a throwaway PostgreSQL cluster of its own
+(`bench.common.throwaway_postgres`, started the way tests/conftest.py starts its one). This
+process plays the providers: half the orders are Alipay's, half WeChat Pay's; their
+notifications are signed beforehand by the sandboxes with the local keys the server loads (two
+processes, not measured; WeChat's timestamps 4 minutes ahead, so that the pre-signed stream
+stays inside WeChat's ±5-minute window through a slow run), then posted by 50 threads, each on
+its own keep-alive connection: every order's notification once and 1,000 of them a second time,
+in one shuffled stream.
+The 900 accounts have no meters: no restore is queued and the worker stays idle, so the figures
+are the notify path alone (the SDK's verification, confirm_paid's transaction, the ack).
+
+Prints, for `sqlite` and `pg`:
+    notify_credits_per_s_<db>: credits per second (9,000 credits / first send to last ack)
+    notify_ack_p50_ms_<db>, notify_ack_p99_ms_<db>: one notification, sent to acknowledged
+    notify_server_cpu_per_notification_<db>: the server process's CPU time per notification
+        (what the figures above cost, whatever else the machine is doing)
+    notify_storm_wall_<db>: how long the 10,000 took
+and fails unless every notification was acknowledged and the ledger then holds exactly one
+top-up per order (every order paid, its amount, nothing refused).
+
+    python -m bench.notify
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import http.client
+import os
+import queue
+import random
+import shutil
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from sqlalchemy import func, insert
+from sqlmodel import select
+
+from app.db import make_engine, transaction
+from app.estate.models import Account, Building, Estate
+from app.ledger.models import TOPUP, LedgerEntry
+from app.migrate import upgrade
+from app.orders.models import PAID, Order, RefusedNotification
+from app.orders.providers import (ALIPAY_NOTIFY_PATH, SANDBOX_ALIPAY_APP_ID, SANDBOX_KEYS_DIR,
+                                  WECHAT_NOTIFY_PATH)
+from bench.common import free_ports, start_process, stop_process, throwaway_postgres
+from payments.sandbox import PayRequest, SandboxAlipay, ensure_sandbox_keys
+from payments.wechat_sandbox import WechatSandbox, ensure_wechat_sandbox_keys
+
+ORDERS, DUPLICATES, SENDERS = 9_000, 1_000, 50
+ACCOUNTS = 900
+# WeChat Pay's notifications are refused 300 s either side of their timestamp: the pre-signed
+# ones carry a timestamp 240 s ahead, so they stay good for 540 s after signing; a run starting
+# more than 240 s after the signing gets a newly signed stream (at least 300 s good).
+WECHAT_AHEAD_S = 240
+MAX_AGE_S = 240.0
+SUBJECT = "电费充值 1-1-101"
+FORM = {"content-type": "application/x-www-form-urlencoded; charset=utf-8"}
+
+# (out_trade_no, channel, amount_fen)
+Spec = tuple[str, str, int]
+# (path, headers, body, acknowledgement body)
+Request = tuple[str, dict[str, str], bytes, str]
+
+
+def order_specs() -> list[Spec]:
+    rng = random.Random(7)
+    return [(f"FKBENCH{i:06d}", "alipay" if i % 2 else "wechat", rng.randrange(1, 50) * 1000)
+            for i in range(ORDERS)]
+
+
+_signers: dict = {}
+
+
+def _load_signers(keys_dir: str) -> None:
+    directory = Path(keys_dir)
+    _signers["alipay"] = SandboxAlipay(ensure_sandbox_keys(directory), SANDBOX_ALIPAY_APP_ID)
+    _signers["wechat"] = WechatSandbox(ensure_wechat_sandbox_keys(directory))
+
+
+def _sign(chunk: list[Spec]) -> list[Request]:
+    signed = []
+    for out_trade_no, channel, amount_fen in chunk:
+        if channel == "alipay":
+            sandbox = _signers["alipay"]
+            form = sandbox.build_notification(PayRequest(
+                out_trade_no, amount_fen, SUBJECT, None, None, SANDBOX_ALIPAY_APP_ID))
+            signed.append((ALIPAY_NOTIFY_PATH, FORM, sandbox.encode_form(form), "success"))
+        else:
+            headers, body = _signers["wechat"].build_notification(
+                out_trade_no, amount_fen, timestamp=int(time.time()) + WECHAT_AHEAD_S)
+            signed.append((WECHAT_NOTIFY_PATH, headers, body, ""))
+    return signed
+
+
+def sign_all(specs: list[Spec], keys_dir: Path) -> list[Request]:
+    """Every order's notification, signed in two processes (RSA signing is the slow part)."""
+    chunks = [specs[i:i + 250] for i in range(0, len(specs), 250)]
+    with concurrent.futures.ProcessPoolExecutor(
+            max(2, os.cpu_count() or 2), initializer=_load_signers,
+            initargs=(str(keys_dir),)) as pool:
+        return [request for part in pool.map(_sign, chunks) for request in part]
+
+
+def setup_database(database_url: str, specs: list[Spec]) -> None:
+    """The schema, 900 accounts and 9,000 pending orders (not measured)."""
+    upgrade(database_url)
+    engine = make_engine(database_url)
+    with transaction(engine) as s:
+        estate = Estate(name="bench")
+        s.add(estate)
+        s.flush()
+        building = Building(estate_id=estate.id, name="1")
+        s.add(building)
+        s.flush()
+        accounts = [Account(number=f"B{i:05d}", building_id=building.id, household=f"1-{i}",
+                            price_yuan_per_kwh="0.5583") for i in range(ACCOUNTS)]
+        s.add_all(accounts)
+        s.flush()
+        ids = [a.id for a in accounts]
+        s.execute(insert(Order), [
+            {"out_trade_no": no, "account_id": ids[i % ACCOUNTS], "amount_fen": amount,
+             "channel": channel, "status": "pending", "provider_trade_no": ""}
+            for i, (no, channel, amount) in enumerate(specs)])
+    engine.dispose()
+
+
+def storm(base_url: str, stream: list[Request]) -> tuple[float, list[float]]:
+    """Post `stream` with SENDERS threads, each on its own keep-alive connection (the standard
+    library's http.client: the lightest client, so this process leaves the CPU to the server);
+    (wall seconds, latencies in ms). Raises if any notification was not acknowledged."""
+    host, port = urlsplit(base_url).hostname, urlsplit(base_url).port
+    work: queue.SimpleQueue = queue.SimpleQueue()
+    for request in stream:
+        work.put(request)
+    latencies: list[float] = []
+    failures: list[str] = []
+    lock = threading.Lock()
+    start_gate = threading.Barrier(SENDERS + 1)
+
+    def post(conn, path, headers, body):
+        conn.request("POST", path, body=body, headers=headers)
+        reply = conn.getresponse()
+        return reply.status, reply.read().decode("utf-8", "replace")
+
+    def sender():
+        mine = []
+        conn = http.client.HTTPConnection(host, port, timeout=60)
+        try:
+            conn.request("GET", "/healthz")  # connected before the clock starts
+            conn.getresponse().read()
+            start_gate.wait()
+            while True:
+                try:
+                    path, headers, body, ack = work.get_nowait()
+                except queue.Empty:
+                    break
+                t0 = time.perf_counter()
+                status, text = post(conn, path, headers, body)
+                mine.append((time.perf_counter() - t0) * 1000)
+                if status != 200 or text != ack:
+                    with lock:
+                        failures.append(f"{path}: {status} {text[:80]}")
+        finally:
+            conn.close()
+            with lock:
+                latencies.extend(mine)
+
+    threads = [threading.Thread(target=sender) for _ in range(SENDERS)]
+    for t in threads:
+        t.start()
+    start_gate.wait()
+    t0 = time.perf_counter()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t0
+    if failures or len(latencies) != len(stream):
+        raise RuntimeError(f"{len(failures)} notifications not acknowledged, "
+                           f"{len(stream) - len(latencies)} not sent; {failures[:1]}")
+    return wall, sorted(latencies)
+
+
+def check_ledger(database_url: str, specs: list[Spec]) -> None:
+    """Exactly one top-up per order, of its amount; every order paid; nothing refused."""
+    engine = make_engine(database_url)
+    with transaction(engine, read_only=True) as s:
+        topups = s.exec(select(LedgerEntry.idempotency_key, LedgerEntry.amount_fen)
+                        .where(LedgerEntry.kind == TOPUP)).all()
+        paid = s.exec(select(func.count()).select_from(Order).where(Order.status == PAID)).one()
+        refused = s.exec(select(func.count()).select_from(RefusedNotification)).one()
+    engine.dispose()
+    expected = sorted((f"order:{no}", amount) for no, _channel, amount in specs)
+    if sorted(topups) != expected or paid != len(specs) or refused:
+        raise RuntimeError(f"ledger check failed: {len(topups)} top-ups for {len(specs)} orders, "
+                           f"{paid} paid, {refused} refused")
+
+
+def run(name: str, database_url: str, workdir: Path, specs: list[Spec],
+        stream: list[Request]) -> dict[str, float]:
+    setup_database(database_url, specs)
+    port = free_ports(1)
+    base_url = f"http://127.0.0.1:{port}"
+    env = dict(os.environ, FEIKONG_DATABASE_URL=database_url, FEIKONG_VAR_DIR=str(workdir),
+               FEIKONG_WEB_PORT=str(port), FEIKONG_PUBLIC_URL=base_url,
+               FEIKONG_POLL_INTERVAL_S="3600")
+    system = start_process([sys.executable, "-m", "app.cli", "run"], env, "serving on",
+                           workdir / f"system-{name}.log")
+    try:
+        cpu_before = cpu_seconds(system.pid)
+        wall, latencies = storm(base_url, stream)
+        cpu = cpu_seconds(system.pid) - cpu_before
+    finally:
+        stop_process(system)
+    check_ledger(database_url, specs)
+    p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
+    return {"credits_per_s": len(specs) / wall, "p50": statistics.median(latencies), "p99": p99,
+            "cpu_ms": cpu * 1000 / len(stream), "wall_s": wall}
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far, in seconds (/proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Stream:
+    """The shuffled notifications, signed once; signed again if they could go stale for WeChat
+    Pay's five-minute timestamp check during a run (a slow machine)."""
+
+    def __init__(self, specs: list[Spec], keys_dir: Path) -> None:
+        self.specs, self.keys_dir = specs, keys_dir
+        self._sign()
+
+    def _sign(self) -> None:
+        requests = sign_all(self.specs, self.keys_dir)
+        rng = random.Random(11)
+        self.requests = requests + rng.sample(requests, DUPLICATES)
+        rng.shuffle(self.requests)
+        self.signed_at = time.monotonic()
+
+    def fresh(self) -> list[Request]:
+        if time.monotonic() - self.signed_at > MAX_AGE_S:
+            self._sign()
+        return self.requests
+
+
+def main() -> int:
+    workdir = Path(tempfile.mkdtemp(prefix="feikong-bench-notify-"))
+    try:
+        specs = order_specs()
+        stream = Stream(specs, workdir / SANDBOX_KEYS_DIR)
+        results = {"sqlite": run("sqlite", f"sqlite:///{workdir / 'bench.db'}", workdir, specs,
+                                 stream.fresh())}
+        with throwaway_postgres() as server:
+            import psycopg
+
+            with psycopg.connect(f"{server}/postgres", autocommit=True) as conn:
+                conn.execute("CREATE DATABASE bench")
+            results["pg"] = run("pg", f"{server}/bench", workdir, specs, stream.fresh())
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    for db, r in results.items():
+        print(f"notify_credits_per_s_{db}: {r['credits_per_s']:.0f} credits/s")
+        print(f"notify_ack_p50_ms_{db}: {r['p50']:.1f} ms")
+        print(f"notify_ack_p99_ms_{db}: {r['p99']:.1f} ms")
+        print(f"notify_server_cpu_per_notification_{db}: {r['cpu_ms']:.2f} ms")
+        print(f"notify_storm_wall_{db}: {r['wall_s']:.1f} s")
+    print(f"notify_ledger_check: one credit per order, {ORDERS} orders, {DUPLICATES} duplicates "
+          "acknowledged, on both databases")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
