@@ -1,5 +1,6 @@
-"""Notify storm: 50 concurrent senders post 10,000 valid payment notifications (10 % of them
-duplicates) for 9,000 distinct orders, on SQLite and on PostgreSQL.
+"""Notify storm: 50 concurrent senders post valid payment notifications (10 % of them
+duplicates) for distinct orders, on SQLite and on PostgreSQL: 2,000 by default (1,800 orders),
+10,000 (9,000 orders, as the issue asks) with BENCH_NOTIFICATIONS=10000, which takes ~4 minutes.
 
 The system runs as an operator runs it: `feikong run` (web and worker in one process) as a
 subprocess, once on a fresh SQLite file and once on a throwaway PostgreSQL cluster of its own
@@ -55,7 +56,11 @@ from bench.common import free_ports, start_process, stop_process, throwaway_post
 from payments.sandbox import PayRequest, SandboxAlipay, ensure_sandbox_keys
 from payments.wechat_sandbox import WechatSandbox, ensure_wechat_sandbox_keys
 
-ORDERS, DUPLICATES, SENDERS = 9_000, 1_000, 50
+# The issue asks for 10,000 notifications per database; at the ~60–100 credits/s this server
+# manages on 2 cores that takes 4 minutes, past the 2-minute rule for benches. The default is
+# 2,000 (10 % duplicates); BENCH_NOTIFICATIONS=10000 runs the full storm.
+TOTAL = int(os.environ.get("BENCH_NOTIFICATIONS", "2000"))
+ORDERS, DUPLICATES, SENDERS = TOTAL - TOTAL // 10, TOTAL // 10, 50
 ACCOUNTS = 900
 # WeChat Pay's notifications are refused 300 s either side of their timestamp: the pre-signed
 # ones carry a timestamp 240 s ahead, so they stay good for 540 s after signing; a run starting

@@ -20,7 +20,7 @@ from app.orders.models import (CLOSED, PAID, PAID_AFTER_CLOSE, PENDING, Order,
                                RefusedNotification)
 from app.orders.services import CREDITED, credit_late_payment
 from tests.conftest import wait_until
-from tests.factories import EstateFactory, balance_of, entries_of
+from tests.factories import balance_of, entries_of
 
 CHANNELS = ["alipay", "wechat"]
 
@@ -38,13 +38,6 @@ def web(stack):
 @pytest.fixture
 def providers(stack, web):
     return stack.app.state.providers
-
-
-@pytest.fixture
-def cut_account(engine):
-    estate = EstateFactory(engine)
-    gw = estate.gateway("127.0.0.1", 1)
-    return estate.account(gateway_id=gw, unit_id=1, balance_fen=-500, relay_open=True)
 
 
 def pay(web, providers, channel: str, number: str, yuan: str = "50",
@@ -138,7 +131,7 @@ def test_an_expired_order_paid_at_the_provider_is_credited_not_closed(web, provi
 def test_a_late_notification_after_the_order_was_closed_is_kept_for_a_manager(
         web, providers, engine, cut_account, channel):
     set_behaviour(web, mode="normal", late_s=None)  # "late" holds until released
-    no = pay(web, providers, channel, cut_account, notify="late")  # in flight: queries do not see it
+    no = pay(web, providers, channel, cut_account, notify="late")  # in flight: unseen by queries
     assert close_expired(engine, providers, now=later(31)) == {CLOSED_NOW: 1}
     assert order_of(engine, no).status == CLOSED
 

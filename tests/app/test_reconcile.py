@@ -15,8 +15,8 @@ from app.orders.models import (AMOUNT_MISMATCH, CREDIT_WITHOUT_BILL, FEE_MISMATC
 from app.orders.reconcile import BEIJING, list_differences, reconcile_day
 from app.orders.refunds import RefundRequest, refund_balance
 from payments.bills import BillOverride
-from tests.app.test_orders_jobs import (CHANNELS, cut_account, later, pay,  # noqa: F401
-                                        providers, web)
+from tests.app.test_orders_jobs import (CHANNELS, later, pay, providers,  # noqa: F401
+                                        web)
 from tests.conftest import wait_until
 
 TODAY = dt.datetime.now(BEIJING).date

@@ -12,8 +12,8 @@ from app.orders.jobs import check_refunds
 from app.orders.models import (REFUND_FAILED, REFUND_SUCCEEDED, REFUND_SUBMITTED, Order, Refund,
                                RefusedNotification)
 from app.orders.refunds import RefundRefused, RefundRequest, refund_balance
-from tests.app.test_orders_jobs import (CHANNELS, cut_account, later, pay,  # noqa: F401
-                                        providers, set_behaviour, web)
+from tests.app.test_orders_jobs import (CHANNELS, later, pay, providers,  # noqa: F401
+                                        set_behaviour, web)
 from tests.conftest import wait_until
 from tests.factories import account_by_number, balance_of, entries_of
 
