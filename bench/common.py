@@ -70,9 +70,7 @@ def throwaway_postgres(max_connections: int = 300) -> Iterator[str]:
     binaries (/usr/lib/postgresql/<version>/bin), run as the `postgres` user when we are root
     (initdb refuses root); durability off (fsync, synchronous_commit, full_page_writes): it is
     thrown away. Ready in about a second. Raises RuntimeError without the binaries.
-
-    tests/conftest.py starts its cluster the same way (its `pg_server` fixture could be
-    `with throwaway_postgres() as url: yield url`)."""
+    The tests' `pg_server` fixture is this too."""
     bins = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(p.split("/")[4]))
     if not bins:
         raise RuntimeError("PostgreSQL server binaries not found: run `make test` (it installs "

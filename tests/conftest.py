@@ -4,12 +4,9 @@ web app served by uvicorn, and the real worker, all on one asyncio loop in a bac
 
 from __future__ import annotations
 
-import glob
 import os
 import shutil
 import socket
-import subprocess
-import tempfile
 import uuid
 from pathlib import Path
 
@@ -34,28 +31,13 @@ def free_port() -> int:
 @pytest.fixture(scope="session")
 def pg_server():
     """A throwaway PostgreSQL cluster (Debian's server binaries), removed at the end."""
-    bins = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(p.split("/")[4]))
-    if not bins:
-        pytest.fail("PostgreSQL server binaries not found: run `make test` (it installs them)")
-    b, port, base = bins[-1], free_port(), tempfile.mkdtemp(prefix="feikong-pg-")
-    sudo, data = [], f"{base}/data"
-    if os.geteuid() == 0:
-        shutil.chown(base, "postgres", "postgres")
-        sudo = ["runuser", "-u", "postgres", "--"]
+    from bench.common import throwaway_postgres
 
-    def run(*args):
-        subprocess.run(sudo + list(args), check=True, capture_output=True)
-
-    run(f"{b}/initdb", "-D", data, "-U", "postgres", "-A", "trust", "-E", "UTF8",
-        "--locale=C.UTF-8", "--no-sync")
-    run(f"{b}/pg_ctl", "-D", data, "-l", f"{base}/log", "-w", "-o",
-        f"-c listen_addresses=127.0.0.1 -p {port} -k {base} -c fsync=off"
-        " -c synchronous_commit=off -c full_page_writes=off -c max_connections=300", "start")
     try:
-        yield f"postgresql://postgres@127.0.0.1:{port}"
-    finally:
-        run(f"{b}/pg_ctl", "-D", data, "-m", "immediate", "stop")
-        shutil.rmtree(base, ignore_errors=True)
+        with throwaway_postgres(max_connections=300) as url:
+            yield url
+    except RuntimeError as exc:  # no server binaries
+        pytest.fail(str(exc))
 
 
 @pytest.fixture(scope="session")
