@@ -38,23 +38,23 @@ def cmd_seed(args) -> int:
 
 
 def cmd_serve(args) -> int:
-    import uvicorn
-
-    from app.main import create_app
+    from app.stack import run_system
 
     s = get_settings()
-    uvicorn.run(create_app(s), host=s.web_host, port=s.web_port, log_level="info", lifespan="off")
+    asyncio.run(run_system(s, _engine(), worker=False,
+                           announce=lambda: print(f"serving on {s.base_url}", flush=True)))
     return 0
 
 
 def cmd_run(args) -> int:
-    from app.stack import run_web_and_worker
+    from app.stack import run_system
 
     engine = _engine()
     if not _may_run_worker(engine):
         return 1
     s = get_settings()
-    asyncio.run(run_web_and_worker(s, engine, lambda: print(f"serving on {s.base_url}", flush=True)))
+    asyncio.run(run_system(s, engine, announce=lambda: print(f"serving on {s.base_url}",
+                                                             flush=True)))
     return 0
 
 

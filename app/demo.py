@@ -12,7 +12,7 @@ from app.estate.models import Gateway, Meter
 from app.estate.seed import CUT_ACCOUNT, seed_demo
 from app.migrate import upgrade
 from app.settings import get_settings
-from app.stack import run_web_and_worker
+from app.stack import run_system
 from meters.simulator import Simulator
 
 GATEWAYS, PER_GATEWAY = 2, 20
@@ -52,7 +52,7 @@ async def _run() -> None:
 """, flush=True)
 
     try:
-        await run_web_and_worker(settings, engine, announce)
+        await run_system(settings, engine, announce=announce)
     finally:
         await sim.stop()
     print("stopped: web, worker, simulator")

@@ -37,6 +37,10 @@ class Settings(BaseSettings):
     confirm_timeout_s: float = 5.0
     restore_expiry_s: float = 24 * 3600.0
     cut_expiry_s: float = 3600.0
+    # Order jobs (`app.orders.jobs`), run by `feikong run`, `serve` and `demo`: how often pending
+    # orders are queried, expired ones closed, refunds followed and yesterday reconciled. 0: not
+    # in this process. On PostgreSQL one process sweeps at a time (an advisory lock).
+    order_jobs_every_s: float = 30.0
 
     # Alipay. Empty app id = the local sandbox cashier plays Alipay with local keys.
     alipay_app_id: str = ""

@@ -58,18 +58,30 @@ class LoopThread:
         self.loop.close()
 
 
-async def run_web_and_worker(settings, engine, announce=None) -> None:
-    """Serve the web app and run the worker in this loop until SIGINT/SIGTERM or until either
-    stops; then stop both. One process, so a payment wakes the worker through an asyncio event."""
+async def run_system(settings, engine, *, worker: bool = True, announce=None) -> None:
+    """Serve the web app, run the order jobs (lost notifications queried, expired orders
+    closed, refunds followed, yesterday reconciled: `app.orders.jobs`) and, with `worker`, the
+    meter worker, all in this loop, until SIGINT/SIGTERM or until one of them stops; then stop
+    them all. One process, so a payment wakes the worker through an asyncio event. The order
+    jobs use the web app's own providers (in the sandbox, the stand-ins keep their records
+    there); `settings.order_jobs_every_s` = 0 leaves them to another process."""
     import contextlib
     import signal
 
     from app.main import create_app
+    from app.orders.jobs import run_order_jobs
     from meters.worker import Worker
 
-    server = make_web_server(create_app(settings, engine), settings.web_host, settings.web_port)
-    worker_task = asyncio.create_task(Worker(engine, settings).run(), name="worker")
+    app = create_app(settings, engine)
+    server = make_web_server(app, settings.web_host, settings.web_port)
     web_task = asyncio.create_task(server.serve(), name="web")
+    tasks = {web_task}
+    if worker:
+        tasks.add(asyncio.create_task(Worker(engine, settings).run(), name="worker"))
+    if settings.order_jobs_every_s > 0:
+        tasks.add(asyncio.create_task(run_order_jobs(
+            engine, settings, app.state.providers, every_s=settings.order_jobs_every_s),
+            name="order-jobs"))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -79,10 +91,11 @@ async def run_web_and_worker(settings, engine, announce=None) -> None:
     if announce and server.started:
         announce()
     stop_task = asyncio.create_task(stop.wait())
-    await asyncio.wait({stop_task, worker_task, web_task}, return_when=asyncio.FIRST_COMPLETED)
+    await asyncio.wait(tasks | {stop_task}, return_when=asyncio.FIRST_COMPLETED)
     server.should_exit = True
-    for task in (worker_task, stop_task):
-        task.cancel()
-    for task in (worker_task, web_task):
+    for task in tasks | {stop_task}:
+        if task is not web_task:
+            task.cancel()
+    for task in tasks:
         with contextlib.suppress(asyncio.CancelledError):
             await task

@@ -1,0 +1,46 @@
+"""`feikong serve` as an operator runs it, a process of its own: it serves the pages and runs the
+order jobs, so a payment whose notification never came is found by query and credited without
+anyone running anything else; SIGTERM stops it cleanly."""
+
+import datetime as dt
+import os
+import signal
+import subprocess
+import sys
+
+import httpx
+from sqlalchemy import update
+
+from app.db import transaction, utcnow
+from app.orders.models import PAID, PENDING, Order
+from bench.common import free_ports
+from tests.app.test_orders_jobs import order_of, pay
+from tests.conftest import wait_until
+from tests.factories import balance_of
+
+
+def test_serve_runs_the_order_jobs(engine, settings, cut_account, tmp_path):
+    port = free_ports(1)
+    env = dict(os.environ, FEIKONG_DATABASE_URL=settings.database_url,
+               FEIKONG_VAR_DIR=str(tmp_path), FEIKONG_WEB_PORT=str(port),
+               FEIKONG_PUBLIC_URL=f"http://127.0.0.1:{port}", FEIKONG_ORDER_JOBS_EVERY_S="0.3")
+    log_path = tmp_path / "serve.log"
+    with log_path.open("w") as log:
+        server = subprocess.Popen([sys.executable, "-m", "app.cli", "serve"], env=env,
+                                  stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_until(lambda: "serving on" in log_path.read_text(), timeout=30,
+                   message=lambda: f"serve did not start: {log_path.read_text()[-2000:]}")
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as web:
+            no = pay(web, None, "alipay", cut_account, notify="never")
+        assert order_of(engine, no).status == PENDING  # no notification came
+        with transaction(engine) as s:  # the resident paid three minutes ago
+            s.execute(update(Order).where(Order.out_trade_no == no)
+                      .values(created_at=utcnow() - dt.timedelta(minutes=3)))
+        wait_until(lambda: order_of(engine, no).status == PAID, timeout=20,
+                   message=lambda: f"not queried: {log_path.read_text()[-2000:]}")
+        assert balance_of(engine, cut_account) == 4500  # -5.00 元 + 50 元, once
+    finally:
+        server.send_signal(signal.SIGTERM)
+        code = server.wait(15)
+    assert code == 0, log_path.read_text()[-2000:]
