@@ -57,6 +57,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         Route("/a/{number}", resident.account, name="account"),
         Route("/a/{number}/_status", resident.account_status, name="account_status"),
         Route("/a/{number}/topup", resident.topup, methods=["POST"], name="topup"),
+        Route("/a/{number}/emergency", resident.emergency, methods=["POST"], name="emergency"),
         Route(ALIPAY_NOTIFY_PATH, alipay_notify, methods=["POST"], name="alipay_notify"),
         Route(SANDBOX_GATEWAY_PATH, sandbox.cashier, methods=["GET", "POST"],
               name="sandbox_cashier"),  # Alipay's cashier, and its server API for our provider

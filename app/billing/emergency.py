@@ -34,6 +34,22 @@ class EmergencyCreditRefused(ValueError):
     """Not offered to this account, or already taken this month."""
 
 
+def _month(now: dt.datetime | None) -> str:
+    return (now or utcnow()).astimezone(CHINA_TZ).strftime("%Y-%m")
+
+
+def emergency_credit_offered(session: Session, account: Account,
+                             now: dt.datetime | None = None) -> bool:
+    """Whether the account page offers the advance now: offered to this account and not yet
+    taken this month (the cycle). The page shows it to a household that is cut or below its
+    restore threshold; taking it is refused the same way whoever asks."""
+    if account.emergency_credit_fen <= 0:
+        return False
+    key = f"emergency:{account.id}:{_month(now)}"
+    return session.exec(select(LedgerEntry.id).where(
+        LedgerEntry.idempotency_key == key)).first() is None
+
+
 def outstanding_emergency_fen(session: Session, account_id: int) -> int:
     """The advance not yet repaid, in fen (≥ 0): the sum of the account's emergency entries."""
     total = session.exec(select(func.coalesce(func.sum(LedgerEntry.amount_fen), 0)).where(
@@ -47,7 +63,7 @@ def take_emergency_credit(session: Session, account: Account,
     Raises `EmergencyCreditRefused` when not offered or already taken this month."""
     if account.emergency_credit_fen <= 0:
         raise EmergencyCreditRefused("应急用电 is not offered to this account")
-    month = (now or utcnow()).astimezone(CHINA_TZ).strftime("%Y-%m")
+    month = _month(now)
     entry = post_entry(session, account_id=account.id, amount_fen=account.emergency_credit_fen,
                        kind=EMERGENCY_CREDIT, idempotency_key=f"emergency:{account.id}:{month}",
                        memo=f"应急用电 {fen_to_yuan_str(account.emergency_credit_fen)} 元 ({month}); "

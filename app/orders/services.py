@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from sqlalchemy import update
 from sqlmodel import Session, select
 
+from app.billing.emergency import repay_emergency_credit
 from app.commands.services import restore_if_allowed
 from app.db import utcnow
 from app.estate.models import Account
@@ -126,9 +127,12 @@ def _move(session: Session, order: Order, old: str, new: str, **values) -> bool:
 
 
 def _credit(session: Session, order: Order, memo: str) -> None:
-    """The top-up entry, the resident's notice and, when the balance allows, a restore."""
+    """The top-up entry, the repayment of an outstanding emergency advance (应急用电) from it,
+    the resident's notice and, when the balance with the advance repaid allows, a restore."""
+    key = f"order:{order.out_trade_no}"
     post_entry(session, account_id=order.account_id, amount_fen=order.amount_fen, kind=TOPUP,
-               idempotency_key=f"order:{order.out_trade_no}", memo=memo)
+               idempotency_key=key, memo=memo)
+    repay_emergency_credit(session, order.account_id, order.amount_fen, key)
     session.add(Notice(account_id=order.account_id, kind=PAYMENT_RECEIVED,
                        amount_fen=order.amount_fen))
     account = session.get(Account, order.account_id)

@@ -12,7 +12,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from app.commands.services import RESTORING, meters_of, power_state
+from app.billing.emergency import (EmergencyCreditRefused, emergency_credit_offered,
+                                   outstanding_emergency_fen, take_emergency_credit)
+from app.commands.services import POWER_OFF, RESTORING, meters_of, power_state
 from app.db import transaction, utcnow
 from app.estate.models import Account, Building, Estate, Meter
 from app.i18n import gettext as _
@@ -57,6 +59,8 @@ class AccountView:
     entries: list[LedgerEntry]
     order: Order | None
     notices: list[Notice]
+    emergency_offer_fen: int = 0  # 应急用电 the page offers now (0: none)
+    emergency_owed_fen: int = 0  # taken and not yet repaid
 
     @property
     def days_left(self) -> int | None:
@@ -83,9 +87,16 @@ def load_account_view(session: Session, number: str, out_trade_no: str | None) -
     if out_trade_no:
         order = session.exec(select(Order).where(Order.out_trade_no == out_trade_no,
                                                  Order.account_id == account.id)).first()
+    balance = balance_fen(session, account.id)
+    power = power_state(session, account.id)
+    needs_power = power == POWER_OFF or balance <= account.restore_threshold_fen
+    offer = (account.emergency_credit_fen
+             if needs_power and power != RESTORING and emergency_credit_offered(session, account)
+             else 0)
     return AccountView(
         account=account, building=building, estate=session.get(Estate, building.estate_id),
-        balance_fen=balance_fen(session, account.id), power=power_state(session, account.id),
+        balance_fen=balance, power=power,
+        emergency_offer_fen=offer, emergency_owed_fen=outstanding_emergency_fen(session, account.id),
         last_read_at=max(read_times) if read_times else None,
         entries=recent_entries(session, account.id), order=order,
         notices=list(session.exec(
@@ -218,3 +229,31 @@ async def topup(request: Request) -> Response:
         return await _account_with_error(
             request, number, _("微信支付暂时无法下单，请稍后再试。您的余额没有变化。"), 502)
     return RedirectResponse(checkout.url, status_code=303)
+
+
+async def emergency(request: Request) -> Response:
+    """应急用电: the household takes its advance for the month; power is restored at once and the
+    advance is repaid from the next top-up. Refused (the page says why, nothing changes) when
+    not offered or already taken this month."""
+    number = request.path_params["number"]
+    engine = request.app.state.engine
+
+    def take() -> str | None:
+        with transaction(engine) as session:
+            acct = session.exec(select(Account).where(Account.number == number)).first()
+            if acct is None:
+                return None
+            try:
+                take_emergency_credit(session, acct)
+            except EmergencyCreditRefused as exc:
+                log.info("emergency credit refused for %s: %s", number, exc)
+                return (_("本月已使用过应急用电，请充值恢复供电。")
+                        if acct.emergency_credit_fen > 0 else _("本户未开通应急用电。"))
+            return ""
+
+    error = await run_in_threadpool(take)
+    if error is None:
+        return render(request, "resident/not_found.html", {"number": number[:40]}, 404)
+    if error:
+        return await _account_with_error(request, number, error, 409)
+    return RedirectResponse(request.url_for("account", number=number), status_code=303)
