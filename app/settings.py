@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     # orders are queried, expired ones closed, refunds followed and yesterday reconciled. 0: not
     # in this process. On PostgreSQL one process sweeps at a time (an advisory lock).
     order_jobs_every_s: float = 30.0
+    # Billing jobs (`app.billing.jobs`), run by the same commands: common-area shares of every
+    # ended day or month. 0: not in this process.
+    billing_jobs_every_s: float = 300.0
 
     # Alipay. Empty app id = the local sandbox cashier plays Alipay with local keys.
     alipay_app_id: str = ""

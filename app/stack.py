@@ -60,14 +60,17 @@ class LoopThread:
 
 async def run_system(settings, engine, *, worker: bool = True, announce=None) -> None:
     """Serve the web app, run the order jobs (lost notifications queried, expired orders
-    closed, refunds followed, yesterday reconciled: `app.orders.jobs`) and, with `worker`, the
+    closed, refunds followed, yesterday reconciled: `app.orders.jobs`), the billing jobs
+    (common-area shares: `app.billing.jobs`) and, with `worker`, the
     meter worker, all in this loop, until SIGINT/SIGTERM or until one of them stops; then stop
     them all. One process, so a payment wakes the worker through an asyncio event. The order
     jobs use the web app's own providers (in the sandbox, the stand-ins keep their records
-    there); `settings.order_jobs_every_s` = 0 leaves them to another process."""
+    there); `settings.order_jobs_every_s` (`billing_jobs_every_s`) = 0 leaves them to another
+    process."""
     import contextlib
     import signal
 
+    from app.billing.jobs import run_billing_jobs
     from app.main import create_app
     from app.orders.jobs import run_order_jobs
     from meters.worker import Worker
@@ -82,6 +85,9 @@ async def run_system(settings, engine, *, worker: bool = True, announce=None) ->
         tasks.add(asyncio.create_task(run_order_jobs(
             engine, settings, app.state.providers, every_s=settings.order_jobs_every_s),
             name="order-jobs"))
+    if settings.billing_jobs_every_s > 0:
+        tasks.add(asyncio.create_task(run_billing_jobs(
+            engine, every_s=settings.billing_jobs_every_s), name="billing-jobs"))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

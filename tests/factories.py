@@ -50,11 +50,12 @@ class EstateFactory:
         of the account (`care_list=True`, `strategy="shop"`, `cut_below_fen=-500`, …)."""
         self._count += 1
         number = number or f"9{self._count:05d}"
+        account_fields.setdefault("floor_area_m2", Decimal("89.5"))
         with transaction(self.engine) as s:
             account = Account(number=number, building_id=self.building_id,
                               household=f"1-1-{100 + self._count}", holder_name=holder_name,
-                              holder_phone="13812345678", floor_area_m2=Decimal("89.5"),
-                              price_yuan_per_kwh=Decimal(price), **account_fields)
+                              holder_phone="13812345678", price_yuan_per_kwh=Decimal(price),
+                              **account_fields)
             s.add(account)
             s.flush()
             s.add(Meter(account_id=account.id, gateway_id=gateway_id, unit_id=unit_id,

@@ -37,6 +37,9 @@ class Building(SQLModel, table=True):
     # shares.py): "area" (by floor area, the default: 《民法典》 art. 283), "equal" (per
     # household) or "usage" (in proportion to each household's own consumption in the period).
     share_scheme: str = "area"
+    # How often the common charge is shared (app/billing/jobs.py): "day" (each local day) or
+    # "month" (each local calendar month). A building is shared one way, not both.
+    share_period: str = "day"
     common_price_yuan_per_kwh: Decimal = Field(default=Decimal("0.5583"), sa_type=Decimal4)
     # The exact common-area charge shared so far (1e-7 yuan) and the fen posted for it: the one
     # rounding rule (app.money.post_increment) carries the sub-fen remainder period to period.

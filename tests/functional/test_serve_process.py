@@ -1,6 +1,7 @@
 """`feikong serve` as an operator runs it, a process of its own: it serves the pages and runs the
 order jobs, so a payment whose notification never came is found by query and credited without
-anyone running anything else; SIGTERM stops it cleanly."""
+anyone running anything else, and the billing jobs, so yesterday's common-area charge is shared;
+SIGTERM stops it cleanly."""
 
 import datetime as dt
 import os
@@ -15,15 +16,19 @@ from app.db import transaction, utcnow
 from app.orders.models import PAID, PENDING, Order
 from bench.common import free_ports
 from tests.app.test_orders_jobs import order_of, pay
+from tests.billing.test_share_jobs import make_building, runs
 from tests.conftest import wait_until
 from tests.factories import balance_of
 
 
-def test_serve_runs_the_order_jobs(engine, settings, cut_account, tmp_path):
+def test_serve_runs_the_order_and_billing_jobs(engine, settings, cut_account, tmp_path):
+    two_days_ago = utcnow() - dt.timedelta(days=2)
+    make_building(engine, [(two_days_ago, 0), (two_days_ago + dt.timedelta(days=1), 10)])
     port = free_ports(1)
     env = dict(os.environ, FEIKONG_DATABASE_URL=settings.database_url,
                FEIKONG_VAR_DIR=str(tmp_path), FEIKONG_WEB_PORT=str(port),
-               FEIKONG_PUBLIC_URL=f"http://127.0.0.1:{port}", FEIKONG_ORDER_JOBS_EVERY_S="0.3")
+               FEIKONG_PUBLIC_URL=f"http://127.0.0.1:{port}", FEIKONG_ORDER_JOBS_EVERY_S="0.3",
+               FEIKONG_BILLING_JOBS_EVERY_S="0.3")
     log_path = tmp_path / "serve.log"
     with log_path.open("w") as log:
         server = subprocess.Popen([sys.executable, "-m", "app.cli", "serve"], env=env,
@@ -40,6 +45,9 @@ def test_serve_runs_the_order_jobs(engine, settings, cut_account, tmp_path):
         wait_until(lambda: order_of(engine, no).status == PAID, timeout=20,
                    message=lambda: f"not queried: {log_path.read_text()[-2000:]}")
         assert balance_of(engine, cut_account) == 4500  # -5.00 元 + 50 元, once
+        wait_until(lambda: len(runs(engine)) >= 2, timeout=10,
+                   message="the common-area shares of the last two days were not posted")
+        assert sum(fen for _, _, fen in runs(engine)) == 558  # 10 kWh × 0.5583 元
     finally:
         server.send_signal(signal.SIGTERM)
         code = server.wait(15)

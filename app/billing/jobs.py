@@ -1,0 +1,108 @@
+"""The billing jobs: common-area shares (公摊) posted period by period, without anyone asking.
+
+Each building with a common-area meter is shared every local (China time) day or calendar
+month, as its `share_period` says ("day" or "month"), by `app.billing.shares.post_shares`.
+A period is shared once it has ended and `SHARE_DELAY` has passed (the common meters' readings
+at the period's end are in by then; a reading that is late anyway only moves energy into the next
+period, whose start is measured from the same reading: nothing is lost or counted twice).
+The first period is the one holding the building's first common-area reading; after that, each
+period follows the last one shared. A sweep shares every period due, oldest first (at most
+`MAX_PERIODS` per building, so a long outage catches up over a few sweeps), each building and
+period in its own transaction. Posting is idempotent per building and period (`share_run` is
+UNIQUE), so two processes sweeping at once post each period once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+
+from sqlalchemy import func
+from sqlmodel import select
+
+from app.billing.shares import ShareError, post_shares
+from app.db import transaction, utcnow
+from app.estate.models import Building, Meter, Reading, ShareRun
+from app.tariffs import CHINA_TZ
+
+log = logging.getLogger(__name__)
+
+DAY, MONTH = "day", "month"
+SHARE_PERIODS = (DAY, MONTH)
+SHARE_DELAY = dt.timedelta(minutes=10)
+MAX_PERIODS = 62
+SWEEP_EVERY_S = 300.0
+
+
+def period_containing(when: dt.datetime, kind: str) -> tuple[dt.datetime, dt.datetime]:
+    """The local day or month holding `when`, as [start, end) in UTC."""
+    local = when.astimezone(CHINA_TZ)
+    if kind == DAY:
+        start = dt.datetime(local.year, local.month, local.day, tzinfo=CHINA_TZ)
+        end = start + dt.timedelta(days=1)
+    elif kind == MONTH:
+        start = dt.datetime(local.year, local.month, 1, tzinfo=CHINA_TZ)
+        end = dt.datetime(local.year + local.month // 12, local.month % 12 + 1, 1, tzinfo=CHINA_TZ)
+    else:
+        raise ShareError(f"unknown share_period {kind!r} (one of {', '.join(SHARE_PERIODS)})")
+    return start.astimezone(dt.timezone.utc), end.astimezone(dt.timezone.utc)
+
+
+def due_periods(session, building: Building, now: dt.datetime,
+                limit: int = MAX_PERIODS) -> list[tuple[dt.datetime, dt.datetime]]:
+    """The building's periods ended (and `SHARE_DELAY` past) but not shared yet, oldest first."""
+    last_end = session.exec(select(func.max(ShareRun.period_end))
+                            .where(ShareRun.building_id == building.id)).one()
+    if last_end is None:
+        first = session.exec(
+            select(func.min(Reading.read_at)).join(Meter, Meter.id == Reading.meter_id)
+            .where(Meter.building_id == building.id, Meter.common_area.is_(True))).one()
+        if first is None:
+            return []
+        start, end = period_containing(first, building.share_period)
+    else:  # from where the last one ended (after a switch of share_period, a part period)
+        start, end = last_end, period_containing(last_end, building.share_period)[1]
+    periods = []
+    while end + SHARE_DELAY <= now and len(periods) < limit:
+        periods.append((start, end))
+        start, end = period_containing(end, building.share_period)
+    return periods
+
+
+def share_due(engine, now: dt.datetime | None = None) -> list[ShareRun]:
+    """Post every period due for every building with a common-area meter; returns the runs
+    posted. A building whose period cannot be shared is logged and skipped, the others go on."""
+    now = now or utcnow()
+    with transaction(engine, read_only=True) as session:
+        building_ids = list(session.exec(
+            select(Meter.building_id).where(Meter.common_area.is_(True),
+                                            Meter.building_id.is_not(None)).distinct()))
+    runs = []
+    for building_id in sorted(building_ids):
+        with transaction(engine, read_only=True) as session:
+            periods = due_periods(session, session.get(Building, building_id), now)
+        for start, end in periods:
+            try:
+                with transaction(engine) as session:
+                    run = post_shares(session, session.get(Building, building_id), start, end)
+            except ShareError as exc:
+                log.warning("shares of building %s: %s", building_id, exc)
+                break
+            if run is not None:
+                runs.append(run)
+    return runs
+
+
+async def run_billing_jobs(engine, *, every_s: float = SWEEP_EVERY_S) -> None:
+    """`share_due` every `every_s` seconds until cancelled; a failing sweep is logged and the
+    next one comes all the same."""
+    while True:
+        try:
+            runs = await asyncio.to_thread(share_due, engine)
+            if runs:
+                log.info("shares posted: %s", [(r.building_id, str(r.period_start), r.charge_fen)
+                                               for r in runs])
+        except Exception:
+            log.exception("billing jobs: the sweep failed")
+        await asyncio.sleep(every_s)
