@@ -5,8 +5,7 @@ from __future__ import annotations
 from sqlalchemy.engine import Engine
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.middleware.base import BaseHTTPMiddleware
-from starlette.requests import Request
+from starlette.requests import HTTPConnection
 from starlette.responses import Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
@@ -33,20 +32,36 @@ from payments.wechat_standin import make_wechat_api_app
 LANG_COOKIE = "lang"
 
 
-class LanguageMiddleware(BaseHTTPMiddleware):
-    """?lang=en|zh switches and remembers the language; zh-CN otherwise."""
+class LanguageMiddleware:
+    """?lang=en|zh switches and remembers the language (a cookie); zh-CN otherwise. Plain ASGI:
+    no task and no stream per request (BaseHTTPMiddleware costs both, on every notification)."""
 
-    async def dispatch(self, request: Request, call_next) -> Response:
-        asked = request.query_params.get("lang")
-        language = i18n.pick_language(asked, request.cookies.get(LANG_COOKIE))
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        connection = HTTPConnection(scope)
+        asked = connection.query_params.get("lang") if scope.get("query_string") else None
+        language = i18n.pick_language(asked, connection.cookies.get(LANG_COOKIE))
         token = i18n.current_language.set(language)
+        if asked in i18n.LANGUAGES:
+            cookie = Response()
+            cookie.set_cookie(LANG_COOKIE, asked, max_age=365 * 86400, samesite="lax")
+            set_cookie = [h for h in cookie.raw_headers if h[0] == b"set-cookie"]
+
+            async def send_with_cookie(message):
+                if message["type"] == "http.response.start":
+                    message["headers"] = list(message.get("headers", [])) + set_cookie
+                await send(message)
+        else:
+            send_with_cookie = send
         try:
-            response = await call_next(request)
+            await self.app(scope, receive, send_with_cookie)
         finally:
             i18n.current_language.reset(token)
-        if asked in i18n.LANGUAGES:
-            response.set_cookie(LANG_COOKIE, asked, max_age=365 * 86400, samesite="lax")
-        return response
 
 
 def create_app(settings: Settings | None = None, engine: Engine | None = None) -> Starlette:

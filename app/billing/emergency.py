@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import func
+from sqlalchemy import bindparam, case, func
 from sqlmodel import Session, select
 
 from app.commands.services import meters_of, queue_restore
@@ -58,9 +58,9 @@ def outstanding_emergency_fen(session: Session, account_id: int) -> int:
 
 
 def take_emergency_credit(session: Session, account: Account,
-                          now: dt.datetime | None = None) -> LedgerEntry:
-    """Advance `account.emergency_credit_fen` and queue the restore, in the caller's transaction.
-    Raises `EmergencyCreditRefused` when not offered or already taken this month."""
+                          now: dt.datetime | None = None) -> int:
+    """Advance `account.emergency_credit_fen` and queue the restore, in the caller's transaction;
+    returns the entry's id. Raises `EmergencyCreditRefused` when not offered or already taken this month."""
     if account.emergency_credit_fen <= 0:
         raise EmergencyCreditRefused("应急用电 is not offered to this account")
     month = _month(now)
@@ -76,11 +76,26 @@ def take_emergency_credit(session: Session, account: Account,
     return entry
 
 
+def balance_and_advance_fen(session: Session, account_id: int) -> tuple[int, int]:
+    """(the balance, the advance outstanding) in fen, from one pass over the account's ledger."""
+    balance, advance = session.execute(_BALANCE_AND_ADVANCE, {"account_id": account_id}).one()
+    return int(balance), max(0, int(advance))
+
+
+_BALANCE_AND_ADVANCE = select(
+    func.coalesce(func.sum(LedgerEntry.amount_fen), 0),
+    func.coalesce(func.sum(case((LedgerEntry.kind == EMERGENCY_CREDIT, LedgerEntry.amount_fen),
+                                else_=0)), 0),
+).where(LedgerEntry.account_id == bindparam("account_id"))
+
+
 def repay_emergency_credit(session: Session, account_id: int, topup_fen: int,
-                           topup_key: str) -> int:
-    """Repay the outstanding advance from a top-up of `topup_fen` whose ledger key is
-    `topup_key`; returns the fen repaid (0 when nothing is owed or it was repaid already)."""
-    owed = outstanding_emergency_fen(session, account_id)
+                           topup_key: str, *, owed: int | None = None) -> int:
+    """Repay the outstanding advance (`owed`, when the caller has just read it) from a top-up
+    of `topup_fen` whose ledger key is `topup_key`; returns the fen repaid (0 when nothing is
+    owed or it was repaid already)."""
+    if owed is None:
+        owed = outstanding_emergency_fen(session, account_id)
     repay = min(owed, max(0, topup_fen))
     if not repay:
         return 0

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from sqlalchemy import func
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, select
 
+from app.db import utcnow
 from app.ledger.models import LedgerEntry
 
 
@@ -39,34 +41,29 @@ def post_entry(
     idempotency_key: str,
     memo: str = "",
     energy_wh: int | None = None,
-) -> LedgerEntry | None:
-    """Insert one ledger entry in the caller's transaction.
+) -> int | None:
+    """Insert one ledger entry in the caller's transaction; returns its id, or None, changing
+    nothing, when an entry with the same idempotency key exists already (the cause was posted
+    before).
 
-    Returns None, and changes nothing, when an entry with the same idempotency key exists
-    already (the cause was posted before). The check runs inside a savepoint so a concurrent
-    duplicate caught by the UNIQUE constraint does not spoil the caller's transaction.
+    One statement, `INSERT … ON CONFLICT (idempotency_key) DO NOTHING RETURNING id`, on SQLite
+    and PostgreSQL alike: a concurrent duplicate is skipped by the UNIQUE constraint itself, so
+    it can neither post twice nor spoil the caller's transaction.
     """
     if not isinstance(amount_fen, int) or isinstance(amount_fen, bool):
         raise TypeError("amount_fen must be an int (fen)")
-    exists = session.exec(
-        select(LedgerEntry.id).where(LedgerEntry.idempotency_key == idempotency_key)
-    ).first()
-    if exists is not None:
-        return None
-    entry = LedgerEntry(
-        account_id=account_id,
-        amount_fen=amount_fen,
-        kind=kind,
-        idempotency_key=idempotency_key,
-        memo=memo,
-        energy_wh=energy_wh,
-    )
-    try:
-        with session.begin_nested():
-            session.add(entry)
-    except IntegrityError:
-        return None
-    return entry
+    return session.execute(_INSERT_ENTRY[session.get_bind().dialect.name], dict(
+        account_id=account_id, amount_fen=amount_fen, kind=kind,
+        idempotency_key=idempotency_key, memo=memo, energy_wh=energy_wh,
+        created_at=utcnow())).scalar()
+
+
+# Built once: a statement's construction costs more than its execution on this path.
+_INSERT_ENTRY = {
+    name: insert(LedgerEntry.__table__).on_conflict_do_nothing(index_elements=["idempotency_key"])
+    .returning(LedgerEntry.__table__.c.id)
+    for name, insert in (("sqlite", sqlite_insert), ("postgresql", pg_insert))
+}
 
 
 def recent_entries(session: Session, account_id: int, limit: int = 10) -> list[LedgerEntry]:

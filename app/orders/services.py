@@ -6,15 +6,15 @@ import json
 import secrets
 from dataclasses import dataclass
 
-from sqlalchemy import update
+from sqlalchemy import bindparam, insert, update
 from sqlmodel import Session, select
 
-from app.billing.emergency import repay_emergency_credit
+from app.billing.emergency import balance_and_advance_fen, repay_emergency_credit
 from app.commands.services import restore_if_allowed
 from app.db import utcnow
-from app.estate.models import Account
+from app.estate.models import Account, Meter
 from app.ledger.models import TOPUP
-from app.ledger.services import balance_fen, post_entry
+from app.ledger.services import post_entry
 from app.notices.models import PAYMENT_RECEIVED, Notice
 from app.orders.models import CLOSED, PAID, PAID_AFTER_CLOSE, PENDING, Order, RefusedNotification
 from payments.base import Notification
@@ -41,7 +41,7 @@ class Refused(Exception):
 @dataclass(frozen=True)
 class Confirmation:
     outcome: str
-    order: Order | None = None
+    order: Order | None = None  # the order read, for the outcomes that read it (not CREDITED)
 
 
 def new_out_trade_no() -> str:
@@ -90,6 +90,14 @@ def confirm_paid(session: Session, notification: Notification, *, app_id: str,
     wechat_refund = mchid is not None and notification.is_refund and not notification.app_id
     if notification.app_id != app_id and not wechat_refund:
         raise Refused("wrong_app_id", f"app id {notification.app_id!r} is not ours")
+    if notification.paid and not notification.is_refund:
+        # The common case in one statement: the first copy of a payment for a pending order of
+        # this channel and amount. Anything else (a repeat, a closed order, a mismatch, an
+        # unknown order) changes nothing here and is sorted out below.
+        moved = _pay_pending(session, notification)
+        if moved is not None:
+            _credit(session, moved, f"{notification.channel} {notification.provider_trade_no}")
+            return Confirmation(CREDITED)
     order = session.exec(
         select(Order).where(Order.out_trade_no == notification.out_trade_no)
     ).first()
@@ -117,6 +125,40 @@ def confirm_paid(session: Session, notification: Notification, *, app_id: str,
     return Confirmation(CREDITED, order)
 
 
+def _pay_pending(session: Session, notification: Notification) -> _Paid | None:
+    """Move the notification's order pending → paid if it is of the notification's channel and
+    amount (one conditional UPDATE … RETURNING); what the credit needs of it, or None when no
+    row moved (not pending, not ours, not this amount: the caller finds out which)."""
+    row = session.execute(_PAY_PENDING, {
+        "no": notification.out_trade_no, "pending": PENDING, "ch": notification.channel,
+        "amount": notification.amount_fen, "paid": PAID, "now": utcnow(),
+        "trade_no": notification.provider_trade_no}).first()
+    if row is None:
+        return None
+    return _Paid(row.account_id, notification.out_trade_no, notification.amount_fen)
+
+
+@dataclass(frozen=True)
+class _Paid:
+    account_id: int
+    out_trade_no: str
+    amount_fen: int
+
+
+_ORDER = Order.__table__
+# Built once: a statement's construction costs more than its execution on this path.
+_PAY_PENDING = (
+    update(_ORDER)
+    .where(_ORDER.c.out_trade_no == bindparam("no"), _ORDER.c.status == bindparam("pending"),
+           _ORDER.c.channel == bindparam("ch"), _ORDER.c.amount_fen == bindparam("amount"))
+    .values(status=bindparam("paid"), paid_at=bindparam("now"),
+            provider_trade_no=bindparam("trade_no"))
+    .returning(_ORDER.c.id, _ORDER.c.account_id)
+)
+_ADD_NOTICE = insert(Notice.__table__)
+_METERS_OF = select(Meter.__table__.c.id).where(Meter.__table__.c.account_id == bindparam("a"))
+
+
 def _move(session: Session, order: Order, old: str, new: str, **values) -> bool:
     """The order's single transition old → new (a conditional UPDATE): True for the one
     transaction that made it, False for every other."""
@@ -126,18 +168,20 @@ def _move(session: Session, order: Order, old: str, new: str, **values) -> bool:
     ).rowcount == 1
 
 
-def _credit(session: Session, order: Order, memo: str) -> None:
+def _credit(session: Session, order: Order | _Paid, memo: str) -> None:
     """The top-up entry, the repayment of an outstanding emergency advance (应急用电) from it,
-    the resident's notice and, when the balance with the advance repaid allows, a restore."""
+    the resident's notice and, when the balance with the advance repaid allows, a restore of
+    the account's meters (an account without meters is spared the look)."""
     key = f"order:{order.out_trade_no}"
     post_entry(session, account_id=order.account_id, amount_fen=order.amount_fen, kind=TOPUP,
                idempotency_key=key, memo=memo)
-    repay_emergency_credit(session, order.account_id, order.amount_fen, key)
-    session.add(Notice(account_id=order.account_id, kind=PAYMENT_RECEIVED,
-                       amount_fen=order.amount_fen))
-    account = session.get(Account, order.account_id)
-    restore_if_allowed(session, account, balance_fen(session, account.id),
-                       reason=f"payment {order.out_trade_no}")
+    balance, owed = balance_and_advance_fen(session, order.account_id)
+    balance -= repay_emergency_credit(session, order.account_id, order.amount_fen, key, owed=owed)
+    session.execute(_ADD_NOTICE, {"account_id": order.account_id, "kind": PAYMENT_RECEIVED,
+                                  "amount_fen": order.amount_fen, "created_at": utcnow()})
+    if session.execute(_METERS_OF, {"a": order.account_id}).first() is not None:
+        restore_if_allowed(session, session.get(Account, order.account_id), balance,
+                           reason=f"payment {order.out_trade_no}")
 
 
 def _record_late_payment(session: Session, order: Order,
