@@ -38,9 +38,16 @@ def cmd_seed(args) -> int:
 
 
 def cmd_serve(args) -> int:
-    from app.stack import run_system
+    from app.stack import run_system, serve_processes
 
     s = get_settings()
+    if args.processes > 1:
+        try:
+            return serve_processes(s, args.processes, announce=lambda: print(
+                f"serving on {s.base_url} ({args.processes} processes)", flush=True))
+        except ValueError as exc:
+            print(f"feikong serve: {exc}", file=sys.stderr)
+            return 2
     asyncio.run(run_system(s, _engine(), worker=False,
                            announce=lambda: print(f"serving on {s.base_url}", flush=True)))
     return 0
@@ -163,7 +170,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="feikong", description="Feikong prepaid electricity")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("demo", help="web, worker and a simulated estate together, on SQLite")
-    sub.add_parser("serve", help="the web application")
+    serve = sub.add_parser("serve", help="the web application, and the order and billing jobs")
+    serve.add_argument("--processes", type=int, default=1,
+                       help="web processes sharing the port (PostgreSQL only); default 1")
     sub.add_parser("worker", help="the meter worker")
     sub.add_parser("run", help="web and worker in one process (a single machine on SQLite)")
     sub.add_parser("simulate", help="simulated gateways and meters (feikong simulate --help)")

@@ -4,6 +4,9 @@ event loop in a background thread (tests and benches drive the system from their
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import socket
 import threading
 import time
 
@@ -58,7 +61,8 @@ class LoopThread:
         self.loop.close()
 
 
-async def run_system(settings, engine, *, worker: bool = True, announce=None) -> None:
+async def run_system(settings, engine, *, worker: bool = True, announce=None,
+                     sock: socket.socket | None = None) -> None:
     """Serve the web app, run the order jobs (lost notifications queried, expired orders
     closed, refunds followed, yesterday reconciled: `app.orders.jobs`), the billing jobs
     (common-area shares: `app.billing.jobs`) and, with `worker`, the
@@ -66,7 +70,8 @@ async def run_system(settings, engine, *, worker: bool = True, announce=None) ->
     them all. One process, so a payment wakes the worker through an asyncio event. The order
     jobs use the web app's own providers (in the sandbox, the stand-ins keep their records
     there); `settings.order_jobs_every_s` (`billing_jobs_every_s`) = 0 leaves them to another
-    process."""
+    process. `sock`: a listening socket to serve on (shared by `serve_processes`), instead of
+    binding `settings.web_host`:`web_port`."""
     import contextlib
     import signal
 
@@ -77,7 +82,7 @@ async def run_system(settings, engine, *, worker: bool = True, announce=None) ->
 
     app = create_app(settings, engine)
     server = make_web_server(app, settings.web_host, settings.web_port)
-    web_task = asyncio.create_task(server.serve(), name="web")
+    web_task = asyncio.create_task(server.serve(sockets=[sock] if sock else None), name="web")
     tasks = {web_task}
     if worker:
         tasks.add(asyncio.create_task(Worker(engine, settings).run(), name="worker"))
@@ -105,3 +110,44 @@ async def run_system(settings, engine, *, worker: bool = True, announce=None) ->
     for task in tasks:
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+def serve_processes(settings, processes: int, announce=None) -> int:
+    """`feikong serve --processes N`: the web app in N processes sharing one listening socket
+    (each accepts connections as it is free), so one machine's cores all serve; PostgreSQL
+    only. The order and billing jobs run in the first process alone. SIGINT/SIGTERM to this
+    (parent) process stops them all; returns 0 when every process stopped cleanly."""
+    from app.db import make_engine
+
+    if not settings.database_url.startswith("postgresql"):
+        raise ValueError("more than one web process needs PostgreSQL: SQLite takes one writer "
+                         "at a time, and one process already keeps it busy")
+    sock = socket.create_server((settings.web_host, settings.web_port), backlog=2048)
+    sock.set_inheritable(True)
+    children = []
+    for index in range(processes):
+        pid = os.fork()
+        if pid == 0:  # a child: its own engine, its own event loop
+            code = 1
+            try:
+                own = settings if index == 0 else settings.model_copy(
+                    update={"order_jobs_every_s": 0, "billing_jobs_every_s": 0})
+                asyncio.run(run_system(own, make_engine(own.database_url), worker=False,
+                                       announce=announce if index == 0 else None, sock=sock))
+                code = 0
+            finally:
+                os._exit(code)
+        children.append(pid)
+    sock.close()
+
+    def forward(signum, _frame):
+        for child in children:
+            try:
+                os.kill(child, signum)
+            except ProcessLookupError:
+                pass
+
+    signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGTERM, forward)
+    codes = [os.waitstatus_to_exitcode(os.waitpid(child, 0)[1]) for child in children]
+    return 0 if all(code == 0 for code in codes) else 1

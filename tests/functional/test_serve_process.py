@@ -8,16 +8,20 @@ import os
 import signal
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
-from sqlalchemy import update
+import pytest
+from sqlalchemy import func, update
+from sqlmodel import select
 
 from app.db import transaction, utcnow
 from app.orders.models import PAID, PENDING, Order
 from bench.common import free_ports
 from tests.app.test_orders_jobs import order_of, pay
 from tests.billing.test_share_jobs import make_building, runs
-from tests.conftest import wait_until
+from tests.conftest import USE_POSTGRES, wait_until
 from tests.factories import balance_of
 
 
@@ -52,3 +56,51 @@ def test_serve_runs_the_order_and_billing_jobs(engine, settings, cut_account, tm
         server.send_signal(signal.SIGTERM)
         code = server.wait(15)
     assert code == 0, log_path.read_text()[-2000:]
+
+
+@pytest.mark.skipif(not USE_POSTGRES, reason="several web processes need PostgreSQL")
+def test_serve_in_two_processes_shares_one_port(engine, settings, cut_account, tmp_path):
+    """Two web processes on one port: a storm of top-ups all answered; with the first process
+    stopped, the second still answers on the same port."""
+    port = free_ports(1)
+    env = dict(os.environ, FEIKONG_DATABASE_URL=settings.database_url,
+               FEIKONG_VAR_DIR=str(tmp_path), FEIKONG_WEB_PORT=str(port),
+               FEIKONG_PUBLIC_URL=f"http://127.0.0.1:{port}")
+    log_path = tmp_path / "serve.log"
+    with log_path.open("w") as log:
+        server = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--processes", "2"],
+                                  env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_until(lambda: "serving on" in log_path.read_text(), timeout=30,
+                   message=lambda: f"serve did not start: {log_path.read_text()[-2000:]}")
+        children = Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()
+        assert len(children) == 2
+
+        def top_up(_):
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as web:
+                return web.post(f"/a/{cut_account}/topup",
+                                data={"amount": "20", "channel": "alipay"}).status_code
+
+        with ThreadPoolExecutor(8) as pool:
+            assert list(pool.map(top_up, range(40))) == [303] * 40
+        with transaction(engine, read_only=True) as s:
+            assert s.exec(select(func.count()).select_from(Order)).one() == 40
+        os.kill(int(children[0]), signal.SIGTERM)  # the first process stops: the second serves
+        wait_until(lambda: not Path(f"/proc/{children[0]}/stat").exists()
+                   or Path(f"/proc/{children[0]}/stat").read_text().split()[2] == "Z",
+                   timeout=10, message="the first web process did not stop")
+        assert list(map(top_up, range(3))) == [303] * 3
+    finally:
+        server.send_signal(signal.SIGTERM)
+        code = server.wait(15)
+    assert code == 0, log_path.read_text()[-2000:]
+
+
+@pytest.mark.skipif(USE_POSTGRES, reason="the refusal is SQLite's")
+def test_serve_in_two_processes_is_refused_on_sqlite(settings, tmp_path):
+    env = dict(os.environ, FEIKONG_DATABASE_URL=settings.database_url,
+               FEIKONG_VAR_DIR=str(tmp_path), FEIKONG_WEB_PORT=str(free_ports(1)))
+    done = subprocess.run([sys.executable, "-m", "app.cli", "serve", "--processes", "2"],
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "needs PostgreSQL" in done.stderr
