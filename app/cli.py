@@ -1,5 +1,5 @@
-"""`feikong demo | run | serve | worker | simulate | db upgrade | seed | quote | reconcile |
-refund`."""
+"""`feikong demo | run | serve | worker | simulate | db upgrade | seed | quote | tariff |
+reconcile | refund`."""
 
 from __future__ import annotations
 
@@ -104,6 +104,12 @@ def cmd_quote(args) -> int:
     return run(args)
 
 
+def cmd_tariff(args) -> int:
+    from app.tariffs.admin import run
+
+    return run(args, _engine())
+
+
 def cmd_reconcile(args) -> int:
     """Download the providers' bills of a day, match them with our books, print the
     differences (kept in `reconcile_difference` for managers). Exit 1 if a bill could not be
@@ -182,6 +188,9 @@ def main(argv: list[str] | None = None) -> int:
     from app.tariffs.quote import add_arguments as add_quote_arguments
 
     add_quote_arguments(sub.add_parser("quote", help="price a usage with a tariff (docs/tariffs.md)"))
+    from app.tariffs.admin import add_arguments as add_tariff_arguments
+
+    add_tariff_arguments(sub.add_parser("tariff", help="add, list and assign tariffs"))
     rec = sub.add_parser("reconcile", help="match a day's provider bills with our books (对账)")
     rec.add_argument("--date", help="the bill date, YYYY-MM-DD (Beijing); default yesterday")
     rec.add_argument("--channel", action="append", choices=["alipay", "wechat"],
@@ -201,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     handler = {"demo": cmd_demo, "run": cmd_run, "serve": cmd_serve, "worker": cmd_worker,
                "db": cmd_db, "seed": cmd_seed, "quote": cmd_quote, "reconcile": cmd_reconcile,
-               "refund": cmd_refund}[args.command]
+               "refund": cmd_refund, "tariff": cmd_tariff}[args.command]
     return handler(args)
 
 
