@@ -88,3 +88,25 @@ def test_a_household_with_money_is_not_offered_emergency_credit(stack, web):
     stack.start_sim([[7]])
     number = stack.household(7, balance_fen=2000, relay_open=False, emergency_credit_fen=1000)
     assert "使用应急用电" not in web.get(f"/a/{number}").text
+
+
+def test_a_cut_household_takes_emergency_credit_on_a_phone(stack, engine, phone):
+    """The journey in a 360-px browser: the offer is on screen, one tap restores the supply."""
+    from tests.functional.conftest import ARTIFACTS
+
+    stack.start_sim([[8]], relay_delay_s=0.2)
+    number = stack.household(8, balance_fen=-500, relay_open=True, emergency_credit_fen=1000)
+    stack.start_web()
+    stack.start_worker()
+    phone.goto(f"{stack.base_url}/a/{number}")
+    button = phone.get_by_role("button", name="使用应急用电 10.00 元")
+    box = button.bounding_box()
+    assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 360
+    assert phone.evaluate("document.documentElement.scrollWidth") <= 360  # nothing overflows
+    button.click()
+    phone.wait_for_function("document.querySelector('#power').innerText.includes('供电中')",
+                            timeout=15_000)
+    ARTIFACTS.mkdir(exist_ok=True)
+    phone.screenshot(path=str(ARTIFACTS / "emergency-credit-360.png"), full_page=True)
+    assert "应急用电待还 10.00 元" in phone.inner_text("#status")
+    assert read_relay(stack, 0, 8) is False
