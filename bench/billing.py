@@ -6,17 +6,20 @@ equally and by usage in turn), each with a common-area meter that used 40–120 
 Half the accounts are on Beijing's monthly tiered tariff (阶梯, 0.4883/0.5383/0.7883), half on
 Zhejiang's yearly tiered + time-of-use tariff (峰 0.568 / 谷 0.288, +0.05/+0.30 by tier), each
 with a cycle figure somewhere in its tiers so that many cross a tier bound during the day. Each
-meter reports 24 hourly readings, its per-period registers included.
+meter reports 24 hourly readings (0–2.5 kWh an hour), its per-period registers included.
 
-Measured (`billing_accounts_per_s`): for every account, its 24 intervals priced exactly as the
-worker prices them one by one (`app.billing.pricing.price_readings`: consecutive hours inside one
-tier priced together, the hour crossing a bound alone; the property tests show the exact total
-is the same), posted as one charge of the day under the one rounding rule
-(`app.money.post_increment` over the meter's exact running total; idempotency key
-`charge:<meter>:<from Wh>:<to Wh>`, the same form as the worker's), the meter's exact total and
-the account's cycle moved on; then `post_shares` for every building (largest remainder, one
-`share` entry per household). Also printed: the set-up time, the peak RSS, and a check that the
-ledger sums to the charges and the shares to the buildings' common charges.
+Measured (`billing_accounts_per_s`), from the accounts in the database to the shares committed:
+for every account, its 24 intervals priced exactly as the worker prices them one by one
+(`app.billing.pricing.readings_cost`, the count of `price_readings`: in integers of 1e-7 元, a
+day inside one tier summed per period, an hour crossing a bound split by `price_interval`'s
+rule; the property tests show the exact total is the same), posted as one charge of the day
+under the one rounding rule (`app.money.post_increment` over the meter's exact running total;
+idempotency key `charge:<meter>:<from Wh>:<to Wh>`, the same form as the worker's), the meter's
+exact total and the account's cycle moved on; then `share_buildings` (`post_shares` for every
+building: largest remainder, one `share` entry per household). The pricing runs in worker
+processes, each reading its chunk of accounts; this process writes, one transaction per chunk.
+Also printed: the set-up time, the peak RSS, and a check that the ledger sums to the charges and
+the shares to the buildings' common charges.
 
     python -m bench.billing
 """
@@ -24,6 +27,7 @@ ledger sums to the charges and the shares to the buildings' common charges.
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import multiprocessing
 import os
 import random
@@ -36,10 +40,10 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from app.billing.pricing import price_readings
-from app.billing.services import E7
-from app.billing.shares import post_shares
-from app.db import make_engine, transaction
+from app.billing.pricing import readings_cost
+from app.billing.services import E7, insert_entries
+from app.billing.shares import share_buildings
+from app.db import READ_ONLY, make_engine, transaction
 from app.estate.models import Account, Building, Estate, Gateway, Meter, Reading
 from app.ledger.models import CHARGE, LedgerEntry
 from app.migrate import upgrade
@@ -54,9 +58,15 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "tests" / "tariffs" / "examp
 DAY = dt.date(2026, 11, 22)
 DAY_START = dt.datetime(2026, 11, 22, tzinfo=CHINA_TZ).astimezone(dt.timezone.utc)
 DAY_END = DAY_START + dt.timedelta(days=1)
+MEMO_DAY = f"{DAY} 24 h: "
+POSTED_AT = DAY_END - dt.timedelta(seconds=1)  # the day's charges, posted inside the day
 SCHEMES = ("area", "equal", "usage")
-HOURLY_WH = (0, 80, 150, 300, 600, 1200, 2500)
+HOURLY_WH = (0, 80, 150, 300, 600, 900, 1200, 2500)  # an hour's use: one of these, equally likely
 PERIOD_OF_HOUR = ["peak" if 8 <= h < 22 else "valley" for h in range(HOURS)]
+# A random byte picks an hour's use (its low 3 bits); an hour with periods is {period: Wh}, the
+# same (never modified) mapping for the same hour and use.
+WH_OF_BYTE = [HOURLY_WH[x & 7] for x in range(256)]
+PERIODS_OF_BYTE = [[{period: HOURLY_WH[x & 7]} for x in range(256)] for period in PERIOD_OF_HOUR]
 
 
 def make_estate(engine, rng: random.Random) -> dict:
@@ -113,52 +123,58 @@ def make_estate(engine, rng: random.Random) -> dict:
 def hourly_readings(rng: random.Random, tou: bool) -> list:
     """24 hourly intervals of one household: Wh, or Wh per period (each hour in one period of
     the Zhejiang tariff: 峰 08:00–22:00, 谷 22:00–08:00), as the registers' differences say."""
-    hours = rng.choices(HOURLY_WH, k=HOURS)
+    day = rng.randbytes(HOURS)
     if not tou:
-        return hours
-    return [{period: wh} for period, wh in zip(PERIOD_OF_HOUR, hours)]
+        return [WH_OF_BYTE[x] for x in day]
+    return [hour[x] for hour, x in zip(PERIODS_OF_BYTE, day)]
 
 
-def price_chunk(job: tuple[list, int]) -> tuple[list, list, list, int]:
-    """Price one chunk of accounts' days (in a worker process: pure, no database). Returns the
-    ledger rows, the meters' and the accounts' new totals, and the fen posted."""
-    rows, seed = job
+def price_chunk(job: tuple[int, int, int]) -> tuple[list, list, list, int]:
+    """Price the days of the accounts with ids in [first, last] (in a worker process: reads the
+    accounts' cycle and the meters' totals, writes nothing). Returns the ledger rows
+    (`app.billing.services.insert_entries`), the meters' and the accounts' new totals, and the
+    fen posted."""
+    first, last, seed = job
+    with _WORKER["engine"].connect() as conn:
+        rows = conn.execute(
+            sa.select(Account.id, Account.tariff_id, Account.cycle_wh, Meter.id,
+                      Meter.billed_exact_e7, Meter.billed_fen)
+            .join(Meter, Meter.account_id == Account.id)
+            .where(Account.id.between(first, last)).order_by(Account.id)).all()
+    tariffs = _WORKER["tariffs"]
     rng = random.Random(seed)
     entries, meter_updates, account_updates, total = [], [], [], 0
-    posted_at = (DAY_END - dt.timedelta(seconds=1)).astimezone(dt.timezone.utc)
-    posted_at_text = posted_at.strftime("%Y-%m-%d %H:%M:%S.%f")  # SQLite's DATETIME text
     for account_id, tariff_id, cycle_wh, meter_id, billed_e7, billed_fen in rows:
-        tariff = _TARIFFS[tariff_id]
+        tariff = tariffs[tariff_id]
         intervals = hourly_readings(rng, tariff.kind == "tiered_tou")
-        quote = price_readings(tariff, cycle_wh, intervals, month=DAY.month)
-        wh = quote.energy_wh
+        wh, exact = readings_cost(tariff, cycle_wh, intervals, month=DAY.month)
         if not wh:
             continue
-        fen = post_increment(Decimal(billed_e7) / E7, quote.exact_yuan)
+        fen = post_increment(Decimal(billed_e7) / E7, exact)
         start_wh = 1_000_000 + meter_id
         entries.append((account_id, -fen, CHARGE, f"charge:{meter_id}:{start_wh}:{start_wh + wh}",
-                        f"{DAY} 24 h: {wh} Wh, {quote.exact_yuan} 元", wh, posted_at_text))
-        meter_updates.append((billed_e7 + int(quote.exact_yuan * E7), billed_fen + fen, meter_id))
+                        f"{MEMO_DAY}{wh} Wh, {exact} 元", wh))
+        meter_updates.append((billed_e7 + int(exact * E7), billed_fen + fen, meter_id))
         account_updates.append((cycle_wh + wh, account_id))
         total += fen
     return entries, meter_updates, account_updates, total
 
 
-_TARIFFS: dict = {}
+_WORKER: dict = {}
 
 
-def _use_tariffs(tariffs: dict) -> None:
-    _TARIFFS.clear()
-    _TARIFFS.update(tariffs)
+def _start_worker(url: str, tariffs: dict) -> None:
+    """A pricing process: its own engine (a forked process must not share the parent's
+    connections) and the parsed tariffs by id."""
+    _WORKER["engine"] = make_engine(url).execution_options(**{READ_ONLY: True})  # never waits
+    _WORKER["tariffs"] = tariffs
 
 
 def post_charges(engine, result: tuple[list, list, list, int]) -> None:
     """Write one priced chunk in one transaction (SQLite: the driver's executemany)."""
     entries, meter_updates, account_updates, _ = result
     with engine.begin() as conn:
-        conn.exec_driver_sql(
-            "INSERT INTO ledger_entry (account_id, amount_fen, kind, idempotency_key, memo,"
-            " energy_wh, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)", entries)
+        insert_entries(conn, entries, created_at=POSTED_AT)
         conn.exec_driver_sql("UPDATE meter SET billed_exact_e7 = ?, billed_fen = ? WHERE id = ?",
                              meter_updates)
         conn.exec_driver_sql("UPDATE account SET cycle_wh = ? WHERE id = ?", account_updates)
@@ -174,33 +190,36 @@ def main() -> None:
         engine = make_engine(url)
         tariffs = make_estate(engine, rng)
         setup_s = time.perf_counter() - t0
+        engine.dispose()  # no pooled connection for the pricing processes to inherit
+        gc.freeze()  # the set-up's objects (migrations, models) stay: no collector passes over them
         t1 = time.perf_counter()
         charged_fen = entries = 0
-        with engine.connect() as conn:
-            rows = [tuple(r) for r in conn.execute(
-                sa.select(Account.id, Account.tariff_id, Account.cycle_wh, Meter.id,
-                          Meter.billed_exact_e7, Meter.billed_fen)
-                .join(Meter, Meter.account_id == Account.id).order_by(Account.id))]
-        jobs = [(rows[i:i + CHUNK], i) for i in range(0, len(rows), CHUNK)]
+        jobs = [(first, min(first + CHUNK - 1, ACCOUNTS), first)  # account ids, and the seed
+                for first in range(1, ACCOUNTS + 1, CHUNK)]
         context = multiprocessing.get_context("fork")
-        with context.Pool(WORKERS, initializer=_use_tariffs, initargs=(tariffs,)) as pool:
+        with context.Pool(WORKERS, initializer=_start_worker, initargs=(url, tariffs)) as pool:
             for result in pool.imap(price_chunk, jobs):
                 post_charges(engine, result)
                 charged_fen += result[3]
                 entries += len(result[0])
         t2 = time.perf_counter()
-        shared_fen = 0
         with transaction(engine) as s:
-            for building in s.exec(sa.select(Building).order_by(Building.id)).scalars():
-                run = post_shares(s, building, DAY_START, DAY_END)
-                shared_fen += run.charge_fen
+            buildings = list(s.exec(sa.select(Building).order_by(Building.id)).scalars())
+            shared_fen = sum(run.charge_fen
+                             for run in share_buildings(s, buildings, DAY_START, DAY_END))
         t3 = time.perf_counter()
         with engine.connect() as conn:
             ledger = conn.execute(sa.select(sa.func.sum(LedgerEntry.amount_fen))).scalar()
-            shares = conn.execute(sa.select(sa.func.count()).where(
-                LedgerEntry.kind == "share")).scalar()
+            by_kind = {kind: (count, -total) for kind, count, total in conn.execute(
+                sa.select(LedgerEntry.kind, sa.func.count(), sa.func.sum(LedgerEntry.amount_fen))
+                .group_by(LedgerEntry.kind))}
+            meters = conn.execute(sa.select(sa.func.sum(Meter.billed_fen))).scalar()
+            common = conn.execute(sa.select(sa.func.sum(Building.shared_fen))).scalar()
         engine.dispose()
+        shares = by_kind["share"][0]
         assert ledger == -(charged_fen + shared_fen), (ledger, charged_fen, shared_fen)
+        assert by_kind == {CHARGE: (entries, charged_fen), "share": (shares, shared_fen)}, by_kind
+        assert meters == charged_fen and common == shared_fen, (meters, common)
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(f"setup_s: {setup_s:.1f}")
         print(f"charges_posted: {entries} ({charged_fen / 100:.2f} 元) in {t2 - t1:.2f} s")

@@ -14,16 +14,17 @@ Rules (docs/billing.md says the same):
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from decimal import Decimal
 
-from app.money import energy_cost, to_fen
-from app.tariffs import (CHINA_TZ, Quote, QuoteLine, TariffVersion, TouTariff, TieredTouTariff,
-                         price_interval, split_interval, tariff_at)
-from app.tariffs.pricing import _month_starts, make_quote, starts_at
+from app.money import WH_PER_KWH, to_fen
+from app.tariffs import (CHINA_TZ, Quote, QuoteLine, TariffError, TariffVersion, TouTariff,
+                         TieredTouTariff, price_interval, split_interval, tariff_at)
+from app.tariffs.pricing import PriceTable, _month_starts, make_quote, price_table, starts_at
+from app.tariffs.schema import kwh_to_wh
 
 # The meter's period registers, in codec order, and the tariff period names each may carry.
 REGISTER_PERIODS = (("spike", "尖", "尖峰"), ("peak", "峰", "高峰"), ("flat", "平", "平段"),
@@ -181,115 +182,150 @@ def describe(priced: Priced) -> str:
     return text[:500]
 
 
-def price_readings(tariff, before_wh: int, intervals: list, *, month: int,
+def price_readings(tariff, before_wh: int, intervals: Sequence, *, month: int,
                    uplift_kwh=0) -> Quote:
-    """Price consecutive intervals (each an int Wh, or Wh per period) of one tariff version and
-    one month, exactly as pricing each with `price_interval` in turn and summing (the lines may
-    be grouped differently, the exact total is the same): consecutive intervals inside one tier
-    are priced together, and an interval crossing a tier bound alone. For batches (a day of
-    hourly readings); the caller splits at version changes and cycle starts."""
-    bounds = _tier_bounds(tariff, month, uplift_kwh)
-    bounds_known = hasattr(tariff, "tiers")
-    at_bound = set(bounds)
-    lines, group, group_wh, used = [], [], 0, before_wh
-    k = bisect_right(bounds, used)  # bounds[k] is the first bound above `used`
+    """Price consecutive intervals (each an int Wh, or a mapping of period name to Wh; whole
+    Wh ≥ 0, as register differences are) of one tariff version and one month, starting with
+    `before_wh` used in the cycle: exactly as pricing each with `price_interval` in turn and
+    summing. For batches (a day of hourly readings); the caller splits at version changes and
+    cycle starts.
 
-    prices = _group_prices(tariff, month)
+    Exact, in integers (`app.tariffs.pricing.PriceTable`): energy inside one tier only adds to
+    that tier's Wh per period, whatever the hour (the price of a Wh depends on its tier and
+    period, nothing else), so a batch inside one tier is one sum per period; an interval that
+    crosses a tier bound is split by the rule of `price_interval` itself (`PriceTable.split`).
+    The cost is Σ Wh × price over tiers and periods, integers of 1e-7 元 for four-place prices.
+    The quote has one line per tier and period used (`price_interval` one by one gives the same
+    Wh and amounts in more lines). Raises `TariffError` where pricing the intervals one by one
+    would: the wrong form of energy, a period the month does not have, Wh below 0."""
+    table = _table(tariff, month, uplift_kwh)
+    return _quote(table, _tally(table, before_wh, intervals))
 
-    def flush():
-        nonlocal group, group_wh
-        if group:  # inside one tier: each Wh at its period's price (plus the tier's surcharge)
-            tier = bisect_right(bounds, used - group_wh)
-            price_of = prices[min(tier, len(prices) - 1)]
-            energy = _merge(group)
-            if isinstance(energy, Mapping):
-                unknown = [name for name in energy if name not in price_of]
-                if unknown:  # let the engine say what is wrong
-                    price_interval(tariff, used - group_wh, energy, month=month)
-                lines.extend(QuoteLine(wh, price_of[name], energy_cost(wh, price_of[name]),
-                                       tier + 1 if bounds_known else None, name)
-                             for name, wh in energy.items() if wh)
-            else:
-                lines.append(QuoteLine(energy, price_of[None], energy_cost(energy, price_of[None]),
-                                       tier + 1 if bounds_known else None, None))
-        group, group_wh = [], 0
 
-    per_period = bool(intervals) and isinstance(intervals[0], Mapping)
+def readings_cost(tariff, before_wh: int, intervals: Sequence, *, month: int,
+                  uplift_kwh=0) -> tuple[int, Decimal]:
+    """(energy in Wh, exact cost in 元) of `intervals`: the same as `price_readings` (the same
+    count, exactly), without building its lines; for a batch that posts one total."""
+    table = _table(tariff, month, uplift_kwh)
+    energy = amount = 0
+    for tier, row in _tally(table, before_wh, intervals).items():
+        for wh, unit in zip(row, table.units[tier]):
+            energy += wh
+            amount += wh * unit
+    return energy, table.yuan(amount)
+
+
+def _tally(table: PriceTable, before_wh: int, intervals: Sequence) -> dict[int, list[int]]:
+    """Wh per column of each tier (row index of `table`) that `intervals` used after `before_wh`
+    use (see `price_readings`)."""
+    finite = table.finite_wh
+    k = bisect_right(finite, before_wh) if type(before_wh) is int else 0
+    if table.by_period:
+        wh_of = dict.fromkeys(table.names, 0)
+        try:
+            for energy in intervals:
+                for name, part in energy.items():
+                    if part < 0:
+                        return _walk(table, before_wh, intervals)  # refused there
+                    wh_of[name] += part
+        except (AttributeError, KeyError, TypeError):  # not Wh per period of this month
+            return _walk(table, before_wh, intervals)
+        per_column = list(wh_of.values())
+        total = sum(per_column)
+    else:
+        try:
+            total = sum(intervals)
+            if intervals and min(intervals) < 0:
+                return _walk(table, before_wh, intervals)  # refused there
+        except TypeError:
+            return _walk(table, before_wh, intervals)
+        per_column = [total]
+    if type(total) is not int or type(before_wh) is not int or before_wh < 0 or \
+            (k < len(finite) and before_wh + total > finite[k]):
+        return _walk(table, before_wh, intervals)  # crosses a tier bound (or needs checking)
+    return {k: per_column}  # all inside tier k
+
+
+def _walk(table: PriceTable, before_wh: int, intervals: Sequence) -> dict[int, list[int]]:
+    """`price_readings` interval by interval: each checked as `price_interval` checks it, each
+    inside one tier added to that tier's count, each crossing a bound split by
+    `PriceTable.split`."""
+    per_period = table.by_period
+
+    def check(energy) -> None:  # what the loop does not take: price_interval says why
+        price_interval(table.tariff, before_wh, energy, month=table.month,
+                       uplift_kwh=Decimal(table.uplift_wh) / WH_PER_KWH)
+        raise TariffError(f"intervals: each must be {'Wh per period' if per_period else 'Wh'}, "
+                          f"got {energy!r}")  # e.g. an int subclass price_interval accepts
+
+    column = {name: j for j, name in enumerate(table.names)}
+    finite = table.finite_wh
+    count = len(finite)
+    wh_at = [[0] * len(table.names) for _ in table.units]  # Wh per [tier][column]
+    used = before_wh
+    if type(used) is not int or used < 0:
+        check(0)
+    k = bisect_right(finite, used)  # the tier of the next Wh: finite[k] is the first bound above
     for energy in intervals:
-        wh = sum(energy.values()) if per_period else energy
+        if per_period:
+            if not isinstance(energy, Mapping):
+                check(energy)
+            wh = 0
+            for name, part in energy.items():
+                if name not in column or type(part) is not int or part < 0:
+                    check(energy)
+                wh += part
+        else:
+            wh = energy
+            if type(wh) is not int or wh < 0:
+                check(energy)
         if not wh:
             continue
-        if group and used in at_bound:  # the group filled its tier exactly: a new group
-            flush()
         end = used + wh
-        if k < len(bounds) and bounds[k] < end:  # crosses a bound inside: priced alone
-            flush()
-            lines.extend(price_interval(tariff, used, energy, uplift_kwh=uplift_kwh,
-                                        month=month).lines)
+        if k < count and finite[k] < end:  # crosses a tier bound: split by price_interval's rule
+            for tier, j, part in table.split(used, energy):
+                wh_at[tier][j] += part
             used = end
-            k = bisect_right(bounds, used)
+            k = bisect_right(finite, used)
             continue
-        group.append(energy)
-        group_wh += wh
+        row = wh_at[k]
+        if per_period:
+            for name, part in energy.items():
+                row[column[name]] += part
+        else:
+            row[0] += wh
         used = end
-        while k < len(bounds) and bounds[k] <= used:
+        while k < count and finite[k] <= used:
             k += 1
-    flush()
-    exact = sum((line.amount_yuan for line in lines), Decimal(0))
+    return dict(enumerate(wh_at))
+
+
+def _quote(table: PriceTable, wh_at: dict[int, list[int]]) -> Quote:
+    """The quote of Wh per column of each tier: one line each, amounts and total exact."""
+    lines, total = [], 0
+    tiered, names = table.tiered, table.names
+    for tier in sorted(wh_at):
+        units, prices = table.units[tier], table.prices[tier]
+        for j, wh in enumerate(wh_at[tier]):
+            if wh:
+                amount = wh * units[j]
+                total += amount
+                lines.append(QuoteLine(wh, prices[j], table.yuan(amount),
+                                       tier + 1 if tiered else None, names[j]))
+    exact = table.yuan(total)
     return Quote(exact_yuan=exact, charge_fen=to_fen(exact), lines=lines)
 
 
-_bounds_cache: dict[tuple[int, int, str], tuple[object, list[int]]] = {}
+_table_cache: dict[tuple, PriceTable] = {}
 
 
-def _tier_bounds(tariff, month: int, uplift_kwh) -> list[int]:
-    key = (id(tariff), month, str(uplift_kwh))
-    cached = _bounds_cache.get(key)
-    if cached is not None and cached[0] is tariff:
-        return cached[1]
-    bounds = _compute_tier_bounds(tariff, month, uplift_kwh)
-    _bounds_cache[key] = (tariff, bounds)
-    return bounds
-
-
-def _compute_tier_bounds(tariff, month: int, uplift_kwh) -> list[int]:
-    if not hasattr(tariff, "tiers"):
-        return []
-    season = next((s for s in getattr(tariff, "seasons", ()) if month in s.months), None)
-    bounds = season.tier_bounds_wh if season and season.tier_bounds_wh else \
-        [t.up_to_wh for t in tariff.tiers]
-    uplift_wh = int(Decimal(str(uplift_kwh)) * 1000)
-    return sorted(b + uplift_wh for b in bounds if b is not None)
-
-
-_prices_cache: dict[tuple[int, int], tuple[object, list[dict]]] = {}
-
-
-def _group_prices(tariff, month: int) -> list[dict]:
-    """Per tier (one entry for untiered tariffs): the price of each period name (None: the
-    whole energy, for flat and tiered tariffs), as `price_interval` would charge it."""
-    key = (id(tariff), month)
-    cached = _prices_cache.get(key)
-    if cached is not None and cached[0] is tariff:
-        return cached[1]
-    kind = tariff.kind
-    if kind == "flat":
-        prices = [{None: tariff.price_yuan_per_kwh}]
-    elif kind == "tiered":
-        prices = [{None: tier.price_yuan_per_kwh} for tier in tariff.tiers]
-    else:
-        periods = _periods_on(tariff, month)
-        adds = [tier.add_yuan_per_kwh for tier in tariff.tiers] if kind == "tiered_tou" else [0]
-        prices = [{p.name: p.price_yuan_per_kwh + add for p in periods} for add in adds]
-    _prices_cache[key] = (tariff, prices)
-    return prices
-
-
-def _merge(group: list):
-    if not isinstance(group[0], Mapping):
-        return sum(group)
-    out: dict[str, int] = {}
-    for energy in group:
-        for name, wh in energy.items():
-            out[name] = out.get(name, 0) + wh
-    return out
+def _table(tariff, month: int, uplift_kwh) -> PriceTable:
+    """`price_table` of the tariff, month and uplift (in kWh, as `price_interval` takes it)."""
+    key = (id(tariff), month, type(uplift_kwh), uplift_kwh)
+    table = _table_cache.get(key)
+    if table is None or table.tariff is not tariff:
+        table = price_table(tariff, month, kwh_to_wh(uplift_kwh, "uplift_kwh"))
+        if len(_table_cache) >= 1024:  # tariffs come and go with their versions: keep it small
+            _table_cache.clear()
+        _table_cache[key] = table
+    return table

@@ -4,13 +4,15 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from decimal import Decimal
 
+from sqlalchemy import Connection, insert
 from sqlmodel import Session
 
 from app.db import utcnow
 from app.estate.models import Account, Meter
-from app.ledger.models import CHARGE
+from app.ledger.models import CHARGE, LedgerEntry
 from app.ledger.services import balance_fen, post_entry
 from app.billing.pricing import describe, price_consumption
 from app.money import energy_cost, post_increment
@@ -19,6 +21,40 @@ from app.notices.services import warn_low_balance
 from app.policy.services import note_exhaustion, review_cut
 
 E7 = Decimal(10) ** 7  # billed totals are kept as integers of 1e-7 yuan: exact for 4-place prices
+
+# The ledger columns `insert_entries` fills, in the order of its rows (then `created_at`).
+ENTRY_COLUMNS = ("account_id", "amount_fen", "kind", "idempotency_key", "memo", "energy_wh")
+_PLACEHOLDERS = {"qmark": "?", "format": "%s", "pyformat": "%s"}
+
+
+def insert_entries(connection: Connection, rows: Sequence[tuple], *,
+                   created_at: dt.datetime) -> None:
+    """Insert many new ledger entries at once, in the caller's transaction: each row is
+    (account_id, amount_fen, kind, idempotency_key, memo, energy_wh), all created at
+    `created_at` (aware UTC). For batches (a building's shares, a day's charges) whose keys are
+    new: unlike `post_entry` nothing is checked first, and a key posted before fails the whole
+    statement (the UNIQUE constraint), rolling back the caller's transaction.
+
+    One executemany with the driver's own placeholders: the per-row values are plain ints and
+    strings, which every driver takes as they are, and the one timestamp goes through the
+    column's own type once (UTC, the form `UTCDateTime` stores), so nothing is processed per
+    row. A driver with another parameter style gets a Core `insert` (same rows, slower)."""
+    if not rows:
+        return
+    table = LedgerEntry.__table__
+    placeholder = _PLACEHOLDERS.get(connection.dialect.paramstyle)
+    if placeholder is None:
+        connection.execute(insert(table), [dict(zip(ENTRY_COLUMNS, row), created_at=created_at)
+                                           for row in rows])
+        return
+    column_type = table.c.created_at.type.dialect_impl(connection.dialect)
+    process = column_type.bind_processor(connection.dialect)
+    at = process(created_at) if process else created_at
+    columns = ENTRY_COLUMNS + ("created_at",)
+    connection.exec_driver_sql(
+        f"INSERT INTO {table.name} ({', '.join(columns)}) "
+        f"VALUES ({', '.join([placeholder] * len(columns))})",
+        [(*row, at) for row in rows])
 
 
 def post_consumption(session: Session, meter: Meter, account: Account,

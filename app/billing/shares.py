@@ -28,14 +28,15 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 
-from sqlalchemy import func, insert
+import sqlalchemy as sa
+from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from app.billing.services import E7
+from app.billing.services import E7, insert_entries
 from app.db import utcnow
 from app.estate.models import Account, Building, Meter, Reading, ShareRun
 from app.ledger.models import CHARGE, SHARE, LedgerEntry
@@ -44,6 +45,7 @@ from app.tariffs import CHINA_TZ
 from app.tariffs.pricing import format_kwh_fixed
 
 SCHEMES = ("area", "equal", "usage")
+AREA_PLACES = Decimal("0.0001")  # floor areas in m², as `app.db.Decimal4` keeps them
 SCHEME_WORDS = {"area": "按面积", "equal": "按户均摊", "usage": "按用电量"}
 
 
@@ -82,25 +84,31 @@ def period_label(start: dt.datetime, end: dt.datetime) -> str:
 def common_energy_wh(session: Session, building_id: int, start: dt.datetime,
                      end: dt.datetime) -> int:
     """The building's common-area energy in [start, end), Wh (see the module's rule)."""
-    meter_ids = session.exec(select(Meter.id).where(Meter.building_id == building_id,
-                                                    Meter.common_area.is_(True))).all()
-    total = 0
-    for meter_id in meter_ids:
-        at_end = _register_at(session, meter_id, end)
-        at_start = _register_at(session, meter_id, start)
+    return common_energies_wh(session, [building_id], start, end).get(building_id, 0)
+
+
+def common_energies_wh(session: Session, building_ids: Sequence[int], start: dt.datetime,
+                       end: dt.datetime) -> dict[int, int]:
+    """`common_energy_wh` of many buildings in one query: Wh by building id (buildings without a
+    common-area meter, or without the readings to measure one, are left out)."""
+
+    def register(*where, newest: bool = True):
+        order = (Reading.read_at.desc(), Reading.id.desc()) if newest else \
+            (Reading.read_at, Reading.id)
+        return (select(Reading.energy_wh).where(Reading.meter_id == Meter.id, *where)
+                .order_by(*order).limit(1).correlate(Meter).scalar_subquery())
+
+    rows = session.execute(select(
+        Meter.building_id, register(Reading.read_at <= end), register(Reading.read_at <= start),
+        register(Reading.read_at > start, Reading.read_at <= end, newest=False))  # first inside
+        .where(Meter.building_id.in_(building_ids), Meter.common_area.is_(True))).all()
+    total: dict[int, int] = {}
+    for building_id, at_end, at_start, first_inside in rows:
         if at_start is None:  # no reading before the period: its first reading inside it
-            at_start = session.exec(select(Reading.energy_wh).where(
-                Reading.meter_id == meter_id, Reading.read_at > start, Reading.read_at <= end)
-                .order_by(Reading.read_at).limit(1)).first()
+            at_start = first_inside
         if at_end is not None and at_start is not None:
-            total += max(0, at_end - at_start)
+            total[building_id] = total.get(building_id, 0) + max(0, at_end - at_start)
     return total
-
-
-def _register_at(session: Session, meter_id: int, when: dt.datetime) -> int | None:
-    return session.exec(select(Reading.energy_wh).where(Reading.meter_id == meter_id,
-                                                        Reading.read_at <= when)
-                        .order_by(Reading.read_at.desc(), Reading.id.desc()).limit(1)).first()
 
 
 def post_shares(session: Session, building: Building, period_start: dt.datetime,
@@ -110,55 +118,140 @@ def post_shares(session: Session, building: Building, period_start: dt.datetime,
     shared already (nothing changes). `energy_wh` overrides the measured common energy (a
     manager's figure, or the bench). Posts only debits (shares ≥ 0); raises `ShareError` for an
     empty period or one overlapping a period shared before."""
+    energies = None if energy_wh is None else {building.id: energy_wh}
+    return share_buildings(session, [building], period_start, period_end,
+                           energy_wh=energies)[0]
+
+
+BATCH = 500  # buildings per set of queries (bounds the IN lists)
+
+
+def share_buildings(session: Session, buildings: Sequence[Building], period_start: dt.datetime,
+                    period_end: dt.datetime, *, energy_wh: Mapping[int, int] | None = None
+                    ) -> list[ShareRun | None]:
+    """`post_shares` for each of `buildings` (the estate's, for the day or the month), in the
+    caller's transaction, with the same rows and rules: the run of each building in order, None
+    where its period was shared already (or the building is listed twice). `energy_wh` (by
+    building id) overrides the measured common energy of the buildings it names.
+
+    Set-wise: the runs already made, the common energy, the households and their use are read
+    with one query each per batch of buildings (not per building), the runs are inserted
+    together and every household's entry in one executemany (`insert_entries`). Raises
+    `ShareError`, before anything is written, for an empty period, an unknown scheme or a period
+    overlapping one shared before."""
     if period_end <= period_start:
         raise ShareError("period_end must be after period_start")
-    if building.share_scheme not in SCHEMES:
-        raise ShareError(f"building {building.id}: unknown share_scheme {building.share_scheme!r}"
-                         f" (one of {', '.join(SCHEMES)})")
-    label = period_label(period_start, period_end)
-    done = session.exec(select(ShareRun).where(
-        ShareRun.building_id == building.id, ShareRun.period_start < period_end,
-        ShareRun.period_end > period_start)).all()
-    if any(r.period_start == period_start and r.period_end == period_end for r in done):
-        return None
-    if done:
-        raise ShareError(f"building {building.id}: {label} overlaps a period already shared "
-                         f"({period_label(done[0].period_start, done[0].period_end)})")
-    if energy_wh is None:
-        energy_wh = common_energy_wh(session, building.id, period_start, period_end)
-    exact = energy_cost(energy_wh, building.common_price_yuan_per_kwh)
-    charge_fen = post_increment(Decimal(building.shared_exact_e7) / E7, exact)
-    households = _households(session, building.id, period_start, period_end)
-    scheme, weights = _weights(session, building.share_scheme, households, period_start,
-                               period_end)
-    run = ShareRun(building_id=building.id, period_start=period_start, period_end=period_end,
-                   scheme=scheme, energy_wh=energy_wh, exact_e7=int(exact * E7),
-                   charge_fen=charge_fen if households else 0, households=len(households))
+    for building in buildings:
+        if building.share_scheme not in SCHEMES:
+            raise ShareError(f"building {building.id}: unknown share_scheme "
+                             f"{building.share_scheme!r} (one of {', '.join(SCHEMES)})")
+    session.flush()  # the queries below read through the session's connection
+    runs: list[ShareRun | None] = []
+    seen: set[int] = set()
+    for i in range(0, len(buildings), BATCH):
+        runs += _share_batch(session, buildings[i:i + BATCH], period_start, period_end,
+                             energy_wh or {}, seen)
+    return runs
+
+
+def _share_batch(session: Session, buildings: Sequence[Building], start: dt.datetime,
+                 end: dt.datetime, energy_wh: Mapping[int, int], seen: set[int]
+                 ) -> list[ShareRun | None]:
+    label = period_label(start, end)
+    ids = [b.id for b in buildings]
+    done: dict[int, list] = {}
+    for run in session.execute(select(ShareRun.building_id, ShareRun.period_start,
+                                      ShareRun.period_end)
+                               .where(ShareRun.building_id.in_(ids), ShareRun.period_start < end,
+                                      ShareRun.period_end > start)).all():
+        done.setdefault(run.building_id, []).append(run)
+    todo = []
+    for building in buildings:
+        earlier = done.get(building.id, [])
+        if building.id in seen or any(r.period_start == start and r.period_end == end
+                                      for r in earlier):
+            todo.append(None)
+            continue
+        if earlier:
+            raise ShareError(f"building {building.id}: {label} overlaps a period already shared "
+                             f"({period_label(earlier[0].period_start, earlier[0].period_end)})")
+        seen.add(building.id)
+        todo.append(building)
+    measured = [b.id for b in todo if b is not None and b.id not in energy_wh]
+    energies = common_energies_wh(session, measured, start, end) if measured else {}
+    energies.update(energy_wh)
+    households = _households(session, [b.id for b in todo if b is not None], start, end)
+    usage_ids = [b.id for b in todo if b is not None and b.share_scheme == "usage"]
+    used = _used_wh(session, usage_ids, start, end) if usage_ids else {}
+
+    runs: list[ShareRun | None] = []
+    plans = []  # (run, building, households, scheme, weights)
+    for building in todo:
+        if building is None:
+            runs.append(None)
+            continue
+        wh = energies.get(building.id, 0)
+        exact = energy_cost(wh, building.common_price_yuan_per_kwh)
+        charge_fen = post_increment(Decimal(building.shared_exact_e7) / E7, exact)
+        homes = households.get(building.id, [])
+        scheme, weights = _weights(building.share_scheme, homes, start, end, used)
+        run = ShareRun(building_id=building.id, period_start=start, period_end=end,
+                       scheme=scheme, energy_wh=wh, exact_e7=int(exact * E7),
+                       charge_fen=charge_fen if homes else 0, households=len(homes))
+        runs.append(run)
+        plans.append((run, building, homes, scheme, weights))
+    runs = _insert_runs(session, runs)
+    inserted = {id(run) for run in runs if run is not None}
+    rows = []
+    for run, building, homes, scheme, weights in plans:
+        if id(run) not in inserted or not homes:  # lost to a concurrent run, or nobody to share
+            continue
+        building.shared_exact_e7 += run.exact_e7
+        building.shared_fen += run.charge_fen
+        session.add(building)
+        rows += _share_rows(building, label, run, homes, scheme, weights)
+    insert_entries(session.connection(), rows, created_at=utcnow())
+    return runs
+
+
+def _insert_runs(session: Session, runs: list[ShareRun | None]) -> list[ShareRun | None]:
+    """Insert the new runs together; if one loses to a concurrent run of the same period
+    (UNIQUE building, start, end), insert them one by one and return None for the losers."""
+    new = [run for run in runs if run is not None]
     try:
         with session.begin_nested():
-            session.add(run)
-    except IntegrityError:  # a concurrent run of the same period won
-        return None
-    if not households:  # nobody to share with: nothing posted, the run says so (households 0)
-        return run
-    building.shared_exact_e7 += run.exact_e7
-    building.shared_fen += charge_fen
-    session.add(building)
+            session.add_all(new)
+        return runs
+    except IntegrityError:
+        pass
+    kept: list[ShareRun | None] = []
+    for run in runs:
+        if run is not None:
+            try:
+                with session.begin_nested():
+                    session.add(run)
+            except IntegrityError:
+                run = None
+        kept.append(run)
+    return kept
+
+
+def _share_rows(building: Building, label: str, run: ShareRun, households: list, scheme: str,
+                weights: list[tuple[int, str]]) -> list[tuple]:
+    """The ledger rows (see `insert_entries`) of one building's shares: largest remainder."""
+    charge_fen = run.charge_fen
     shares = largest_remainder(charge_fen, [w for w, _ in weights])
     whole = sum(w for w, _ in weights)
-    head = (f"公摊 {label}: 公共 {format_kwh_fixed(energy_wh)} kWh × "
+    head = (f"公摊 {label}: 公共 {format_kwh_fixed(run.energy_wh)} kWh × "
             f"{building.common_price_yuan_per_kwh} = {fen_to_yuan_str(charge_fen)} 元; "
             f"{SCHEME_WORDS[scheme]}")
     if scheme != building.share_scheme:
         head += f" (无人用电, 不能{SCHEME_WORDS.get(building.share_scheme, building.share_scheme)})"
-    now = utcnow()
-    rows = [dict(account_id=a.id, amount_fen=-fen, kind=SHARE,
-                 idempotency_key=f"share:{building.id}:{label}:{a.id}",
-                 memo=f"{head} {how} ({len(households)} 户, 占 {_ratio(w, whole)}) → {fen} fen"[:500],
-                 energy_wh=None, created_at=now)
-            for fen, (w, how), a in zip(shares, weights, households)]
-    session.execute(insert(LedgerEntry.__table__), rows)
-    return run
+    count = len(households)
+    key = f"share:{building.id}:{label}:"
+    return [(a, -fen, SHARE, f"{key}{a}",
+             f"{head} {how} ({count} 户, 占 {_ratio(w, whole)}) → {fen} fen"[:500], None)
+            for fen, (w, how), (a, _, _) in zip(shares, weights, households)]
 
 
 def _ratio(part: int, whole: int) -> str:
@@ -166,49 +259,82 @@ def _ratio(part: int, whole: int) -> str:
     return f"{part // common}/{whole // common}"
 
 
-def _households(session: Session, building_id: int, start: dt.datetime,
-                end: dt.datetime) -> list:
-    """The accounts of the building open at some time in the period (id, area, created, closed),
-    by id."""
-    rows = session.execute(select(Account.id, Account.floor_area_m2, Account.created_at,
-                                  Account.closed_at)
-                           .where(Account.building_id == building_id, Account.created_at < end)
-                           .order_by(Account.id)).all()
-    return [a for a in rows if a.closed_at is None or a.closed_at > start]
+def _households(session: Session, building_ids: Sequence[int], start: dt.datetime,
+                end: dt.datetime) -> dict[int, list[tuple[int, Decimal, int]]]:
+    """By building id, its accounts open at some time in the period, by id: (id, floor area,
+    seconds open in the period). Only the accounts not open all along (created after the start,
+    closed before the end) have their times read and counted in Python."""
+    out: dict[int, list] = {}
+    if not building_ids:
+        return out
+    span = int((end - start).total_seconds())
+    all_along = sa.and_(Account.created_at <= start,
+                        sa.or_(Account.closed_at.is_(None), Account.closed_at >= end))
+    # Core, plain rows (no ORM loading for 100,000s), the area as the driver gives it (text on
+    # SQLite, NUMERIC on PostgreSQL) made the Decimal of 4 places `Decimal4` would make
+    area = sa.type_coerce(Account.floor_area_m2, sa.String)
+    rows = session.connection().execute(
+        select(Account.building_id, Account.id, area, all_along)
+        .where(Account.building_id.in_(building_ids), Account.created_at < end,
+               sa.or_(Account.closed_at.is_(None), Account.closed_at > start))
+        .order_by(Account.building_id, Account.id)).all()
+    partial = [account_id for _, account_id, _, whole in rows if not whole]
+    seconds = {}
+    for i in range(0, len(partial), 1000):
+        for a in session.execute(select(Account.id, Account.created_at, Account.closed_at)
+                                 .where(Account.id.in_(partial[i:i + 1000]))).all():
+            seconds[a.id] = _open_seconds(a, start, end)
+    areas: dict = {}  # one Decimal per distinct area
+    for building_id, account_id, raw, whole in rows:
+        area = areas.get(raw)
+        if area is None:
+            area = areas[raw] = Decimal(str(raw if raw is not None else 0)).quantize(AREA_PLACES)
+        out.setdefault(building_id, []).append(
+            (account_id, area, span if whole else seconds[account_id]))
+    return out
+
+
+def _used_wh(session: Session, building_ids: Sequence[int], start: dt.datetime,
+             end: dt.datetime) -> dict[int, int]:
+    """Energy charged to each account of these buildings in the period (its `charge` entries
+    posted in it), Wh by account id."""
+    return {account_id: int(wh) for account_id, wh in session.execute(
+        select(LedgerEntry.account_id, func.coalesce(func.sum(LedgerEntry.energy_wh), 0))
+        .join(Account, Account.id == LedgerEntry.account_id)
+        .where(Account.building_id.in_(building_ids), LedgerEntry.kind == CHARGE,
+               LedgerEntry.created_at >= start, LedgerEntry.created_at < end)
+        .group_by(LedgerEntry.account_id)).all()}
 
 
 def _open_seconds(account, start: dt.datetime, end: dt.datetime) -> int:
+    if account.created_at <= start and account.closed_at is None:
+        return int((end - start).total_seconds())  # open all along (most)
     a = max(start, account.created_at)
     b = min(end, account.closed_at) if account.closed_at else end
     return max(0, int((b - a).total_seconds()))
 
 
-def _weights(session: Session, scheme: str, households: list, start: dt.datetime,
-             end: dt.datetime) -> tuple[str, list[tuple[int, str]]]:
-    """(scheme used, [(integer weight, how it was computed)] in the order of `households`)."""
+def _weights(scheme: str, households: list[tuple[int, Decimal, int]], start: dt.datetime,
+             end: dt.datetime, used_wh: Mapping[int, int]) -> tuple[str, list[tuple[int, str]]]:
+    """(scheme used, [(integer weight, how it was computed)] in the order of `households`
+    (id, area, seconds open)); `used_wh`: the energy charged in the period by account id."""
     if not households:
         return scheme, []
     span = int((end - start).total_seconds())
-    seconds = [_open_seconds(a, start, end) for a in households]
 
     def part(s: int) -> str:
         return "" if s == span else f", 在户 {s}/{span} s"
 
     if scheme == "usage":
-        used = dict(session.exec(
-            select(LedgerEntry.account_id, func.coalesce(func.sum(LedgerEntry.energy_wh), 0))
-            .where(LedgerEntry.account_id.in_([a.id for a in households]),
-                   LedgerEntry.kind == CHARGE, LedgerEntry.created_at >= start,
-                   LedgerEntry.created_at < end)
-            .group_by(LedgerEntry.account_id)).all())
-        weights = [(int(used.get(a.id, 0)) * s, f"自用 {format_kwh_fixed(int(used.get(a.id, 0)))} kWh"
-                    f"{part(s)}") for a, s in zip(households, seconds)]
+        weights = [(int(used_wh.get(a, 0)) * s,
+                    f"自用 {format_kwh_fixed(int(used_wh.get(a, 0)))} kWh{part(s)}")
+                   for a, _, s in households]
         if any(w for w, _ in weights):
             return scheme, weights
         scheme = "area"
     if scheme == "area":
-        weights = [(int(a.floor_area_m2 * 10_000) * s, f"面积 {a.floor_area_m2.normalize():f} m²{part(s)}")
-                   for a, s in zip(households, seconds)]
+        weights = [(int(area * 10_000) * s, f"面积 {area.normalize():f} m²{part(s)}")
+                   for _, area, s in households]
         if any(w for w, _ in weights):
             return scheme, weights
-    return "equal", [(s, f"每户 1 份{part(s)}") for s in seconds]
+    return "equal", [(s, f"每户 1 份{part(s)}") for _, _, s in households]

@@ -230,6 +230,101 @@ def allocate(tier_wh: Sequence[int], period_wh: Sequence[int]) -> list[list[int]
     return rows
 
 
+# --- integer price tables (batches of intervals) ------------------------------------------------
+
+@dataclass(frozen=True)
+class PriceTable:
+    """A tariff's prices for one month (its season) and one uplift of the tier bounds, as
+    integers, to price many intervals exactly without a Decimal operation per interval.
+
+    A price of `p` 元/kWh is kept as the integer `units[tier][column] = p × 10**places` (`places`
+    is the most decimal places of any of the tariff's prices, at least 4: schema prices have
+    exactly 4), so `wh` Wh cost exactly `wh × units × 10**-(places + 3)` 元 (`yuan`), the same
+    number as `energy_cost(wh, p)`: integer sums of such costs are exact, nothing is rounded.
+    Rows are tiers (one row for flat and time-of-use tariffs); columns are the periods in the
+    tariff's (season's) order, or one column named None for flat and tiered tariffs. `bounds_wh`
+    are the tier bounds as `split_tiers` takes them (uplift included, the last None)."""
+
+    tariff: Tariff
+    month: int | None
+    uplift_wh: int
+    bounds_wh: tuple[int | None, ...]
+    names: tuple[str | None, ...]
+    prices: tuple[tuple[Decimal, ...], ...]
+    units: tuple[tuple[int, ...], ...]
+    places: int
+    finite_wh: tuple[int, ...]  # the finite tier bounds, increasing
+    tiered: bool  # lines carry a tier (tiered, tiered_tou)
+    by_period: bool  # energy comes per period (tou, tiered_tou)
+
+    def yuan(self, amount_units: int) -> Decimal:
+        """An integer amount in units of 10**-(places + 3) 元 as an exact Decimal."""
+        return Decimal(amount_units).scaleb(-(self.places + 3))
+
+    def split(self, before_wh: int, energy: Energy) -> list[tuple[int, int, int]]:
+        """`energy` used after `before_wh` as (tier row, column, Wh), by the rule of
+        `price_interval` (`split_tiers`, and `allocate` for tiered + time-of-use). Raises
+        `TariffError` as `price_interval` would for energy of the wrong form or an unknown
+        period."""
+        if isinstance(energy, Mapping) != self.by_period or (
+                isinstance(energy, Mapping) and any(n not in self.names for n in energy)):
+            price_interval(self.tariff, before_wh, energy, month=self.month,
+                           uplift_kwh=Decimal(self.uplift_wh) / WH_PER_KWH)  # raises
+            raise AssertionError("price_interval accepted what the price table refuses")
+        if not self.by_period:
+            return [(i, 0, wh) for i, wh in
+                    enumerate(split_tiers(self.bounds_wh, before_wh, energy)) if wh]
+        period_wh = [energy.get(name, 0) for name in self.names]
+        if not self.tiered:
+            return [(0, j, wh) for j, wh in enumerate(period_wh) if wh]
+        rows = allocate(split_tiers(self.bounds_wh, before_wh, sum(period_wh)), period_wh)
+        return [(i, j, wh) for i, row in enumerate(rows) for j, wh in enumerate(row) if wh]
+
+
+_tables: dict[tuple[int, int | None, int], PriceTable] = {}
+
+
+def price_table(tariff: Tariff, month: int | None = None, uplift_wh: int = 0) -> PriceTable:
+    """The `PriceTable` of `tariff` in `month` (required when the tariff has seasons) with every
+    finite tier bound raised by `uplift_wh`. Cached: tariffs are immutable."""
+    key = (id(tariff), month, uplift_wh)
+    table = _tables.get(key)
+    if table is not None and table.tariff is tariff:
+        return table
+    if not isinstance(tariff, (FlatTariff, TieredTariff, TouTariff, TieredTouTariff)):
+        raise TariffError(f"tariff: not a parsed tariff (use schema.parse_tariff), got "
+                          f"{type(tariff).__name__}")
+    if month is not None and (isinstance(month, bool) or not isinstance(month, int)
+                              or not 1 <= month <= 12):
+        raise TariffError(f"usage.month: must be a month number from 1 to 12, got {month!r}")
+    season = _season(tariff, month)
+    if isinstance(tariff, FlatTariff):
+        bounds, names, prices = (None,), (None,), [[tariff.price_yuan_per_kwh]]
+    elif isinstance(tariff, TieredTariff):
+        bounds, names = tuple(_bounds(tariff, season, uplift_wh)), (None,)
+        prices = [[tier.price_yuan_per_kwh] for tier in tariff.tiers]
+    else:
+        periods = season.periods if season and season.periods else tariff.periods
+        names = tuple(p.name for p in periods)
+        if isinstance(tariff, TouTariff):
+            bounds, adds = (None,), [Decimal(0)]
+        else:
+            bounds = tuple(_bounds(tariff, season, uplift_wh))
+            adds = [tier.add_yuan_per_kwh for tier in tariff.tiers]
+        prices = [[p.price_yuan_per_kwh + add for p in periods] for add in adds]
+    places = max([4] + [-price.as_tuple().exponent for row in prices for price in row])
+    scale = 10 ** places
+    table = PriceTable(tariff, month, uplift_wh, bounds, names,
+                       tuple(tuple(row) for row in prices),
+                       tuple(tuple(int(price * scale) for price in row) for row in prices), places,
+                       bounds[:-1], isinstance(tariff, (TieredTariff, TieredTouTariff)),
+                       isinstance(tariff, (TouTariff, TieredTouTariff)))
+    if len(_tables) >= 1024:  # tariffs come and go with their versions: keep the cache small
+        _tables.clear()
+    _tables[key] = table
+    return table
+
+
 # --- versions ----------------------------------------------------------------------------------
 
 def _versions(versions: Sequence[TariffVersion]) -> list[TariffVersion]:
