@@ -41,6 +41,9 @@ class UTCDateTime(sa.types.TypeDecorator):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+_FOUR_PLACES = Decimal("0.0001")
+
+
 class Decimal4(sa.types.TypeDecorator):
     """A decimal with four places (prices in yuan, areas in m²): NUMERIC(12, 4) on PostgreSQL, exact text on SQLite
     (whose NUMERIC goes through float)."""
@@ -56,11 +59,11 @@ class Decimal4(sa.types.TypeDecorator):
     def process_bind_param(self, value, dialect):
         if value is None:
             return None
-        value = Decimal(value).quantize(Decimal("0.0001"))
+        value = Decimal(value).quantize(_FOUR_PLACES)
         return str(value) if dialect.name == "sqlite" else value
 
     def process_result_value(self, value, dialect):
-        return None if value is None else Decimal(str(value)).quantize(Decimal("0.0001"))
+        return None if value is None else Decimal(str(value)).quantize(_FOUR_PLACES)
 
 
 def make_engine(url: str) -> Engine:

@@ -1,15 +1,15 @@
 """The billing jobs: common-area shares (公摊) posted period by period, without anyone asking.
 
 Each building with a common-area meter is shared every local (China time) day or calendar
-month, as its `share_period` says ("day" or "month"), by `app.billing.shares.post_shares`.
+month, as its `share_period` says ("day" or "month"), by `app.billing.shares`.
 A period is shared once it has ended and `SHARE_DELAY` has passed (the common meters' readings
 at the period's end are in by then; a reading that is late anyway only moves energy into the next
 period, whose start is measured from the same reading: nothing is lost or counted twice).
 The first period is the one holding the building's first common-area reading; after that, each
 period follows the last one shared. A sweep shares every period due, oldest first (at most
-`MAX_PERIODS` per building, so a long outage catches up over a few sweeps), each building and
-period in its own transaction. Posting is idempotent per building and period (`share_run` is
-UNIQUE), so two processes sweeping at once post each period once.
+`MAX_PERIODS` per building, so a long outage catches up over a few sweeps), one transaction per
+period for all the buildings due for it. Posting is idempotent per building and period
+(`share_run` is UNIQUE), so two processes sweeping at once post each period once.
 """
 
 from __future__ import annotations
@@ -17,11 +17,12 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+from collections import defaultdict
 
 from sqlalchemy import func
 from sqlmodel import select
 
-from app.billing.shares import ShareError, post_shares
+from app.billing.shares import ShareError, post_shares, share_buildings
 from app.db import transaction, utcnow
 from app.estate.models import Building, Meter, Reading, ShareRun
 from app.tariffs import CHINA_TZ
@@ -72,23 +73,38 @@ def due_periods(session, building: Building, now: dt.datetime,
 
 def share_due(engine, now: dt.datetime | None = None) -> list[ShareRun]:
     """Post every period due for every building with a common-area meter; returns the runs
-    posted. A building whose period cannot be shared is logged and skipped, the others go on."""
+    posted. The buildings due for the same period are shared together (`share_buildings`: a
+    few queries for them all), periods oldest first; should that fail for one of them, each is
+    shared alone, and a building whose period cannot be shared is logged and skipped (its later
+    periods wait for it), the others go on."""
     now = now or utcnow()
+    due: dict[tuple[dt.datetime, dt.datetime], list[int]] = defaultdict(list)
     with transaction(engine, read_only=True) as session:
-        building_ids = list(session.exec(
+        building_ids = sorted(session.exec(
             select(Meter.building_id).where(Meter.common_area.is_(True),
                                             Meter.building_id.is_not(None)).distinct()))
-    runs = []
-    for building_id in sorted(building_ids):
-        with transaction(engine, read_only=True) as session:
-            periods = due_periods(session, session.get(Building, building_id), now)
-        for start, end in periods:
+        for building_id in building_ids:
+            for period in due_periods(session, session.get(Building, building_id), now):
+                due[period].append(building_id)
+    runs, failed = [], set()
+    for (start, end), ids in sorted(due.items()):
+        ids = [i for i in ids if i not in failed]
+        try:
+            with transaction(engine) as session:
+                buildings = list(session.exec(select(Building).where(Building.id.in_(ids))
+                                              .order_by(Building.id)))
+                runs += [r for r in share_buildings(session, buildings, start, end) if r]
+            continue
+        except ShareError:
+            pass
+        for building_id in ids:  # one by one, to find the one that cannot be shared
             try:
                 with transaction(engine) as session:
                     run = post_shares(session, session.get(Building, building_id), start, end)
             except ShareError as exc:
                 log.warning("shares of building %s: %s", building_id, exc)
-                break
+                failed.add(building_id)
+                continue
             if run is not None:
                 runs.append(run)
     return runs

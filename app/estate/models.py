@@ -140,6 +140,9 @@ class Meter(SQLModel, table=True):
 class Reading(SQLModel, table=True):
     """One poll of one meter that changed something: energy or relay state."""
 
+    # A meter's register at a time (common-area energy of a period, billing) is an index seek.
+    __table_args__ = (sa.Index("ix_reading_meter_id_read_at", "meter_id", "read_at"),)
+
     id: int | None = Field(default=None, primary_key=True)
     meter_id: int = Field(foreign_key="meter.id", index=True)
     read_at: dt.datetime = Field(sa_type=UTCDateTime)

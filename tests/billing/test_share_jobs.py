@@ -104,3 +104,15 @@ def test_a_building_without_common_meters_is_not_shared(engine):
     estate = EstateFactory(engine)
     estate.account(gateway_id=estate.gateway("127.0.0.1", 1), unit_id=1)
     assert share_due(engine, D23) == [] and runs(engine) == []
+
+
+def test_buildings_due_together_are_shared_together_and_one_that_cannot_be_does_not_stop_them(
+        engine):
+    ok, (small, _large) = make_building(engine, [(D21 + dt.timedelta(minutes=5), 0),
+                                                 (D22 - dt.timedelta(minutes=1), 10)])
+    bad, _ = make_building(engine, [(D21 + dt.timedelta(minutes=5), 0),
+                                    (D22 - dt.timedelta(minutes=1), 10)])
+    set_building(engine, bad.building_id, share_scheme="nonsense")
+    posted = share_due(engine, D22 + SHARE_DELAY)
+    assert [(r.building_id, r.charge_fen) for r in posted] == [(ok.building_id, 558)]
+    assert [-e.amount_fen for e in entries_of(engine, small, "share")] == [223]
