@@ -53,7 +53,7 @@ from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from meters import registers as r
-from meters.codec import MeterSnapshot, decode_relay_command, encode_block
+from meters.codec import MeterSnapshot, decode_relay_command, encode_block_values
 
 try:
     from zoneinfo import ZoneInfo
@@ -282,6 +282,35 @@ class SimMeter:
             frequency_chz=NOMINAL_FREQUENCY_CHZ,
         )
 
+    def block_words(self, now: float | None = None) -> tuple[int, ...]:
+        """The poll block's registers at `now`: what `snapshot` says, encoded (with the
+        password), without building the snapshot (the simulator answers every poll with it)."""
+        now = self.clock() if now is None else now
+        self.advance(now)
+        max_power = r.ACTIVE_POWER.datatype.max_value * r.POWER_W_PER_UNIT
+        power_w = min(int(self.power_w(now)), max_power)
+        power_w -= power_w % r.POWER_W_PER_UNIT
+        status = 0
+        if self.remote_trip and self.relay_open:
+            status |= 1 << r.STATUS_REMOTE_TRIP
+        if self.keep_power:
+            status |= 1 << r.STATUS_KEEP_POWER
+        energy_raw = self.energy_raw
+        return encode_block_values(
+            energy_raw=energy_raw,
+            period_raw=(0, 0, energy_raw, 0),  # no time-of-use tariff: all of it is "flat"
+            password=self.password,
+            voltage_dv=NOMINAL_VOLTAGE_DV,
+            current_ca=min(power_w * 1000 // NOMINAL_VOLTAGE_DV, r.CURRENT.datatype.max_value),
+            power_units=power_w // r.POWER_W_PER_UNIT,
+            apparent_power_va=min(power_w, r.APPARENT_POWER.datatype.max_value),
+            power_factor_milli=1000,
+            frequency_chz=NOMINAL_FREQUENCY_CHZ,
+            relay_state=self.relay_register,
+            status_bits=status,
+            command_counter=self.command_counter,
+        )
+
     def _accrue(self, now: float) -> None:
         start = self._accrued_at
         if start is not None and now > start:
@@ -411,8 +440,7 @@ class SimGateway:
         now = meter.now()
         if function_code == FC_READ_HOLDING_REGISTERS and set_values is None:
             offset = r.BLOCK_START - start_address
-            words = encode_block(meter.snapshot(now), password=meter.password)
-            registers[offset : offset + r.BLOCK_COUNT] = words
+            registers[offset : offset + r.BLOCK_COUNT] = meter.block_words(now)
             return None
         if function_code == FC_WRITE_MULTIPLE_REGISTERS and set_values is not None:
             return self._write(meter, address, [int(v) for v in set_values], now)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from sqlalchemy import case, update
+from sqlalchemy import case, insert, update
 from sqlalchemy.engine import Engine
 from sqlmodel import select
 
@@ -149,23 +149,50 @@ def record_readings(engine: Engine, results: list[ReadingResult]) -> None:
     if not results:
         return
     with transaction(engine) as s:
-        ids = [r.meter_id for r in results]
-        meters = {m.id: m for m in s.exec(select(Meter).where(Meter.id.in_(ids)).with_for_update())}
-        account_ids = {m.account_id for m in meters.values() if m.account_id is not None}
-        accounts = {a.id: a for a in s.exec(select(Account).where(Account.id.in_(account_ids)))}
-        for r in results:
-            meter = meters.get(r.meter_id)
-            if meter is not None:
-                _record_one(s, meter, accounts.get(meter.account_id), r)
-        s.flush()
+        _record_readings(s, results)
+
+
+def record_poll(engine: Engine, results: list[ReadingResult], touched: list[int],
+                touched_at: dt.datetime | None) -> None:
+    """What one gateway's poll produced since its last flush, in one transaction: the meters
+    read unchanged (`touch_meters`) and the readings to judge (`record_readings`)."""
+    if not results and not touched:
+        return
+    with transaction(engine) as s:
+        if touched:
+            _touch(s, touched, touched_at)
+        if results:
+            _record_readings(s, results)
+
+
+def _record_readings(s, results: list[ReadingResult]) -> None:
+    ids = [r.meter_id for r in results]
+    meters = {m.id: m for m in s.exec(select(Meter).where(Meter.id.in_(ids)).with_for_update())}
+    account_ids = {m.account_id for m in meters.values() if m.account_id is not None}
+    accounts = ({a.id: a for a in s.exec(select(Account).where(Account.id.in_(account_ids)))}
+                if account_ids else {})
+    rows: list[dict] = []  # Reading rows, inserted at once (Core executemany, no ORM objects)
+    for r in results:
+        meter = meters.get(r.meter_id)
+        if meter is not None:
+            _record_one(s, meter, accounts.get(meter.account_id), r, rows)
+    if rows:
+        s.connection().execute(insert(_READING), rows)
+    s.flush()
+    if accounts:
         supplied = [m for m in meters.values() if m.account_id in accounts and m.relay_open is False]
-        balances = balances_fen(s, {m.account_id for m in supplied})
+        balances = balances_fen(s, {m.account_id for m in supplied}) if supplied else {}
         for meter in supplied:  # warn where due, and cut where the policy allows
             account = accounts[meter.account_id]
             cut_if_exhausted(s, meter, account, balances[account.id])
 
 
-def _record_one(s, meter: Meter, account: Account | None, r: ReadingResult) -> None:
+_READING = Reading.__table__
+_METER = Meter.__table__
+
+
+def _record_one(s, meter: Meter, account: Account | None, r: ReadingResult,
+                rows: list[dict]) -> None:
     verdict = assess(previous_wh=meter.last_energy_wh, previous_at=meter.last_read_at,
                      previous_relay_open=meter.relay_open, energy_wh=r.energy_wh,
                      relay_open=r.relay_open, read_at=r.read_at, max_power_w=meter.max_power_w)
@@ -184,8 +211,8 @@ def _record_one(s, meter: Meter, account: Account | None, r: ReadingResult) -> N
     elif verdict.verdict in ANOMALOUS:
         _note_energy_anomaly(s, meter, verdict, r)
     if meter.last_energy_wh != r.energy_wh or meter.relay_open != r.relay_open:
-        s.add(Reading(meter_id=meter.id, read_at=r.read_at, energy_wh=r.energy_wh,
-                      relay_open=r.relay_open))
+        rows.append({"meter_id": meter.id, "read_at": r.read_at, "energy_wh": r.energy_wh,
+                     "relay_open": r.relay_open})
     meter.last_energy_wh = r.energy_wh
     if r.period_raw is not None:
         meter.last_period_raw = ",".join(str(x) for x in r.period_raw)
@@ -235,8 +262,14 @@ def touch_meters(engine: Engine, meter_ids: list[int], read_at: dt.datetime) -> 
     if not meter_ids:
         return
     with transaction(engine) as s:
-        s.execute(update(Meter).where(Meter.id.in_(meter_ids))
-                  .values(last_read_at=read_at, online=True, failures_in_row=0))
+        _touch(s, meter_ids, read_at)
+
+
+def _touch(s, meter_ids: list[int], read_at: dt.datetime) -> None:
+    # Core, not an ORM bulk update: no session synchronisation to do, one cached statement.
+    s.connection().execute(
+        update(_METER).where(_METER.c.id.in_(meter_ids))
+        .values(last_read_at=read_at, online=True, failures_in_row=0))
 
 
 def record_poll_failure(engine: Engine, meter_id: int, detail: str, threshold: int) -> bool:

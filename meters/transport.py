@@ -9,18 +9,49 @@ start of the next call.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import struct
 from collections.abc import Awaitable, Callable
 from typing import Any, NoReturn
 
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
+from pymodbus.pdu.register_message import ReadHoldingRegistersResponse
 
 from meters import codec
 from meters import registers as r
 from meters.codec import MeterSnapshot
 
 log = logging.getLogger(__name__)
+
+
+class _ReadRegistersResponse(ReadHoldingRegistersResponse):
+    """pymodbus's FC03 response with a decode of one C call instead of one `struct.unpack` per
+    register (a 51-register poll answer: about 12 µs less per read). Registered per client with
+    `client.register`, pymodbus's way to choose the class a response is decoded with; what it
+    decodes, and the errors it raises, are pymodbus's own."""
+
+    def decode(self, data: bytes) -> None:
+        if (data_len := int(data[0])) >= len(data):
+            raise ModbusIOException(
+                f"byte_count {data_len} > length of packet {len(data)}",
+                function_code=self.function_code,
+            )
+        if data_len % 2:  # pymodbus fails on the half register with struct.error too
+            raise struct.error(f"odd byte count {data_len}")
+        self.registers = list(_register_struct(data_len // 2).unpack_from(data, 1))
+
+    def __str__(self) -> str:
+        # pymodbus formats every decoded response for a debug line, logged or not: without
+        # the 51 register values that is a few µs less per read.
+        return (f"ReadHoldingRegistersResponse(dev_id={self.dev_id}, "
+                f"transaction_id={self.transaction_id}, count={len(self.registers)})")
+
+
+@functools.cache
+def _register_struct(count: int) -> struct.Struct:
+    return struct.Struct(f">{count}H")
 
 TIMEOUT = "timeout"
 EXCEPTION = "exception"
@@ -93,7 +124,9 @@ class GatewayClient:
         self._client: AsyncModbusTcpClient | None = None
         self._lock: asyncio.Lock | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._lost: asyncio.Future[None] | None = None  # done when the connection drops
+        self._waiter: asyncio.Task | None = None  # the task waiting for an answer, if any
+        self._dropped = False  # the connection dropped while `_waiter` waited
+        self._sent = 0  # requests sent (tells a late drop callback which request it meant)
         self._failing: set[int | None] = set()  # unit ids (None: the gateway) now failing
 
     # -- connection ---------------------------------------------------------------------
@@ -121,35 +154,54 @@ class GatewayClient:
                 name=f"gateway {self.host}:{self.port}",
                 trace_connect=self._on_connection_change,
             )
+            self._client.register(_ReadRegistersResponse)
         if self._client.connected or await self._client.connect():
             return self._client
         return None
 
     def _on_connection_change(self, connected: bool) -> None:
-        if not connected and self._lost is not None and not self._lost.done():
-            self._lost.set_result(None)
+        if not connected and self._waiter is not None and not self._dropped:
+            # A request is waiting for its answer on this connection: it cannot come. Wake the
+            # waiting task now (pymodbus itself would wait out the full timeout); `_send`
+            # turns this cancellation into a connection error. When the drop happens inside
+            # the request's own step (pymodbus closing after too many timeouts, a failed
+            # write), cancel only once that step has yielded, if it is still waiting then.
+            if asyncio.current_task() is self._waiter:
+                asyncio.get_running_loop().call_soon(self._drop_waiter, self._sent)
+            else:
+                self._drop_waiter(self._sent)
+
+    def _drop_waiter(self, sent: int) -> None:
+        if self._waiter is not None and self._sent == sent and not self._dropped:
+            self._dropped = True
+            self._waiter.cancel()
 
     async def _send(
         self, client: AsyncModbusTcpClient, send: Callable[[AsyncModbusTcpClient], Awaitable[Any]]
     ) -> Any:
         """Send one request; fail at once if the connection drops while it waits.
 
-        (pymodbus itself would wait out the full timeout for an answer that cannot come.)
+        Nothing is allocated per request for that: the connection callback cancels the one
+        waiting task (requests on a gateway run one at a time, under our lock), and only that
+        cancellation becomes a ConnectionException; any other cancellation goes through.
         """
-        request = asyncio.ensure_future(send(client))
-        self._lost = lost = asyncio.get_running_loop().create_future()
+        task = asyncio.current_task()
+        self._sent += 1
+        self._waiter, self._dropped = task, False
         try:
-            await asyncio.wait({request, lost}, return_when=asyncio.FIRST_COMPLETED)
-        except BaseException:
-            request.cancel()
+            return await send(client)
+        except asyncio.CancelledError:
+            if self._dropped:
+                self._dropped = False
+                if task.uncancel() == 0:  # ours alone
+                    raise ConnectionException(
+                        "connection lost while waiting for the answer") from None
             raise
         finally:
-            self._lost = None
-        if request.done():
-            return request.result()
-        request.cancel()
-        await asyncio.wait({request})
-        raise ConnectionException("connection lost while waiting for the answer")
+            self._waiter = None
+            if self._dropped:  # the answer was in before our cancel: it was absorbed, undo it
+                self._dropped = False
+                task.uncancel()
 
     async def connect(self) -> bool:
         """Open the connection if it is not open. False if the gateway cannot be reached."""
@@ -220,34 +272,44 @@ class GatewayClient:
         operation: str,
         send: Callable[[AsyncModbusTcpClient], Awaitable[Any]],
     ) -> Any:
-        """Connect if needed, send one request, return the non-error response."""
-        where = self._where(unit_id, operation)
+        """Connect if needed, send one request, return the non-error response.
+
+        pymodbus bounds the request by `timeout` (no retries); connecting is bounded here."""
         async with self._bind_loop():
             try:
-                # pymodbus bounds connect and request by `timeout` each; this guards the rest.
-                async with asyncio.timeout(2 * self.timeout + 0.5):
-                    client = await self._ensure_connected()
+                client = self._client
+                if client is None or not client.connected:
+                    async with asyncio.timeout(self.timeout + 0.5):
+                        client = await self._ensure_connected()
                     if client is None:
-                        raise MeterError(CONNECTION, **where, detail="connect failed")
+                        raise MeterError(CONNECTION, **self._where(unit_id, operation),
+                                         detail="connect failed")
+                if None in self._failing:
                     self._succeeded(None)
-                    response = await self._send(client, send)
+                response = await self._send(client, send)
             except MeterError as exc:
                 self._fail(exc)
             except ConnectionException as exc:
-                self._fail(MeterError(CONNECTION, **where, detail=exc.string))
+                self._fail(MeterError(CONNECTION, **self._where(unit_id, operation),
+                                      detail=exc.string))
             except ModbusIOException as exc:  # no (matching) answer within the timeout
                 detail = f"timeout {self.timeout:g} s: {exc.string}"
-                self._fail(MeterError(TIMEOUT, **where, detail=detail))
+                self._fail(MeterError(TIMEOUT, **self._where(unit_id, operation), detail=detail))
             except TimeoutError:
-                self._fail(MeterError(TIMEOUT, **where, detail="overall deadline passed"))
+                self._fail(MeterError(TIMEOUT, **self._where(unit_id, operation),
+                                      detail="connect deadline passed"))
             except ModbusException as exc:
-                self._fail(MeterError(EXCEPTION, **where, detail=exc.string))
+                self._fail(MeterError(EXCEPTION, **self._where(unit_id, operation),
+                                      detail=exc.string))
             except OSError as exc:
-                self._fail(MeterError(CONNECTION, **where, detail=str(exc)))
+                self._fail(MeterError(CONNECTION, **self._where(unit_id, operation),
+                                      detail=str(exc)))
         if response.isError():
             code = getattr(response, "exception_code", None)
-            self._fail(MeterError(EXCEPTION, **where, exception_code=code))
-        self._succeeded(unit_id)
+            self._fail(MeterError(EXCEPTION, **self._where(unit_id, operation),
+                                  exception_code=code))
+        if self._failing and unit_id in self._failing:
+            self._succeeded(unit_id)
         return response
 
     # -- logging: first failure at ERROR, repeats at DEBUG ----------------------------------
