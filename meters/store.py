@@ -114,6 +114,7 @@ def record_attempt(engine: Engine, command_id: int, result: AttemptResult) -> st
         meter = s.get(Meter, command.meter_id)
         if result.relay_open is not None:
             meter.relay_open = result.relay_open
+            meter.relay_read_at = result.finished_at
             s.add(meter)
         now = result.finished_at
         if result.outcome == CONFIRMED:
@@ -216,7 +217,9 @@ def _record_one(s, meter: Meter, account: Account | None, r: ReadingResult,
     meter.last_energy_wh = r.energy_wh
     if r.period_raw is not None:
         meter.last_period_raw = ",".join(str(x) for x in r.period_raw)
-    meter.relay_open = r.relay_open
+    if meter.relay_read_at is None or r.read_at >= meter.relay_read_at:
+        # else a command's read-back, newer than this reading, knows better
+        meter.relay_open, meter.relay_read_at = r.relay_open, r.read_at
     meter.last_read_at = r.read_at
     meter.online = True
     meter.failures_in_row = 0

@@ -121,6 +121,9 @@ class Meter(SQLModel, table=True):
     gateway_id: int = Field(foreign_key="gateway.id", index=True)
     unit_id: int
     relay_open: bool | None = None
+    # When `relay_open` was learned (a reading's time, or a command's read-back): a reading taken
+    # before it, stored after it, does not put an older relay state back.
+    relay_read_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
     last_energy_wh: int | None = Field(default=None, sa_type=sa.BigInteger)  # wraps at 2^32 × 10 Wh
     last_read_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
     online: bool = True
