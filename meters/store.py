@@ -22,6 +22,7 @@ from app.tariffs import TariffError
 from app.ledger.services import balances_fen
 from app.estate.models import Account, Gateway, Meter, Reading
 from app.notices.models import POWER_CUT, POWER_RESTORED, Notice
+from app.notices.services import last_notices
 from meters.assess import BACKWARDS, JUMP, WHILE_OPEN, assess
 
 CONFIRMED = "confirmed"
@@ -182,10 +183,12 @@ def _record_readings(s, results: list[ReadingResult]) -> None:
     s.flush()
     if accounts:
         supplied = [m for m in meters.values() if m.account_id in accounts and m.relay_open is False]
-        balances = balances_fen(s, {m.account_id for m in supplied}) if supplied else {}
+        supplied_accounts = {m.account_id for m in supplied}
+        balances = balances_fen(s, supplied_accounts) if supplied else {}
+        last = last_notices(s, supplied_accounts)
         for meter in supplied:  # warn where due, and cut where the policy allows
             account = accounts[meter.account_id]
-            cut_if_exhausted(s, meter, account, balances[account.id])
+            cut_if_exhausted(s, meter, account, balances[account.id], last=last)
 
 
 _READING = Reading.__table__

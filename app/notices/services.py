@@ -22,7 +22,7 @@ SPENDING_KINDS = (CHARGE, SHARE)  # what "the charges" of an account are: its us
 
 
 def warn_low_balance(session: Session, account: Account, balance_fen: int,
-                     now: dt.datetime) -> Notice | None:
+                     now: dt.datetime, last: LastNotices | None = None) -> Notice | None:
     """Add the balance notice now due for `account`, if any; at most one per call.
 
     - Balance below the cut line (`cut_below_fen`): BALANCE_EXHAUSTED, once per exhaustion
@@ -32,23 +32,50 @@ def warn_low_balance(session: Session, account: Account, balance_fen: int,
     - Else when one more day at the recent daily rate would exceed the balance: LESS_THAN_A_DAY.
     LOW_BALANCE and LESS_THAN_A_DAY each at most once per the strategy's `notice_interval`.
     `amount_fen` carries the balance. Moves no money.
+
+    `last`: the accounts' latest notice of each kind, read for a whole batch at once
+    (`last_notices`; the batch's own notices are added to it); without it, read here.
     """
     strategy = strategy_named(account.strategy) or RESIDENTIAL
     if balance_fen < account.cut_below_fen:
-        if cut_notice_at(session, account) is not None:
+        if last is not None:
+            sent = last.get((account.id, BALANCE_EXHAUSTED))
+            if account.exhausted_at is not None and sent is not None \
+                    and sent >= account.exhausted_at:
+                return None
+        elif cut_notice_at(session, account) is not None:
             return None
-        return _add(session, account, BALANCE_EXHAUSTED, balance_fen, now)
+        return _add(session, account, BALANCE_EXHAUSTED, balance_fen, now, last)
     if balance_fen < account.low_balance_threshold_fen:
         kind = LOW_BALANCE
     elif daily_rate_fen(session, account, now, strategy) > balance_fen:
         kind = LESS_THAN_A_DAY
     else:
         return None
-    last = session.exec(select(func.max(Notice.created_at))
-                        .where(Notice.account_id == account.id, Notice.kind == kind)).one()
-    if last is not None and last > now - strategy.notice_interval:
+    if last is not None:
+        previous = last.get((account.id, kind))
+    else:
+        previous = session.exec(select(func.max(Notice.created_at))
+                                .where(Notice.account_id == account.id, Notice.kind == kind)).one()
+    if previous is not None and previous > now - strategy.notice_interval:
         return None
-    return _add(session, account, kind, balance_fen, now)
+    return _add(session, account, kind, balance_fen, now, last)
+
+
+# (account id, kind) → when its latest notice of that kind was made
+LastNotices = dict[tuple[int, str], dt.datetime]
+
+
+def last_notices(session: Session, account_ids) -> LastNotices:
+    """The latest balance notice of each kind for each of `account_ids`, in one query."""
+    if not account_ids:
+        return {}
+    rows = session.exec(
+        select(Notice.account_id, Notice.kind, func.max(Notice.created_at))
+        .where(Notice.account_id.in_(account_ids),
+               Notice.kind.in_((BALANCE_EXHAUSTED, LOW_BALANCE, LESS_THAN_A_DAY)))
+        .group_by(Notice.account_id, Notice.kind)).all()
+    return {(account_id, kind): at for account_id, kind, at in rows}
 
 
 def cut_notice_at(session: Session, account: Account) -> dt.datetime | None:
@@ -94,9 +121,10 @@ def daily_rate_fen(session: Session, account: Account, now: dt.datetime,
 
 
 def _add(session: Session, account: Account, kind: str, balance_fen: int,
-         now: dt.datetime) -> Notice:
+         now: dt.datetime, last: LastNotices | None) -> Notice:
     notice = Notice(account_id=account.id, kind=kind, amount_fen=balance_fen, created_at=now)
-    session.add(notice)
-    session.flush()
+    session.add(notice)  # flushed with the caller's next query or commit
+    if last is not None:
+        last[(account.id, kind)] = now
     return notice
 
