@@ -17,7 +17,11 @@ from app.orders.providers import (
     SANDBOX_ALIPAY_BILL_PATH,
     SANDBOX_GATEWAY_PATH,
     WECHAT_CASHIER_PATH,
+    WECHAT_JSAPI_CASHIER_PATH,
+    WECHAT_JSAPI_PAY_PATH,
     WECHAT_NOTIFY_PATH,
+    WECHAT_OAUTH_CALLBACK_PATH,
+    WECHAT_OAUTH_STANDIN_PATH,
     WECHAT_STANDIN_PATH,
     build_providers,
 )
@@ -27,6 +31,7 @@ from app.sandbox import views as sandbox
 from app.sandbox.delivery import SandboxNotifier
 from app.settings import ROOT, Settings, get_settings, use_settings
 from app.web.templating import make_templates
+from payments.wechat_oauth_standin import make_oauth_app
 from payments.wechat_standin import make_wechat_api_app
 
 LANG_COOKIE = "lang"
@@ -86,12 +91,22 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         Route(WECHAT_CASHIER_PATH, sandbox.wechat_cashier, name="sandbox_wechat_cashier"),
         Route("/sandbox/wechat/pay", sandbox.wechat_pay, methods=["POST"],
               name="sandbox_wechat_pay"),
+        Route(WECHAT_OAUTH_CALLBACK_PATH, resident.wechat_oauth_callback,
+              name="wechat_oauth_callback"),  # WeChat's web OAuth comes back here
+        Route(WECHAT_JSAPI_PAY_PATH + "/{out_trade_no}", resident.wechat_pay,
+              name="wechat_pay"),  # JSAPI pay inside WeChat
+        Route(WECHAT_JSAPI_CASHIER_PATH, sandbox.wechat_jsapi_sheet, name="sandbox_wechat_jsapi"),
+        Route(WECHAT_JSAPI_CASHIER_PATH + "/pay", sandbox.wechat_jsapi_pay, methods=["POST"],
+              name="sandbox_wechat_jsapi_pay"),
         Route("/healthz", lambda r: Response("ok"), name="healthz"),
         Mount("/static", StaticFiles(directory=str(ROOT / "static")), name="static"),
     ]
     if providers.wechat_standin is not None:  # WeChat's API, played for our own provider
         routes.append(Mount(WECHAT_STANDIN_PATH, app=make_wechat_api_app(
             providers.wechat_standin, cashier_url=settings.base_url + WECHAT_CASHIER_PATH)))
+    if providers.wechat_oauth_standin is not None:  # WeChat's web OAuth, played
+        routes.append(Mount(WECHAT_OAUTH_STANDIN_PATH,
+                            app=make_oauth_app(providers.wechat_oauth_standin)))
     app = Starlette(routes=routes, middleware=[Middleware(LanguageMiddleware)])
     app.state.settings = settings
     app.state.engine = engine or make_engine(settings.database_url)

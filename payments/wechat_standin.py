@@ -20,6 +20,8 @@ here touches our database.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import csv
 import gzip
 import hashlib
@@ -33,6 +35,9 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from urllib.parse import quote
 
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -187,6 +192,38 @@ class WechatStandin:
     def order_by_prepay_id(self, prepay_id: str) -> SandboxOrder | None:
         with self._lock:
             return next((o for o in self.orders.values() if o.prepay_id == prepay_id), None)
+
+    def check_pay_request(self, params: Mapping) -> SandboxOrder:
+        """What WeChat's client checks before it opens its pay sheet for
+        `WeixinJSBridge.invoke('getBrandWCPayRequest', params)`: our appId, signType RSA, a
+        package "prepay_id=…" of a JSAPI order it issued, and a paySign that verifies with the
+        merchant public key (RSA-SHA256 over "appId\ntimeStamp\nnonceStr\npackage\n").
+        Returns the order; raises StandinError (400) otherwise. Moves no money."""
+        fields = {name: params.get(name) for name in
+                  ("appId", "timeStamp", "nonceStr", "package", "signType", "paySign")}
+        missing = [name for name, value in fields.items() if not isinstance(value, str) or not value]
+        if missing:
+            raise StandinError(400, "PARAM_ERROR", f"missing {', '.join(missing)}")
+        if fields["appId"] != self.appid:
+            raise StandinError(400, "APPID_MCHID_NOT_MATCH", f"appId {fields['appId']!r}")
+        if fields["signType"] != "RSA":
+            raise StandinError(400, "PARAM_ERROR", f"signType {fields['signType']!r}")
+        if not fields["timeStamp"].isdigit() or len(fields["nonceStr"]) > 32:
+            raise StandinError(400, "PARAM_ERROR", "timeStamp or nonceStr malformed")
+        message = "".join(fields[name] + "\n"
+                          for name in ("appId", "timeStamp", "nonceStr", "package"))
+        public_key = serialization.load_pem_public_key(
+            self.sandbox.keys.merchant_public_pem.encode())
+        try:
+            public_key.verify(base64.b64decode(fields["paySign"], validate=True),
+                              message.encode("utf-8"), padding.PKCS1v15(), hashes.SHA256())
+        except (InvalidSignature, binascii.Error, ValueError):
+            raise StandinError(400, "SIGN_ERROR", "paySign does not verify") from None
+        prepay_id = fields["package"].removeprefix("prepay_id=")
+        order = self.order_by_prepay_id(prepay_id) if fields["package"] != prepay_id else None
+        if order is None or order.trade_type != "JSAPI":
+            raise StandinError(400, "PARAM_ERROR", "package is not a JSAPI prepay_id of ours")
+        return order
 
     def pay(self, out_trade_no: str, *, openid: str | None = None,
             in_flight: bool = False) -> SandboxOrder:

@@ -15,6 +15,8 @@ from payments.alipay import AlipayProvider
 from payments.alipay_standin import AlipayStandin
 from payments.sandbox import SandboxAlipay, ensure_sandbox_keys
 from payments.wechat import WechatPayProvider
+from payments.wechat_oauth import WechatOAuthClient
+from payments.wechat_oauth_standin import OAuthStandin, ensure_sandbox_appsecret
 from payments.wechat_sandbox import WechatSandbox, ensure_wechat_sandbox_keys
 from payments.wechat_standin import WechatStandin
 
@@ -27,6 +29,11 @@ SANDBOX_ALIPAY_BILL_PATH = "/sandbox/alipay/bill"  # where its bill download URL
 WECHAT_STANDIN_PATH = "/sandbox/wechat/api"  # the stand-in of WeChat's API, mounted in our app
 WECHAT_CASHIER_PATH = "/sandbox/wechat/h5"  # where the stand-in's h5_url sends the browser
 SANDBOX_KEYS_DIR = "sandbox-keys"
+WECHAT_OAUTH_CALLBACK_PATH = "/wechat/oauth"  # our redirect_uri for WeChat's web OAuth
+WECHAT_JSAPI_PAY_PATH = "/wechat/pay"  # + "/{out_trade_no}": register …/wechat/pay/ at WeChat Pay
+WECHAT_OAUTH_STANDIN_PATH = "/sandbox/wechat/oauth"  # the stand-in of WeChat's web OAuth
+WECHAT_JSAPI_CASHIER_PATH = "/sandbox/wechat/jsapi"  # the sandbox bridge's pay sheet
+MIN_SECRET_KEY_CHARS = 32
 
 
 @dataclass
@@ -37,6 +44,8 @@ class Providers:
     sandbox_wechat: WechatSandbox | None = None  # set when the sandbox plays WeChat Pay
     wechat_standin: WechatStandin | None = None  # WeChat's server side, for the sandbox
     alipay_standin: AlipayStandin | None = None  # Alipay's server side, for the sandbox
+    wechat_oauth: WechatOAuthClient | None = None  # set when JSAPI pay inside WeChat is offered
+    wechat_oauth_standin: OAuthStandin | None = None  # WeChat's web OAuth, for the sandbox
 
     @property
     def channels(self) -> tuple[str, ...]:
@@ -58,14 +67,20 @@ def build_providers(settings: Settings) -> Providers:
     if merchant:
         alipay = None if settings.sandbox else build_alipay(settings)
         wechat = None if settings.wechat_sandbox else build_wechat(settings)
-        return Providers(alipay, None, wechat)
+        providers = Providers(alipay, None, wechat)
+        if wechat is not None:
+            providers.wechat_oauth = build_wechat_oauth(settings)
+        return providers
     keys = ensure_sandbox_keys(settings.var_dir / SANDBOX_KEYS_DIR)
     alipay = AlipayProvider(SANDBOX_ALIPAY_APP_ID, keys.app_private_pem, keys.alipay_public_pem,
                             settings.base_url + SANDBOX_GATEWAY_PATH)
     wechat, standin = build_wechat_sandbox(settings)
     sandbox_alipay = SandboxAlipay(keys, SANDBOX_ALIPAY_APP_ID)
-    return Providers(alipay, sandbox_alipay, wechat, standin.sandbox, standin,
-                     AlipayStandin(sandbox_alipay))
+    providers = Providers(alipay, sandbox_alipay, wechat, standin.sandbox, standin,
+                          AlipayStandin(sandbox_alipay))
+    providers.wechat_oauth, providers.wechat_oauth_standin = build_wechat_oauth_sandbox(
+        settings, wechat.appid)
+    return providers
 
 
 def build_alipay(settings: Settings) -> AlipayProvider:
@@ -114,3 +129,33 @@ def build_wechat_sandbox(settings: Settings) -> tuple[WechatPayProvider, WechatS
         gateway_url=settings.base_url + WECHAT_STANDIN_PATH,
     )
     return provider, WechatStandin(WechatSandbox(keys))
+
+
+def build_wechat_oauth(settings: Settings) -> WechatOAuthClient | None:
+    """The official account's web OAuth with the real appsecret, or None when no appsecret is
+    set (then JSAPI pay inside WeChat is not offered). Raises ValueError naming the setting when
+    FEIKONG_SECRET_KEY, which signs the openid cookie, is still the default or short."""
+    secret = settings.wechat_appsecret_value()
+    if not secret:
+        return None
+    default_key = type(settings).model_fields["secret_key"].default
+    if settings.secret_key == default_key or len(settings.secret_key) < MIN_SECRET_KEY_CHARS:
+        raise ValueError(f"WeChat OAuth needs FEIKONG_SECRET_KEY: at least {MIN_SECRET_KEY_CHARS}"
+                         " random characters (it signs the cookie that keeps the openid)")
+    return WechatOAuthClient(settings.wechat_appid, secret,
+                             authorize_base_url=settings.wechat_oauth_authorize_url,
+                             api_base_url=settings.wechat_oauth_api_url)
+
+
+def build_wechat_oauth_sandbox(settings: Settings,
+                               appid: str) -> tuple[WechatOAuthClient, OAuthStandin]:
+    """WeChat's web OAuth played by the sandbox: a local appsecret under var_dir, the authorize
+    page and the token endpoint mounted in this very app (WECHAT_OAUTH_STANDIN_PATH), and the
+    domain of base_url registered as the 网页授权域名. The code exchange is a blocking HTTP request
+    to our own server: run it in a thread."""
+    secret = ensure_sandbox_appsecret(settings.var_dir / SANDBOX_KEYS_DIR)
+    base = settings.base_url + WECHAT_OAUTH_STANDIN_PATH
+    client = WechatOAuthClient(appid, secret, authorize_base_url=base + "/connect/",
+                               api_base_url=base + "/")
+    domain = settings.base_url.split("://", 1)[-1].split("/", 1)[0]
+    return client, OAuthStandin(appid, secret, domain)

@@ -23,10 +23,12 @@ from app.ledger.services import balance_fen, recent_entries
 from app.notices.models import Notice
 from app.money import yuan_str_to_fen
 from app.orders.models import PENDING, Order
-from app.orders.providers import NOTIFY_PATHS
+from app.orders.providers import NOTIFY_PATHS, WECHAT_JSAPI_PAY_PATH, WECHAT_OAUTH_CALLBACK_PATH
 from app.orders.services import MAX_TOPUP_FEN, MIN_TOPUP_FEN, create_order
+from app.resident.wechat import WechatCookies
 from payments.base import OrderInfo
 from payments.wechat import WechatPayError
+from payments.wechat_oauth import WechatOAuthError, mask_openid
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +43,15 @@ def in_wechat(request: Request) -> bool:
     return WECHAT_BROWSER in request.headers.get("user-agent", "").lower()
 
 
+def jsapi_offered(request: Request) -> bool:
+    """JSAPI pay inside WeChat: WeChat Pay is offered and the official account's OAuth is set
+    up (its appsecret), so the payer's openid can be had."""
+    providers = request.app.state.providers
+    return "wechat" in providers.channels and providers.wechat_oauth is not None
+
+
 def wechat_inside_message() -> str:
-    return _("在微信里暂时不能用微信支付：公众号内支付将随公众号登录一起开通。"
+    return _("在微信里暂时不能用微信支付。"
              "请点右上角「···」，选「在浏览器打开」，再用微信支付。")
 
 
@@ -139,7 +148,8 @@ def render_account(request: Request, view: AccountView, error: str | None = None
                    status_code: int = 200) -> Response:
     return render(request, "resident/account.html", {
         "v": view, "presets": PRESET_YUAN, "error": error,
-        "channels": request.app.state.providers.channels, "in_wechat": in_wechat(request),
+        "channels": request.app.state.providers.channels,
+        "in_wechat": in_wechat(request) and not jsapi_offered(request),
         "wechat_inside": wechat_inside_message(),
     }, status_code)
 
@@ -198,21 +208,14 @@ async def topup(request: Request) -> Response:
         amount_fen = parse_topup_amount(form)
         if channel not in providers.channels:
             raise ValueError(_("不支持的支付方式"))
-        if channel == "wechat" and in_wechat(request):
+        if channel == "wechat" and in_wechat(request) and not jsapi_offered(request):
             raise ValueError(wechat_inside_message())
     except ValueError as exc:
         return await _account_with_error(request, number, str(exc), 400)
+    if channel == "wechat" and in_wechat(request):
+        return await _topup_inside_wechat(request, number, amount_fen)
 
-    def create():
-        with transaction(engine) as session:
-            acct = session.exec(select(Account).where(Account.number == number)).first()
-            if acct is None:
-                return None
-            order = create_order(session, acct, amount_fen, channel)
-            return OrderInfo(order.out_trade_no, order.amount_fen,
-                             subject=f"电费充值 {acct.household}")
-
-    info = await run_in_threadpool(create)
+    info = await run_in_threadpool(create_order_info, engine, number, amount_fen, channel)
     if info is None:
         return render(request, "resident/not_found.html", {"number": number[:40]}, 404)
     provider = providers.by_channel(channel)
@@ -229,6 +232,143 @@ async def topup(request: Request) -> Response:
         return await _account_with_error(
             request, number, _("微信支付暂时无法下单，请稍后再试。您的余额没有变化。"), 502)
     return RedirectResponse(checkout.url, status_code=303)
+
+
+def create_order_info(engine, number: str, amount_fen: int, channel: str) -> OrderInfo | None:
+    """A pending order for the account `number` (None if there is no such account), as the
+    provider needs it. Moves no money."""
+    with transaction(engine) as session:
+        acct = session.exec(select(Account).where(Account.number == number)).first()
+        if acct is None:
+            return None
+        order = create_order(session, acct, amount_fen, channel)
+        return OrderInfo(order.out_trade_no, order.amount_fen,
+                         subject=f"电费充值 {acct.household}")
+
+
+# -- inside WeChat: the official account's OAuth for the openid, then JSAPI pay -----------------
+
+def _account_exists(engine, number: str) -> bool:
+    with transaction(engine, read_only=True) as session:
+        return session.exec(select(Account.id).where(Account.number == number)).first() is not None
+
+
+async def _topup_inside_wechat(request: Request, number: str, amount_fen: int) -> Response:
+    """With this browser's openid: the order, then its JSAPI pay page. Without: off to WeChat's
+    OAuth (snsapi_base, no consent screen), the top-up kept in a signed cookie until WeChat sends
+    the browser back to `wechat_oauth_callback`. Creates no order before the openid is known."""
+    cookies = WechatCookies.for_request(request)
+    if cookies.openid(request) is not None:
+        return await _order_for_jsapi(request, number, amount_fen)
+    if not await run_in_threadpool(_account_exists, request.app.state.engine, number):
+        return render(request, "resident/not_found.html", {"number": number[:40]}, 404)
+    pending = cookies.new_pending(number, amount_fen)
+    callback = request.app.state.settings.base_url + WECHAT_OAUTH_CALLBACK_PATH
+    reply = RedirectResponse(
+        request.app.state.providers.wechat_oauth.authorize_url(callback, pending.state),
+        status_code=303)
+    cookies.set_pending(reply, pending)
+    return reply
+
+
+async def _order_for_jsapi(request: Request, number: str, amount_fen: int) -> Response:
+    """A pending WeChat order, then (303) its JSAPI pay page: every page that opens WeChat's pay
+    sheet lives in one directory, /wechat/pay/, the JSAPI 支付授权目录 WeChat checks exactly."""
+    engine = request.app.state.engine
+    info = await run_in_threadpool(create_order_info, engine, number, amount_fen, "wechat")
+    if info is None:
+        return render(request, "resident/not_found.html", {"number": number[:40]}, 404)
+    return RedirectResponse(
+        f"{request.app.state.settings.base_url}{WECHAT_JSAPI_PAY_PATH}/{info.out_trade_no}",
+        status_code=303)
+
+
+def _oauth_failed(request: Request, message: str, number: str | None,
+                  status_code: int) -> Response:
+    return render(request, "resident/wechat_oauth_error.html",
+                  {"message": message, "number": number}, status_code)
+
+
+async def wechat_oauth_callback(request: Request) -> Response:
+    """WeChat's OAuth sends the browser back here with `code` and `state`. The state must be
+    the one this browser's signed cookie holds; the code is exchanged (wechatpy, in a thread) for
+    the openid, which is kept in a signed cookie; then the top-up goes on: the order, and its
+    pay page. A forged, expired or reused state or code gets a clear page and changes nothing:
+    no order, no cookie."""
+    oauth = request.app.state.providers.wechat_oauth
+    if oauth is None:
+        return _oauth_failed(request, _("微信内支付未开通。"), None, 404)
+    cookies = WechatCookies.for_request(request)
+    pending = cookies.pending(request, request.query_params.get("state", ""))
+    if pending is None:
+        log.info("WeChat OAuth callback refused: no pending top-up of this browser has its state")
+        return _oauth_failed(request, _("这个支付链接已失效（超过 10 分钟，或已经用过）。"
+                                        "请回到账户页重新充值，您的余额没有变化。"), None, 400)
+    try:
+        openid = await run_in_threadpool(oauth.fetch_openid, request.query_params.get("code", ""))
+    except WechatOAuthError as exc:
+        log.warning("WeChat OAuth code refused for %s: %s %s", pending.number, exc.code,
+                    exc.message)
+        network = exc.code == "NETWORK"
+        message = (_("暂时连不上微信，请稍后再试。您的余额没有变化。") if network else
+                   _("微信授权已失效，请回到账户页重新充值。您的余额没有变化。"))
+        return _oauth_failed(request, message, pending.number, 502 if network else 400)
+    log.info("WeChat OAuth: openid %s for %s", mask_openid(openid), pending.number)
+    reply = await _order_for_jsapi(request, pending.number, pending.amount_fen)
+    cookies.set_openid(reply, openid)
+    cookies.clear_pending(reply)
+    return reply
+
+
+def _jsapi_order(engine, out_trade_no: str) -> tuple[OrderInfo, str, str] | None:
+    """(the order as the provider needs it, its account's 户号, its status), or None."""
+    with transaction(engine, read_only=True) as session:
+        row = session.exec(select(Order, Account).join(Account, Account.id == Order.account_id)
+                           .where(Order.out_trade_no == out_trade_no,
+                                  Order.channel == "wechat")).first()
+        if row is None:
+            return None
+        order, acct = row
+        return (OrderInfo(order.out_trade_no, order.amount_fen,
+                          subject=f"电费充值 {acct.household}"), acct.number, order.status)
+
+
+async def wechat_pay(request: Request) -> Response:
+    """The JSAPI pay page of a pending WeChat order, for this browser's openid: a prepay at
+    WeChat Pay (a blocking call, in a thread; the same order again gives the same prepay) and
+    the page that opens WeChat's pay sheet, then returns to the account page whatever happens.
+    Moves no money: the credit comes only from WeChat Pay's verified notification. An order no
+    longer pending goes to the account page; without the openid cookie, a clear page."""
+    out_trade_no = request.path_params["out_trade_no"]
+    engine, settings = request.app.state.engine, request.app.state.settings
+    providers = request.app.state.providers
+    if providers.wechat_oauth is None:
+        return _oauth_failed(request, _("微信内支付未开通。"), None, 404)
+    found = await run_in_threadpool(_jsapi_order, engine, out_trade_no)
+    if found is None:
+        return _oauth_failed(request, _("没有这笔充值订单。您的余额没有变化。"), None, 404)
+    info, number, status = found
+    back = f"/a/{number}?order={out_trade_no}"
+    if status != PENDING:
+        return RedirectResponse(back, status_code=303)
+    openid = WechatCookies.for_request(request).openid(request)
+    if openid is None:
+        return _oauth_failed(request, _("微信授权已失效，请回到账户页重新充值。您的余额没有变化。"),
+                             number, 400)
+    try:
+        params = await run_in_threadpool(
+            providers.wechat.start_jsapi, info, openid=openid,
+            notify_url=settings.base_url + NOTIFY_PATHS["wechat"])
+    except (WechatPayError, ValueError) as exc:
+        log.warning("wechat could not start JSAPI order %s: %s", out_trade_no, exc)
+        return await _account_with_error(
+            request, number, _("微信支付暂时无法下单，请稍后再试。您的余额没有变化。"), 502)
+    reply = render(request, "resident/wechat_pay.html", {
+        "params": params, "amount_fen": info.amount_fen, "number": number, "return_url": back,
+        "sandbox_bridge": providers.wechat_standin is not None,
+    })
+    reply.headers["Cache-Control"] = "no-store"  # a one-time paySign
+    return reply
 
 
 async def emergency(request: Request) -> Response:

@@ -171,11 +171,14 @@ def test_account_page_offers_alipay_and_wechat_pay(client, cut_account):
     assert "支付宝支付" in page and "微信支付" in page
 
 
-def test_inside_wechat_the_page_explains_instead_of_offering_h5(client, engine, cut_account):
-    page = client.get(f"/a/{cut_account}", headers={"user-agent": IN_WECHAT}).text
-    assert 'value="wechat"' not in page and "公众号内支付将随公众号登录一起开通" in page
-    reply = client.post(f"/a/{cut_account}/topup", data={"amount": "50", "channel": "wechat"},
-                        headers={"user-agent": IN_WECHAT})
+def test_inside_wechat_without_an_appsecret_the_page_explains_instead_of_offering_h5(
+        settings, engine, tmp_path, cut_account):
+    live = settings.model_copy(update=_real_wechat(tmp_path))  # no appsecret: no JSAPI
+    with TestClient(create_app(live, engine), follow_redirects=False) as c:
+        page = c.get(f"/a/{cut_account}", headers={"user-agent": IN_WECHAT}).text
+        assert 'value="wechat"' not in page and "在浏览器打开" in page
+        reply = c.post(f"/a/{cut_account}/topup", data={"amount": "50", "channel": "wechat"},
+                       headers={"user-agent": IN_WECHAT})
     assert reply.status_code == 400 and "在浏览器打开" in reply.text
     assert orders(engine) == []
 
