@@ -1,5 +1,5 @@
 """`feikong demo | run | serve | worker | simulate | db upgrade | seed | quote | tariff |
-reconcile | refund`."""
+read | reconcile | refund`."""
 
 from __future__ import annotations
 
@@ -104,6 +104,47 @@ def cmd_quote(args) -> int:
     return run(args)
 
 
+def cmd_read(args) -> int:
+    """Queue an on-demand read of the account's meters (ahead of the routine poll; the worker
+    must be running), wait for it, print what was read."""
+    import time
+
+    from sqlmodel import select
+
+    from app.commands.models import PENDING, Command
+    from app.commands.services import POWER_OFF, POWER_ON, meters_of, queue_read
+    from app.db import transaction
+    from app.estate.models import Account
+
+    engine = _engine()
+    with transaction(engine) as s:
+        account = s.exec(select(Account).where(Account.number == args.account)).first()
+        if account is None:
+            print(f"feikong read: no account {args.account}", file=sys.stderr)
+            return 2
+        ids = [queue_read(s, meter, f"feikong read {args.account}").id
+               for meter in meters_of(s, account.id)]
+    if not ids:
+        print(f"feikong read: account {args.account} has no meter", file=sys.stderr)
+        return 2
+    deadline = time.monotonic() + args.wait
+    while True:
+        with transaction(engine, read_only=True) as s:
+            states = s.exec(select(Command.state).where(Command.id.in_(ids))).all()
+            if all(state != PENDING for state in states) or time.monotonic() >= deadline:
+                meters = meters_of(s, account.id)
+                break
+        time.sleep(0.2)
+    for meter, state in zip(meters, states):
+        relay = {False: f"{POWER_ON} 供电中", True: f"{POWER_OFF} 已停电"}.get(meter.relay_open,
+                                                                          "unknown 未知")
+        energy = ("?" if meter.last_energy_wh is None
+                  else f"{meter.last_energy_wh / 1000:.2f} kWh")
+        print(f"{args.account}: meter {meter.id} (unit {meter.unit_id}) {energy}, {relay}, "
+              f"read at {meter.last_read_at}; request {state}")
+    return 0 if all(state == "done" for state in states) else 1
+
+
 def cmd_tariff(args) -> int:
     from app.tariffs.admin import run
 
@@ -188,6 +229,9 @@ def main(argv: list[str] | None = None) -> int:
     from app.tariffs.quote import add_arguments as add_quote_arguments
 
     add_quote_arguments(sub.add_parser("quote", help="price a usage with a tariff (docs/tariffs.md)"))
+    read = sub.add_parser("read", help="read an account's meters now (the worker must run)")
+    read.add_argument("account", help="the 户号")
+    read.add_argument("--wait", type=float, default=30.0, help="seconds to wait; default 30")
     from app.tariffs.admin import add_arguments as add_tariff_arguments
 
     add_tariff_arguments(sub.add_parser("tariff", help="add, list and assign tariffs"))
@@ -210,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     handler = {"demo": cmd_demo, "run": cmd_run, "serve": cmd_serve, "worker": cmd_worker,
                "db": cmd_db, "seed": cmd_seed, "quote": cmd_quote, "reconcile": cmd_reconcile,
-               "refund": cmd_refund, "tariff": cmd_tariff}[args.command]
+               "refund": cmd_refund, "tariff": cmd_tariff, "read": cmd_read}[args.command]
     return handler(args)
 
 

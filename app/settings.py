@@ -37,6 +37,7 @@ class Settings(BaseSettings):
     confirm_timeout_s: float = 5.0
     restore_expiry_s: float = 24 * 3600.0
     cut_expiry_s: float = 3600.0
+    read_expiry_s: float = 120.0  # an on-demand read not done by then is dropped (expired)
     # Order jobs (`app.orders.jobs`), run by `feikong run`, `serve` and `demo`: how often pending
     # orders are queried, expired ones closed, refunds followed and yesterday reconciled. 0: not
     # in this process. On PostgreSQL one process sweeps at a time (an advisory lock).
@@ -61,6 +62,14 @@ class Settings(BaseSettings):
     wechat_public_key_file: Path | None = None  # pub_key.pem: WeChat Pay's public key
     wechat_public_key_id: str = ""  # "PUB_KEY_ID_…"
     wechat_gateway: str = "https://api.mch.weixin.qq.com"
+    # Paying inside WeChat's browser (JSAPI) needs the payer's openid from the official account's
+    # web OAuth (snsapi_base): the appsecret of FEIKONG_WECHAT_APPID, given as the value or as a
+    # file holding it (one of the two). Without it, inside WeChat the page asks the resident to
+    # open it in a phone browser (H5). The openid is kept in a cookie signed with secret_key.
+    wechat_appsecret: str = ""
+    wechat_appsecret_file: Path | None = None
+    wechat_oauth_authorize_url: str = "https://open.weixin.qq.com/connect/"  # …oauth2/authorize
+    wechat_oauth_api_url: str = "https://api.weixin.qq.com/"  # …sns/oauth2/access_token
 
     @property
     def sandbox(self) -> bool:
@@ -69,6 +78,16 @@ class Settings(BaseSettings):
     @property
     def wechat_sandbox(self) -> bool:
         return not self.wechat_mchid
+
+    def wechat_appsecret_value(self) -> str:
+        """The official account's appsecret, from the setting or its file ("" when neither).
+        Raises ValueError if both are set (which one would be meant?)."""
+        if self.wechat_appsecret and self.wechat_appsecret_file:
+            raise ValueError("set FEIKONG_WECHAT_APPSECRET or FEIKONG_WECHAT_APPSECRET_FILE, "
+                             "not both")
+        if self.wechat_appsecret_file:
+            return self.wechat_appsecret_file.read_text().strip()
+        return self.wechat_appsecret.strip()
 
     @property
     def base_url(self) -> str:

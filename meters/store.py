@@ -16,7 +16,8 @@ from app.anomalies.models import (COMMAND_EXPIRED, ENERGY_BACKWARDS, ENERGY_JUMP
                                   METER_OFFLINE, STATE_CHANGED_OFFLINE, Anomaly)
 from app.billing.pricing import period_deltas
 from app.billing.services import cut_if_exhausted, post_consumption
-from app.commands.models import CUT, DONE, EXPIRED, PENDING, RESTORE, Command, CommandAttempt
+from app.commands.models import (CUT, DONE, EXPIRED, PENDING, READ, RESTORE, Command,
+                                 CommandAttempt)
 from app.db import transaction, utcnow
 from app.tariffs import TariffError
 from app.ledger.services import balances_fen
@@ -56,6 +57,10 @@ class DueCommand:
     def wants_open(self) -> bool:
         return self.action == CUT
 
+    @property
+    def is_read(self) -> bool:
+        return self.action == READ
+
 
 @dataclass(frozen=True)
 class AttemptResult:
@@ -84,7 +89,8 @@ def load_gateways(engine: Engine, gateway_ids: set[int] | None = None) -> list[G
 
 
 def due_commands(engine: Engine, gateway_id: int, now: dt.datetime | None = None) -> list[DueCommand]:
-    """Pending commands of one gateway whose next attempt is due: restores first, oldest first."""
+    """Pending commands of one gateway whose next attempt is due: restores, then cuts, then
+    on-demand reads; oldest first within each."""
     now = now or utcnow()
     with transaction(engine, read_only=True) as s:
         rows = s.exec(
@@ -92,7 +98,8 @@ def due_commands(engine: Engine, gateway_id: int, now: dt.datetime | None = None
             .join(Meter, Meter.id == Command.meter_id)
             .where(Meter.gateway_id == gateway_id, Command.state == PENDING,
                    Command.next_attempt_at <= now)
-            .order_by(case((Command.action == RESTORE, 0), else_=1), Command.id)
+            .order_by(case((Command.action == RESTORE, 0), (Command.action == CUT, 1), else_=2),
+                      Command.id)
         ).all()
     return [DueCommand(c.id, c.meter_id, unit, c.action, c.attempts) for c, unit in rows]
 
@@ -121,7 +128,7 @@ def record_attempt(engine: Engine, command_id: int, result: AttemptResult) -> st
         if result.outcome == CONFIRMED:
             command.state = DONE
             command.completed_at = now
-            if meter.account_id is not None:
+            if meter.account_id is not None and command.action != READ:
                 kind = POWER_CUT if command.action == CUT else POWER_RESTORED
                 s.add(Notice(account_id=meter.account_id, kind=kind))
         elif now >= command.expires_at:
@@ -255,6 +262,7 @@ def _reconcile_after_outage(s, meter: Meter, r: ReadingResult) -> None:
     if meter.relay_open is None or meter.relay_open == r.relay_open:
         return
     pending = s.exec(select(Command.id).where(Command.meter_id == meter.id,
+                                              Command.action.in_((CUT, RESTORE)),
                                               Command.state == PENDING)).first()
     if pending is None:
         s.add(Anomaly(kind=STATE_CHANGED_OFFLINE, meter_id=meter.id, account_id=meter.account_id,
@@ -307,6 +315,8 @@ def _expire(s, command: Command, now: dt.datetime, why: str) -> None:
     command.state = EXPIRED
     command.completed_at = now
     s.add(command)
+    if command.action == READ:  # the meter's breaker reports a meter that does not answer
+        return
     meter = s.get(Meter, command.meter_id)
     s.add(Anomaly(kind=COMMAND_EXPIRED, meter_id=meter.id, account_id=meter.account_id,
                   command_id=command.id,

@@ -8,6 +8,7 @@ from app.db import UTCDateTime, utcnow
 
 CUT = "cut"
 RESTORE = "restore"
+READ = "read"  # an on-demand reading (a manager's or resident's "read it now"): no relay write
 
 PENDING = "pending"
 DONE = "done"
@@ -16,12 +17,13 @@ CANCELLED = "cancelled"
 
 
 class Command(SQLModel, table=True):
-    """One cut or restore for one meter. A row first, frames later: created in the same
-    transaction as its cause; only a relay state read back from the meter completes it."""
+    """One cut, restore or on-demand read for one meter. A row first, frames later: created in
+    the same transaction as its cause; only a relay state read back from the meter completes
+    it. On a gateway restores go first, then cuts, then reads, then the routine poll."""
 
     id: int | None = Field(default=None, primary_key=True)
     meter_id: int = Field(foreign_key="meter.id", index=True)
-    action: str  # cut | restore
+    action: str  # cut | restore | read
     state: str = Field(default=PENDING, index=True)
     reason: str = ""
     created_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

@@ -1,4 +1,4 @@
-"""Queueing cut and restore commands, and what a resident's page says about power."""
+"""Queueing cut, restore and read commands, and what a resident's page says about power."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import datetime as dt
 from sqlmodel import Session, select
 
 from app import wakeup
-from app.commands.models import CANCELLED, CUT, PENDING, RESTORE, Command
+from app.commands.models import CANCELLED, CUT, PENDING, READ, RESTORE, Command
 from app.db import utcnow
 from app.estate.models import Account, Meter
 from app.settings import get_settings
@@ -71,6 +71,16 @@ def queue_cut(session: Session, meter: Meter, reason: str) -> Command | None:
     if pending_command(session, meter.id, CUT) or pending_command(session, meter.id, RESTORE):
         return None
     return _queue(session, meter, CUT, reason, get_settings().cut_expiry_s)
+
+
+def queue_read(session: Session, meter: Meter, reason: str) -> Command:
+    """Ask the worker to read `meter` now, ahead of its routine poll (after any restore or cut
+    on its gateway); an existing pending read is reused. Done when the reading is stored;
+    expires after `read_expiry_s` (an unread meter is the breaker's business, not an anomaly)."""
+    existing = pending_command(session, meter.id, READ)
+    if existing is not None:
+        return existing
+    return _queue(session, meter, READ, reason, get_settings().read_expiry_s)
 
 
 def meters_of(session: Session, account_id: int) -> list[Meter]:
