@@ -150,6 +150,7 @@ def render_account(request: Request, view: AccountView, error: str | None = None
         "v": view, "presets": PRESET_YUAN, "error": error,
         "channels": request.app.state.providers.channels,
         "in_wechat": in_wechat(request) and not jsapi_offered(request),
+        "inside_wechat": in_wechat(request),  # where WeChat blocks Alipay's pages
         "wechat_inside": wechat_inside_message(),
     }, status_code)
 

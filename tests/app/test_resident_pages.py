@@ -113,3 +113,12 @@ def test_page_shows_recent_notices_and_days_left(client, engine, estate, gateway
     assert "仅剩 0.05 元" not in page
     assert "约可用 5 天" in page
     assert "Low balance: ¥10.00 left" in client.get(f"/a/{number}?lang=en").text
+
+
+def test_inside_wechat_alipay_is_explained_not_offered(client, estate, gateway):
+    """WeChat's browser blocks Alipay's pages: the button would lead nowhere."""
+    number = estate.account(gateway_id=gateway, unit_id=1, balance_fen=100)
+    wechat = {"user-agent": "Mozilla/5.0 (Linux; Android 13) MicroMessenger/8.0.47"}
+    page = client.get(f"/a/{number}", headers=wechat).text
+    assert "在浏览器打开」，再用支付宝支付" in page and 'value="alipay"' not in page
+    assert 'value="alipay"' in client.get(f"/a/{number}").text
