@@ -23,7 +23,7 @@ from app.tariffs import TariffError
 from app.ledger.services import balances_fen
 from app.estate.models import Account, Gateway, Meter, Reading
 from app.notices.models import POWER_CUT, POWER_RESTORED, Notice
-from app.notices.services import last_notices
+from app.notices.services import NoticeBatch
 from meters.assess import BACKWARDS, JUMP, WHILE_OPEN, assess
 
 CONFIRMED = "confirmed"
@@ -192,10 +192,11 @@ def _record_readings(s, results: list[ReadingResult]) -> None:
         supplied = [m for m in meters.values() if m.account_id in accounts and m.relay_open is False]
         supplied_accounts = {m.account_id for m in supplied}
         balances = balances_fen(s, supplied_accounts) if supplied else {}
-        last = last_notices(s, supplied_accounts)
+        notices = NoticeBatch(s, supplied_accounts)
         for meter in supplied:  # warn where due, and cut where the policy allows
             account = accounts[meter.account_id]
-            cut_if_exhausted(s, meter, account, balances[account.id], last=last)
+            cut_if_exhausted(s, meter, account, balances[account.id], last=notices)
+        notices.insert(s)
 
 
 _READING = Reading.__table__
@@ -224,16 +225,24 @@ def _record_one(s, meter: Meter, account: Account | None, r: ReadingResult,
     if meter.last_energy_wh != r.energy_wh or meter.relay_open != r.relay_open:
         rows.append({"meter_id": meter.id, "read_at": r.read_at, "energy_wh": r.energy_wh,
                      "relay_open": r.relay_open})
-    meter.last_energy_wh = r.energy_wh
+    # The meter is the session's own (loaded above): setting a column marks it for the UPDATE
+    # at commit; columns already right are left alone (each set costs, 10,000 times a round).
+    if meter.last_energy_wh != r.energy_wh:
+        meter.last_energy_wh = r.energy_wh
     if r.period_raw is not None:
-        meter.last_period_raw = ",".join(str(x) for x in r.period_raw)
+        period_raw = ",".join(str(x) for x in r.period_raw)
+        if meter.last_period_raw != period_raw:
+            meter.last_period_raw = period_raw
     if meter.relay_read_at is None or r.read_at >= meter.relay_read_at:
         # else a command's read-back, newer than this reading, knows better
-        meter.relay_open, meter.relay_read_at = r.relay_open, r.read_at
+        if meter.relay_open != r.relay_open:
+            meter.relay_open = r.relay_open
+        meter.relay_read_at = r.read_at
     meter.last_read_at = r.read_at
-    meter.online = True
-    meter.failures_in_row = 0
-    s.add(meter)
+    if not meter.online:
+        meter.online = True
+    if meter.failures_in_row:
+        meter.failures_in_row = 0
 
 
 UNPRICED_ENERGY = "unpriced_energy"  # the account's tariff could not price a chargeable step

@@ -17,7 +17,7 @@ from app.ledger.services import balance_fen, post_entry
 from app.billing.pricing import describe, price_consumption
 from app.money import energy_cost, post_increment
 from app.tariffs.store import tariff_versions
-from app.notices.services import LastNotices, warn_low_balance
+from app.notices.services import NoticeBatch, warn_low_balance
 from app.policy.services import note_exhaustion, review_cut
 
 E7 = Decimal(10) ** 7  # billed totals are kept as integers of 1e-7 yuan: exact for 4-place prices
@@ -107,7 +107,7 @@ def post_consumption(session: Session, meter: Meter, account: Account,
 
 def cut_if_exhausted(session: Session, meter: Meter, account: Account,
                      balance: int | None = None, *, now: dt.datetime | None = None,
-                     last: LastNotices | None = None) -> bool:
+                     last: NoticeBatch | None = None) -> bool:
     """After a poll found `meter` supplying: warn, and queue a cut where the policy allows.
 
     Keeps the account's exhaustion episode (`exhausted_at`), adds the balance notice now due
@@ -125,8 +125,11 @@ def cut_if_exhausted(session: Session, meter: Meter, account: Account,
     if balance is None:
         balance = balance_fen(session, account.id)
     exhausted = note_exhaustion(account, balance, now)
-    session.add(account)
+    if account not in session:  # (the worker's are the session's own already)
+        session.add(account)
     warn_low_balance(session, account, balance, now, last)
     if not exhausted:
         return False
+    if last is not None:
+        last.insert(session)  # the policy reads the exhausted notice back
     return review_cut(session, meter, account, balance, now)

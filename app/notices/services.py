@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import func
+from sqlalchemy import func, insert
 from sqlmodel import Session, select
 
 from app.estate.models import Account
@@ -22,7 +22,7 @@ SPENDING_KINDS = (CHARGE, SHARE)  # what "the charges" of an account are: its us
 
 
 def warn_low_balance(session: Session, account: Account, balance_fen: int,
-                     now: dt.datetime, last: LastNotices | None = None) -> Notice | None:
+                     now: dt.datetime, last: NoticeBatch | None = None) -> Notice | None:
     """Add the balance notice now due for `account`, if any; at most one per call.
 
     - Balance below the cut line (`cut_below_fen`): BALANCE_EXHAUSTED, once per exhaustion
@@ -33,13 +33,14 @@ def warn_low_balance(session: Session, account: Account, balance_fen: int,
     LOW_BALANCE and LESS_THAN_A_DAY each at most once per the strategy's `notice_interval`.
     `amount_fen` carries the balance. Moves no money.
 
-    `last`: the accounts' latest notice of each kind, read for a whole batch at once
-    (`last_notices`; the batch's own notices are added to it); without it, read here.
+    `last`: a batch of readings' `NoticeBatch` (the accounts' latest notices read at once;
+    the notice is then a row of the batch, inserted by `NoticeBatch.insert`, and None is
+    returned); without it, the latest notice is read here and the notice added to the session.
     """
     strategy = strategy_named(account.strategy) or RESIDENTIAL
     if balance_fen < account.cut_below_fen:
         if last is not None:
-            sent = last.get((account.id, BALANCE_EXHAUSTED))
+            sent = last.latest.get((account.id, BALANCE_EXHAUSTED))
             if account.exhausted_at is not None and sent is not None \
                     and sent >= account.exhausted_at:
                 return None
@@ -53,7 +54,7 @@ def warn_low_balance(session: Session, account: Account, balance_fen: int,
     else:
         return None
     if last is not None:
-        previous = last.get((account.id, kind))
+        previous = last.latest.get((account.id, kind))
     else:
         previous = session.exec(select(func.max(Notice.created_at))
                                 .where(Notice.account_id == account.id, Notice.kind == kind)).one()
@@ -62,20 +63,30 @@ def warn_low_balance(session: Session, account: Account, balance_fen: int,
     return _add(session, account, kind, balance_fen, now, last)
 
 
-# (account id, kind) → when its latest notice of that kind was made
-LastNotices = dict[tuple[int, str], dt.datetime]
+class NoticeBatch:
+    """The balance notices of a batch of readings: the accounts' latest notice of each kind,
+    read in one query, and the batch's new notices, inserted in one statement (`insert`)."""
 
+    def __init__(self, session: Session, account_ids) -> None:
+        self.latest: dict[tuple[int, str], dt.datetime] = {}  # (account id, kind) → when
+        self.rows: list[dict] = []
+        if account_ids:
+            self.latest = {(account_id, kind): at for account_id, kind, at in session.exec(
+                select(Notice.account_id, Notice.kind, func.max(Notice.created_at))
+                .where(Notice.account_id.in_(account_ids),
+                       Notice.kind.in_((BALANCE_EXHAUSTED, LOW_BALANCE, LESS_THAN_A_DAY)))
+                .group_by(Notice.account_id, Notice.kind)).all()}
 
-def last_notices(session: Session, account_ids) -> LastNotices:
-    """The latest balance notice of each kind for each of `account_ids`, in one query."""
-    if not account_ids:
-        return {}
-    rows = session.exec(
-        select(Notice.account_id, Notice.kind, func.max(Notice.created_at))
-        .where(Notice.account_id.in_(account_ids),
-               Notice.kind.in_((BALANCE_EXHAUSTED, LOW_BALANCE, LESS_THAN_A_DAY)))
-        .group_by(Notice.account_id, Notice.kind)).all()
-    return {(account_id, kind): at for account_id, kind, at in rows}
+    def add(self, account_id: int, kind: str, amount_fen: int, now: dt.datetime) -> None:
+        self.rows.append({"account_id": account_id, "kind": kind, "amount_fen": amount_fen,
+                          "created_at": now})
+        self.latest[(account_id, kind)] = now
+
+    def insert(self, session: Session) -> None:
+        """Insert the notices added so far (before anything reads them back)."""
+        if self.rows:
+            session.execute(insert(Notice.__table__), self.rows)
+            self.rows = []
 
 
 def cut_notice_at(session: Session, account: Account) -> dt.datetime | None:
@@ -121,10 +132,11 @@ def daily_rate_fen(session: Session, account: Account, now: dt.datetime,
 
 
 def _add(session: Session, account: Account, kind: str, balance_fen: int,
-         now: dt.datetime, last: LastNotices | None) -> Notice:
+         now: dt.datetime, batch: NoticeBatch | None) -> Notice | None:
+    if batch is not None:
+        batch.add(account.id, kind, balance_fen, now)
+        return None
     notice = Notice(account_id=account.id, kind=kind, amount_fen=balance_fen, created_at=now)
     session.add(notice)  # flushed with the caller's next query or commit
-    if last is not None:
-        last[(account.id, kind)] = now
     return notice
 
