@@ -1,18 +1,19 @@
 """Notify storm: 50 concurrent senders post valid payment notifications (10 % of them
-duplicates) for distinct orders, on SQLite and on PostgreSQL: 2,000 by default (1,800 orders),
-10,000 (9,000 orders, as the issue asks) with BENCH_NOTIFICATIONS=10000, which takes ~4 minutes.
+duplicates) for distinct orders, on SQLite and on PostgreSQL: 10,000 each (9,000 orders), about
+70 s in all on 2 cores; BENCH_NOTIFICATIONS sets another number.
 
 The system runs as an operator runs it: on a fresh SQLite file, `feikong run` (web and worker
 in one process) as a subprocess; on a throwaway PostgreSQL cluster of its own
 (`bench.common.throwaway_postgres`, the tests' one too), `feikong serve --processes N` (N = the
 machine's cores; BENCH_PG_PROCESSES) — the meter worker, a process of its own on PostgreSQL, has
-nothing to do here and is not started. This
-process plays the providers: half the orders are Alipay's, half WeChat Pay's; their
+nothing to do here and is not started.
+
+This process plays the providers: half the orders are Alipay's, half WeChat Pay's; their
 notifications are signed beforehand by the sandboxes with the local keys the server loads (two
 processes, not measured; WeChat's timestamps 4 minutes ahead, so that the pre-signed stream
 stays inside WeChat's ±5-minute window through a slow run), then posted by 50 threads, each on
 its own keep-alive connection: every order's notification once and 1,000 of them a second time,
-in one shuffled stream.
+in one shuffled stream. The senders share the machine's cores with the server.
 The 900 accounts have no meters: no restore is queued and the worker stays idle, so the figures
 are the notify path alone (the SDK's verification, confirm_paid's transaction, the ack).
 
@@ -59,10 +60,7 @@ from bench.common import free_ports, start_process, stop_process, throwaway_post
 from payments.sandbox import PayRequest, SandboxAlipay, ensure_sandbox_keys
 from payments.wechat_sandbox import WechatSandbox, ensure_wechat_sandbox_keys
 
-# The issue asks for 10,000 notifications per database; at the ~60–100 credits/s this server
-# manages on 2 cores that takes 4 minutes, past the 2-minute rule for benches. The default is
-# 2,000 (10 % duplicates); BENCH_NOTIFICATIONS=10000 runs the full storm.
-TOTAL = int(os.environ.get("BENCH_NOTIFICATIONS", "2000"))
+TOTAL = int(os.environ.get("BENCH_NOTIFICATIONS", "10000"))
 ORDERS, DUPLICATES, SENDERS = TOTAL - TOTAL // 10, TOTAL // 10, 50
 ACCOUNTS = 900
 # On PostgreSQL the web app runs as an operator runs it there, in as many processes as the
