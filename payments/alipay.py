@@ -33,6 +33,7 @@ from app.money import fen_to_yuan_str, yuan_str_to_fen
 from payments.base import (REFUND_PROCESSING, REFUND_SUCCEEDED, BillLine, Checkout, Notification,
                            NotificationRejected, OrderInfo, ProviderError, RefundResult)
 from payments.bills import AlipayBill, parse_alipay_bill_zip
+from payments.sandbox import BEIJING
 
 PAID_STATUSES = frozenset({"TRADE_SUCCESS", "TRADE_FINISHED"})
 REQUIRED_FIELDS = ("app_id", "out_trade_no", "trade_no", "total_amount", "trade_status")
@@ -86,12 +87,17 @@ class AlipayProvider:
         """The signed cashier URL for `order`. Moves no money, makes no network call."""
         if order.amount_fen <= 0:
             raise ValueError(f"amount must be positive, got {order.amount_fen} fen")
+        extra = {}
+        if order.expires_at is not None:  # Alipay's absolute expiry: Beijing time, to the second
+            extra["time_expire"] = order.expires_at.astimezone(BEIJING).strftime(
+                "%Y-%m-%d %H:%M:%S")
         order_string = self._client.api_alipay_trade_wap_pay(
             subject=order.subject,
             out_trade_no=order.out_trade_no,
             total_amount=fen_to_yuan_str(order.amount_fen),  # "10.00", never a float
             notify_url=notify_url,
             return_url=return_url,
+            **extra,
         )
         return Checkout(url=f"{self.gateway_url}?{order_string}")
 

@@ -91,6 +91,7 @@ class AlipayTrade:
     in_flight: bool = False  # paid, but not visible yet (see `pay`)
     refunded_fen: int = 0
     buyer_logon_id: str = "138****5678"
+    time_expire: dt.datetime | None = None  # the merchant's: no payment after it
 
 
 @dataclass
@@ -140,7 +141,8 @@ class AlipayStandin:
             if trade is None:
                 now = self.now()
                 trade = AlipayTrade(req.out_trade_no, _trade_no(now), req.amount_fen,
-                                    req.subject, req.notify_url or "", now)
+                                    req.subject, req.notify_url or "", now,
+                                    time_expire=req.time_expire)
                 self.trades[req.out_trade_no] = trade
             elif trade.amount_fen != req.amount_fen:
                 raise AlipayBusinessError("ACQ.CONTEXT_INCONSISTENT", "交易信息被篡改")
@@ -154,6 +156,9 @@ class AlipayStandin:
         succeeds, and `settle` later lands it anyway (a misbehaviour, on purpose)."""
         with self._lock:
             trade = self._trade(out_trade_no)
+            if (trade.status == "WAIT_BUYER_PAY" and trade.time_expire is not None
+                    and self.now() > trade.time_expire):
+                trade.status = "TRADE_CLOSED"  # Alipay closes a trade past its time_expire
             if trade.status == "TRADE_CLOSED":
                 raise AlipayBusinessError("ACQ.TRADE_HAS_CLOSE", "交易已经关闭")
             if trade.status == "WAIT_BUYER_PAY":

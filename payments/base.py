@@ -121,11 +121,14 @@ class Checkout:
 
 @dataclass(frozen=True)
 class OrderInfo:
-    """What a provider needs to start a payment. `amount_fen` is integer fen, > 0."""
+    """What a provider needs to start a payment. `amount_fen` is integer fen, > 0.
+    `expires_at` (aware): after it the provider must refuse to take the payment (we close the
+    order then; without it a resident could pay an order we no longer wait for)."""
 
     out_trade_no: str
     amount_fen: int
     subject: str
+    expires_at: dt.datetime | None = None
 
 
 @runtime_checkable

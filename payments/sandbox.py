@@ -129,6 +129,7 @@ class PayRequest:
     notify_url: str | None
     return_url: str | None
     app_id: str
+    time_expire: datetime | None = None  # Beijing time: no payment after it
 
 
 class SandboxAlipay:
@@ -170,6 +171,13 @@ class SandboxAlipay:
             raise NotificationRejected("malformed", f"biz_content: {exc}") from exc
         if amount_fen <= 0 or not out_trade_no or not subject:
             raise NotificationRejected("malformed", "empty out_trade_no, subject or amount")
+        time_expire = None
+        if biz.get("time_expire"):
+            try:
+                time_expire = datetime.strptime(str(biz["time_expire"]), "%Y-%m-%d %H:%M:%S"
+                                                ).replace(tzinfo=BEIJING)
+            except ValueError as exc:
+                raise NotificationRejected("malformed", f"time_expire: {exc}") from exc
         return PayRequest(
             out_trade_no=out_trade_no,
             amount_fen=amount_fen,
@@ -177,6 +185,7 @@ class SandboxAlipay:
             notify_url=params.get("notify_url") or None,
             return_url=params.get("return_url") or None,
             app_id=params["app_id"],
+            time_expire=time_expire,
         )
 
     # -- the notifying side: what Alipay POSTs to notify_url

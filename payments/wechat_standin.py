@@ -89,6 +89,7 @@ class SandboxOrder:
     success_time: datetime | None = None
     refunded_fen: int = 0
     in_flight: bool = False  # paid, not visible yet (see WechatStandin.pay)
+    time_expire: datetime | None = None  # the merchant's: no payment after it
 
 
 @dataclass
@@ -169,6 +170,14 @@ class WechatStandin:
                 raise StandinError(400, "PARAM_ERROR", "payer.openid is required")
         elif not (params.get("scene_info") or {}).get("payer_client_ip"):
             raise StandinError(400, "PARAM_ERROR", "scene_info.payer_client_ip is required")
+        time_expire = None
+        if params.get("time_expire"):
+            try:
+                time_expire = datetime.fromisoformat(str(params["time_expire"]))
+            except ValueError:
+                raise StandinError(400, "PARAM_ERROR", "time_expire is not RFC 3339") from None
+            if time_expire.tzinfo is None:
+                raise StandinError(400, "PARAM_ERROR", "time_expire needs its offset")
         with self._lock:
             order = self.orders.get(out_trade_no)
             if order is not None:
@@ -184,7 +193,7 @@ class WechatStandin:
                 out_trade_no=out_trade_no, appid=appid, mchid=mchid, description=description,
                 amount_fen=total, notify_url=notify_url, trade_type=trade_type,
                 prepay_id="wx" + now.strftime("%Y%m%d%H%M%S") + secrets.token_hex(11),
-                openid=openid,
+                openid=openid, time_expire=time_expire,
             )
             self.orders[out_trade_no] = order
             return order
@@ -233,6 +242,9 @@ class WechatStandin:
         purpose)."""
         with self._lock:
             order = self._order(out_trade_no)
+            if (order.trade_state == "NOTPAY" and order.time_expire is not None
+                    and datetime.fromtimestamp(self.sandbox.clock(), BEIJING) > order.time_expire):
+                order.trade_state = "CLOSED"  # WeChat closes an order past its time_expire
             if order.trade_state == "CLOSED":
                 raise StandinError(400, "ORDER_CLOSED", "order is closed")
             if order.trade_state == "NOTPAY":

@@ -32,14 +32,15 @@ from app.orders.models import (CLOSED, PENDING, REFUND_REQUESTED, REFUND_SUBMITT
                                Refund)
 from app.orders.reconcile import BEIJING, reconcile_day, reconciled, yesterday_in_beijing
 from app.orders.refunds import check_refund, submit_refund
-from app.orders.services import CREDITED, Refused, confirm_paid, our_ids, record_refused
+from app.orders.services import (CREDITED, ORDER_LIFE, Refused, confirm_paid, our_ids,
+                                 record_refused)
 from payments.base import ProviderError
 
 log = logging.getLogger(__name__)
 
 QUERY_AFTER_S = 120.0  # the resident is usually back from the cashier within two minutes
 QUERY_BACKOFF_S = (120.0, 180.0, 300.0, 600.0)  # then asked again after these (the last repeats)
-ORDER_LIFE_S = 30 * 60.0  # then closed
+ORDER_LIFE_S = ORDER_LIFE.total_seconds()  # then closed (the provider refuses payment by then)
 REFUND_QUERY_AFTER_S = 60.0  # a submitted refund whose notice has not come by then is queried
 REFUND_RETRY_AFTER_S = 30.0  # a refund the provider has not accepted is asked again
 RECONCILE_AT = dt.time(10, 0)  # Beijing: Alipay's bill is out by 09:00, WeChat's by 10:00

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import secrets
 from dataclasses import dataclass
@@ -17,10 +18,13 @@ from app.ledger.models import TOPUP
 from app.ledger.services import post_entry
 from app.notices.models import PAYMENT_RECEIVED, Notice
 from app.orders.models import CLOSED, PAID, PAID_AFTER_CLOSE, PENDING, Order, RefusedNotification
-from payments.base import Notification
+from payments.base import Notification, OrderInfo
 
 MIN_TOPUP_FEN = 100  # 1 元
 MAX_TOPUP_FEN = 500_000  # 5,000 元 per order
+# An order's life: the provider is told to refuse payment after it (time_expire), and the order
+# jobs close it here and at the provider then (app/orders/jobs.py).
+ORDER_LIFE = dt.timedelta(minutes=30)
 
 CREDITED = "credited"
 DUPLICATE = "duplicate"
@@ -57,6 +61,12 @@ def create_order(session: Session, account: Account, amount_fen: int, channel: s
     session.add(order)
     session.flush()
     return order
+
+
+def order_info(order: Order, household: str) -> OrderInfo:
+    """What the provider needs to start `order`, its expiry included."""
+    return OrderInfo(order.out_trade_no, order.amount_fen, subject=f"电费充值 {household}",
+                     expires_at=order.created_at + ORDER_LIFE)
 
 
 def our_ids(provider) -> dict[str, str]:

@@ -24,7 +24,7 @@ from app.notices.models import Notice
 from app.money import yuan_str_to_fen
 from app.orders.models import PENDING, Order
 from app.orders.providers import NOTIFY_PATHS, WECHAT_JSAPI_PAY_PATH, WECHAT_OAUTH_CALLBACK_PATH
-from app.orders.services import MAX_TOPUP_FEN, MIN_TOPUP_FEN, create_order
+from app.orders.services import MAX_TOPUP_FEN, MIN_TOPUP_FEN, create_order, order_info
 from app.resident.wechat import WechatCookies
 from payments.base import OrderInfo
 from payments.wechat import WechatPayError
@@ -242,9 +242,7 @@ def create_order_info(engine, number: str, amount_fen: int, channel: str) -> Ord
         acct = session.exec(select(Account).where(Account.number == number)).first()
         if acct is None:
             return None
-        order = create_order(session, acct, amount_fen, channel)
-        return OrderInfo(order.out_trade_no, order.amount_fen,
-                         subject=f"电费充值 {acct.household}")
+        return order_info(create_order(session, acct, amount_fen, channel), acct.household)
 
 
 # -- inside WeChat: the official account's OAuth for the openid, then JSAPI pay -----------------
@@ -330,8 +328,7 @@ def _jsapi_order(engine, out_trade_no: str) -> tuple[OrderInfo, str, str] | None
         if row is None:
             return None
         order, acct = row
-        return (OrderInfo(order.out_trade_no, order.amount_fen,
-                          subject=f"电费充值 {acct.household}"), acct.number, order.status)
+        return order_info(order, acct.household), acct.number, order.status
 
 
 async def wechat_pay(request: Request) -> Response:

@@ -195,3 +195,42 @@ def test_the_notify_behaviour_switch_refuses_an_unknown_mode(web):
 def _only_order(engine) -> Order:
     with transaction(engine, read_only=True) as s:
         return s.exec(select(Order)).one()
+
+
+# -- the order's life, told to the provider -----------------------------------------------------
+
+@pytest.mark.parametrize("channel", CHANNELS)
+def test_the_provider_refuses_a_payment_after_the_orders_life(web, providers, engine,
+                                                              cut_account, channel):
+    """The order's expiry goes to the provider (Alipay `time_expire` in Beijing time, WeChat
+    `time_expire` in RFC 3339): 31 minutes later its cashier refuses the payment, nothing is
+    credited and the order stays pending (the order jobs close it)."""
+    import time
+
+    reply = web.post(f"/a/{cut_account}/topup", data={"amount": "50", "channel": channel})
+    assert reply.status_code == 303, reply.text
+    cashier = reply.headers["location"]
+    later = time.time() + 31 * 60
+    if channel == "alipay":
+        query = urlsplit(cashier).query
+        biz = json.loads(dict(parse_qsl(query))["biz_content"])
+        no = biz["out_trade_no"]
+        created = order_of(engine, no).created_at
+        assert biz["time_expire"] == (created + dt.timedelta(minutes=30)).astimezone(
+            dt.timezone(dt.timedelta(hours=8))).strftime("%Y-%m-%d %H:%M:%S")
+        assert web.get(cashier).status_code == 200
+        providers.alipay_standin.clock = lambda: later
+        paid = web.post("/sandbox/alipay/pay", data={"query": query})
+        assert paid.status_code == 400 and "交易已经关闭" in paid.text
+    else:
+        params = parse_qs(urlsplit(cashier).query)
+        order = providers.wechat_standin.order_by_prepay_id(params["prepay_id"][0])
+        no = order.out_trade_no
+        created = order_of(engine, no).created_at
+        assert order.time_expire == created.replace(microsecond=0) + dt.timedelta(minutes=30)
+        providers.wechat_standin.sandbox.clock = lambda: later
+        paid = web.post("/sandbox/wechat/pay", data={
+            "prepay_id": params["prepay_id"][0], "redirect_url": params["redirect_url"][0]})
+        assert paid.status_code == 400 and "ORDER_CLOSED" in paid.text
+    assert order_of(engine, no).status == PENDING
+    assert entries_of(engine, cut_account, "topup") == []
