@@ -251,21 +251,27 @@ class SimMeter:
             self._timer.cancel()
             self._timer = None
 
-    def snapshot(self, now: float | None = None) -> MeterSnapshot:
-        """What the meter's registers say at `now`."""
+    def _state(self, now: float | None) -> tuple[int, int]:
+        """Energy advanced to `now`; (active power in W, as the register can hold it, and the
+        status bits)."""
         now = self.clock() if now is None else now
         self.advance(now)
         max_power = r.ACTIVE_POWER.datatype.max_value * r.POWER_W_PER_UNIT
         power_w = min(int(self.power_w(now)), max_power)
         power_w -= power_w % r.POWER_W_PER_UNIT
-        current_ca = min(
-            power_w * 1000 // NOMINAL_VOLTAGE_DV, r.CURRENT.datatype.max_value
-        )  # I[0.01 A] = P[W] / (U[0.1 V] / 10) * 100
         status = 0
         if self.remote_trip and self.relay_open:
             status |= 1 << r.STATUS_REMOTE_TRIP
         if self.keep_power:
             status |= 1 << r.STATUS_KEEP_POWER
+        return power_w, status
+
+    def snapshot(self, now: float | None = None) -> MeterSnapshot:
+        """What the meter's registers say at `now`."""
+        power_w, status = self._state(now)
+        current_ca = min(
+            power_w * 1000 // NOMINAL_VOLTAGE_DV, r.CURRENT.datatype.max_value
+        )  # I[0.01 A] = P[W] / (U[0.1 V] / 10) * 100
         energy_raw = self.energy_raw
         return MeterSnapshot(
             energy_raw=energy_raw,
@@ -285,16 +291,7 @@ class SimMeter:
     def block_words(self, now: float | None = None) -> tuple[int, ...]:
         """The poll block's registers at `now`: what `snapshot` says, encoded (with the
         password), without building the snapshot (the simulator answers every poll with it)."""
-        now = self.clock() if now is None else now
-        self.advance(now)
-        max_power = r.ACTIVE_POWER.datatype.max_value * r.POWER_W_PER_UNIT
-        power_w = min(int(self.power_w(now)), max_power)
-        power_w -= power_w % r.POWER_W_PER_UNIT
-        status = 0
-        if self.remote_trip and self.relay_open:
-            status |= 1 << r.STATUS_REMOTE_TRIP
-        if self.keep_power:
-            status |= 1 << r.STATUS_KEEP_POWER
+        power_w, status = self._state(now)
         energy_raw = self.energy_raw
         return encode_block_values(
             energy_raw=energy_raw,

@@ -175,6 +175,27 @@ async def wechat_cashier(request: Request) -> Response:
     return _wechat_page(request, order, request.query_params.get("redirect_url", ""))
 
 
+def _wechat_pays(standin, order, mode: str, openid: str | None = None) -> None:
+    """The stand-in takes the payment (in flight, for the LATE behaviour); raises StandinError
+    when WeChat would refuse it."""
+    standin.pay(order.out_trade_no, openid=openid, in_flight=mode == LATE)
+    if mode != LATE:
+        standin.notification_for(order.out_trade_no)  # paid: it can be notified
+
+
+async def _wechat_notifies(request: Request, standin, order, mode: str) -> bool:
+    """WeChat's signed notification of the paid order to its notify_url, as the notify
+    behaviour says; False when it could not be delivered."""
+    no = order.out_trade_no
+
+    def build():
+        if mode == LATE:
+            standin.settle(no)
+        return (order.notify_url, *standin.notification_for(no))
+
+    return await _notifier(request).send(build, mode=mode, label=no)
+
+
 async def wechat_pay(request: Request) -> Response:
     """The resident pays: the stand-in marks the order paid, then WeChat's signed notification
     goes to the order's notify_url (our /notify/wechat: the only way money moves) and the browser
@@ -189,19 +210,10 @@ async def wechat_pay(request: Request) -> Response:
         return _wechat_page(request, None, error="unknown prepay_id", status_code=404)
     try:
         mode = _mode(form, request)
-        standin.pay(order.out_trade_no, in_flight=mode == LATE)
-        if mode != LATE:
-            standin.notification_for(order.out_trade_no)  # paid: it can be notified
+        _wechat_pays(standin, order, mode)
     except (StandinError, ValueError) as exc:
         return _wechat_page(request, order, redirect_url, getattr(exc, "code", str(exc)), 400)
-    no = order.out_trade_no
-
-    def build():
-        if mode == LATE:
-            standin.settle(no)
-        return (order.notify_url, *standin.notification_for(no))
-
-    if not await _notifier(request).send(build, mode=mode, label=no):
+    if not await _wechat_notifies(request, standin, order, mode):
         return _wechat_page(request, order, redirect_url, "notify_failed", 502)
     back = safe_return_url(redirect_url, request.app.state.settings.base_url)
     if back is None:
@@ -249,20 +261,11 @@ async def wechat_jsapi_pay(request: Request) -> Response:
     try:
         order = standin.check_pay_request(params)
         mode = _mode(form, request)
-        standin.pay(order.out_trade_no, openid=order.openid, in_flight=mode == LATE)
-        if mode != LATE:
-            standin.notification_for(order.out_trade_no)  # paid: it can be notified
+        _wechat_pays(standin, order, mode, openid=order.openid)
     except StandinError as exc:
         return _jsapi_sheet(request, None, params, f"{exc.code}: {exc.message}", 400)
     except ValueError as exc:
         return _jsapi_sheet(request, order, params, str(exc), 400)
-    no = order.out_trade_no
-
-    def build():
-        if mode == LATE:
-            standin.settle(no)
-        return (order.notify_url, *standin.notification_for(no))
-
-    if not await _notifier(request).send(build, mode=mode, label=no):
+    if not await _wechat_notifies(request, standin, order, mode):
         return _jsapi_sheet(request, order, params, "notify_failed", 502)
     return _jsapi_sheet(request, order, params, paid=True)
