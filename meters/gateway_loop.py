@@ -28,7 +28,8 @@ from meters.transport import MeterError
 log = logging.getLogger(__name__)
 
 READINGS_PER_BATCH = 64  # readings are stored in batches of this many,
-FLUSH_EVERY_S = 0.5  # or at least this often (a slow bus must not hide its readings for a round)
+FLUSH_EVERY_S = 2.0  # or at least this often: fewer transactions, and a slow bus (4.8 s a round)
+# still shows its readings within the round
 # Unchanged readings only move the meters' reading time: they go with the next batch of
 # readings, or on their own once this many are waiting or this long has passed, and at the
 # end of every round. (Each flush is a transaction; on a fast bus, 100 gateways flushing
