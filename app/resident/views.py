@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 PRESET_YUAN = (20, 50, 100, 200)
 NOTICES_SHOWN_FOR = dt.timedelta(days=7)
+PAYMENT_WATCH_FOR = dt.timedelta(minutes=10)  # then a pending order is most likely not paid
 ACCOUNT_NUMBER = re.compile(r"^[0-9A-Za-z-]{1,32}$")
 WECHAT_BROWSER = "micromessenger"  # in the user agent of WeChat's built-in browser
 
@@ -81,8 +82,28 @@ class AccountView:
 
     @property
     def watching(self) -> bool:
-        """Keep refreshing while a payment or a restore is under way."""
-        return self.power == RESTORING or (self.order is not None and self.order.status == PENDING)
+        """Keep refreshing while a restore is under way, or a payment is awaited (not for ever:
+        see `refresh_every`)."""
+        return self.refresh_every is not None
+
+    @property
+    def payment_overdue(self) -> bool:
+        """The resident came back from the cashier long ago and no payment came: most likely
+        they did not pay (or cancelled). The page says so and stops asking."""
+        return (self.order is not None and self.order.status == PENDING
+                and utcnow() - self.order.created_at > PAYMENT_WATCH_FOR)
+
+    @property
+    def refresh_every(self) -> str | None:
+        """How often the page asks for news (htmx's `every …`), or None: every 500 ms while a
+        restore is under way or a payment is fresh, every 5 s for a payment a minute old, not
+        at all past `PAYMENT_WATCH_FOR` (one open page must not poll for the order's whole
+        life)."""
+        if self.power == RESTORING:
+            return "500ms"
+        if self.order is None or self.order.status != PENDING or self.payment_overdue:
+            return None
+        return "500ms" if utcnow() - self.order.created_at < dt.timedelta(minutes=1) else "5s"
 
 
 def load_account_view(session: Session, number: str, out_trade_no: str | None) -> AccountView | None:

@@ -122,3 +122,32 @@ def test_inside_wechat_alipay_is_explained_not_offered(client, estate, gateway):
     page = client.get(f"/a/{number}", headers=wechat).text
     assert "在浏览器打开」，再用支付宝支付" in page and 'value="alipay"' not in page
     assert 'value="alipay"' in client.get(f"/a/{number}").text
+
+
+def test_a_page_waiting_for_a_payment_asks_less_often_then_stops(client, engine, estate,
+                                                                 gateway):
+    """Fresh: every 500 ms; a minute old: every 5 s; ten minutes old: the page says no payment
+    came (nothing to do if the resident did not pay) and stops asking."""
+    import datetime as dt
+
+    from sqlalchemy import update
+
+    from app.db import utcnow
+
+    number = estate.account(gateway_id=gateway, unit_id=1, balance_fen=100)
+    assert client.post(f"/a/{number}/topup", data={"amount": "20", "channel": "alipay"}
+                       ).status_code == 303
+    [order] = orders(engine)
+
+    def page_aged(minutes):
+        with transaction(engine) as s:
+            s.execute(update(Order).where(Order.id == order.id)
+                      .values(created_at=utcnow() - dt.timedelta(minutes=minutes)))
+        return client.get(f"/a/{number}?order={order.out_trade_no}").text
+
+    fresh = page_aged(0)
+    assert 'hx-trigger="every 500ms"' in fresh and "支付确认中" in fresh
+    assert 'hx-trigger="every 5s"' in page_aged(3)
+    overdue = page_aged(11)
+    assert "hx-trigger" not in overdue and "这笔充值没有收到付款" in overdue
+    assert "支付确认中" not in overdue
