@@ -86,9 +86,9 @@ def confirm_paid(session: Session, notification: Notification, *, app_id: str,
     `raw["mchid"]`; None for Alipay, which has none) and our app id, a known order of the same
     channel, and the order's exact amount; raises `Refused` otherwise (the caller rolls back,
     records the refusal and answers the provider with its failure reply). On the order's single
-    transition pending → paid, in the caller's transaction: the top-up ledger entry, a notice,
-    and a restore command when the new balance allows. A duplicate or a refund notice changes
-    nothing. WeChat's refund notices carry no appid: there the mchid alone says they are ours.
+    transition pending → paid, in the caller's transaction: the top-up ledger entry, the
+    repayment of an outstanding emergency advance, a notice, and a restore command when the new
+    balance allows (see `_credit`). A duplicate or a refund notice changes nothing. WeChat's refund notices carry no appid: there the mchid alone says they are ours.
 
     A payment for an order we closed (past its life, closed at the provider) is not credited:
     on its single transition closed → paid_after_close a `refused_notification` row
