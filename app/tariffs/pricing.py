@@ -135,15 +135,20 @@ def _check_wh(value: Any, path: str) -> None:
         raise TariffError(f"{path}: must be zero or more whole Wh, got {value!r}")
 
 
-def _price(tariff: Tariff, before_wh: int, energy: Energy, uplift_wh: int,
-           month: int | None) -> Quote:
+def _season_checked(tariff: Tariff, month: int | None):
+    """The season of `month` in `tariff`, after checking both are what pricing takes."""
     if not isinstance(tariff, (FlatTariff, TieredTariff, TouTariff, TieredTouTariff)):
         raise TariffError(f"tariff: not a parsed tariff (use schema.parse_tariff), got "
                           f"{type(tariff).__name__}")
     if month is not None and (isinstance(month, bool) or not isinstance(month, int)
                               or not 1 <= month <= 12):
         raise TariffError(f"usage.month: must be a month number from 1 to 12, got {month!r}")
-    season = _season(tariff, month)
+    return _season(tariff, month)
+
+
+def _price(tariff: Tariff, before_wh: int, energy: Energy, uplift_wh: int,
+           month: int | None) -> Quote:
+    season = _season_checked(tariff, month)
     if isinstance(tariff, (FlatTariff, TieredTariff)):
         if not isinstance(energy, int):
             raise TariffError(f"usage.periods: a {tariff.kind} tariff has no periods; give kwh")
@@ -291,13 +296,7 @@ def price_table(tariff: Tariff, month: int | None = None, uplift_wh: int = 0) ->
     table = _tables.get(key)
     if table is not None and table.tariff is tariff:
         return table
-    if not isinstance(tariff, (FlatTariff, TieredTariff, TouTariff, TieredTouTariff)):
-        raise TariffError(f"tariff: not a parsed tariff (use schema.parse_tariff), got "
-                          f"{type(tariff).__name__}")
-    if month is not None and (isinstance(month, bool) or not isinstance(month, int)
-                              or not 1 <= month <= 12):
-        raise TariffError(f"usage.month: must be a month number from 1 to 12, got {month!r}")
-    season = _season(tariff, month)
+    season = _season_checked(tariff, month)
     if isinstance(tariff, FlatTariff):
         bounds, names, prices = (None,), (None,), [[tariff.price_yuan_per_kwh]]
     elif isinstance(tariff, TieredTariff):
