@@ -164,7 +164,8 @@ def record_readings(engine: Engine, results: list[ReadingResult]) -> None:
 def record_poll(engine: Engine, results: list[ReadingResult], touched: list[int],
                 touched_at: dt.datetime | None) -> None:
     """What one gateway's poll produced since its last flush, in one transaction: the meters
-    read unchanged (`touch_meters`) and the readings to judge (`record_readings`)."""
+    read unchanged (only their reading time moves) and the readings to judge
+    (`record_readings`)."""
     if not results and not touched:
         return
     with transaction(engine) as s:
@@ -277,15 +278,6 @@ def _reconcile_after_outage(s, meter: Meter, r: ReadingResult) -> None:
         s.add(Anomaly(kind=STATE_CHANGED_OFFLINE, meter_id=meter.id, account_id=meter.account_id,
                       detail=f"relay was {'open' if meter.relay_open else 'closed'} before the "
                              f"outage, reads {'open' if r.relay_open else 'closed'} after it"))
-
-
-def touch_meters(engine: Engine, meter_ids: list[int], read_at: dt.datetime) -> None:
-    """Meters read again with nothing changed (same energy, same relay, still online): only
-    their last reading time moves, in one statement."""
-    if not meter_ids:
-        return
-    with transaction(engine) as s:
-        _touch(s, meter_ids, read_at)
 
 
 def _touch(s, meter_ids: list[int], read_at: dt.datetime) -> None:
