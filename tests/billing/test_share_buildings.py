@@ -79,14 +79,7 @@ def estate(engine):
 def posted(engine):
     """Everything the sharing wrote: runs, entries and the buildings' running totals."""
     with transaction(engine) as s:
-        runs = [(r.building_id, r.scheme, r.energy_wh, r.exact_e7, r.charge_fen, r.households)
-                for r in s.exec(select(ShareRun).order_by(ShareRun.building_id))]
-        entries = [(e.account_id, e.amount_fen, e.kind, e.idempotency_key, e.memo, e.energy_wh)
-                   for e in s.exec(select(LedgerEntry).where(LedgerEntry.kind == "share")
-                                   .order_by(LedgerEntry.idempotency_key))]
-        totals = [(b.id, b.shared_exact_e7, b.shared_fen)
-                  for b in s.exec(select(Building).order_by(Building.id))]
-    return runs, entries, totals
+        return posted_in(s)
 
 
 def test_many_buildings_at_once_post_what_one_by_one_posts(engine, estate, monkeypatch):
@@ -115,6 +108,7 @@ def test_many_buildings_at_once_post_what_one_by_one_posts(engine, estate, monke
 
 
 def posted_in(s):
+    """`posted`, read in the session `s` (which may not have committed it)."""
     runs = [(r.building_id, r.scheme, r.energy_wh, r.exact_e7, r.charge_fen, r.households)
             for r in s.exec(select(ShareRun).order_by(ShareRun.building_id))]
     entries = [(e.account_id, e.amount_fen, e.kind, e.idempotency_key, e.memo, e.energy_wh)

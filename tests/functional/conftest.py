@@ -4,7 +4,7 @@ import os
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import sync_playwright
+from playwright.sync_api import expect, sync_playwright
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -32,3 +32,16 @@ def phone():
                                       has_touch=True, locale="zh-CN")
         yield context.new_page()
         browser.close()
+
+
+def tap_wechat_pay(page, base_url: str, number: str) -> None:
+    """On the cut household's account page (-5.00 元, 已停电): choose 50 元 and tap 微信支付,
+    a large target on a 360-px phone."""
+    page.goto(f"{base_url}/a/{number}")
+    expect(page.locator("#balance")).to_have_text("-5.00")
+    expect(page.locator("#power")).to_have_text("已停电")
+    page.get_by_text("50 元", exact=True).click()
+    wechat = page.get_by_role("button", name="微信支付", exact=True)
+    box = wechat.bounding_box()
+    assert box["width"] >= 300 and box["height"] >= 48
+    wechat.click()

@@ -10,7 +10,7 @@ from playwright.sync_api import expect
 
 from tests.conftest import wait_until
 from tests.factories import balance_of, entries_of
-from tests.functional.conftest import ARTIFACTS
+from tests.functional.conftest import ARTIFACTS, tap_wechat_pay
 from tests.functional.test_worker import commands, read_relay
 from tests.payflow import WECHAT_NOTIFY, start_wechat_payment
 
@@ -18,15 +18,7 @@ from tests.payflow import WECHAT_NOTIFY, start_wechat_payment
 def test_cut_household_pays_50_with_wechat_and_sees_power_back(stack, engine, cut_household,
                                                                 phone):
     page = phone
-    page.goto(f"{stack.base_url}/a/{cut_household}")
-    expect(page.locator("#balance")).to_have_text("-5.00")
-    expect(page.locator("#power")).to_have_text("已停电")
-
-    page.get_by_text("50 元", exact=True).click()
-    wechat = page.get_by_role("button", name="微信支付", exact=True)
-    box = wechat.bounding_box()
-    assert box["width"] >= 300 and box["height"] >= 48  # a large target on a 360-px phone
-    wechat.click()
+    tap_wechat_pay(page, stack.base_url, cut_household)
     expect(page).to_have_url(re.compile(r"/sandbox/wechat/h5\?prepay_id="))  # the sandbox cashier
     expect(page.locator("#pay-amount")).to_contain_text("50.00")
     page.get_by_role("button", name="确认付款").click()

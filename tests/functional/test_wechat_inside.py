@@ -8,7 +8,7 @@ import pytest
 from playwright.sync_api import expect, sync_playwright
 
 from tests.factories import balance_of, entries_of
-from tests.functional.conftest import ARGS, ARTIFACTS, CHROMIUM
+from tests.functional.conftest import ARGS, ARTIFACTS, CHROMIUM, tap_wechat_pay
 from tests.functional.test_worker import read_relay
 
 WECHAT_UA = ("Mozilla/5.0 (Linux; Android 13; V2148A Build/TP1A.220624.014; wv) AppleWebKit/537.36 "
@@ -29,14 +29,7 @@ def phone_in_wechat():
 
 def open_pay_sheet(page, base_url: str, number: str):
     """Account page → 50 元 → 微信支付 → OAuth → JSAPI page → the sandbox bridge's sheet."""
-    page.goto(f"{base_url}/a/{number}")
-    expect(page.locator("#balance")).to_have_text("-5.00")
-    expect(page.locator("#power")).to_have_text("已停电")
-    page.get_by_text("50 元", exact=True).click()
-    wechat = page.get_by_role("button", name="微信支付", exact=True)
-    box = wechat.bounding_box()
-    assert box["width"] >= 300 and box["height"] >= 48  # a large target on a 360-px phone
-    wechat.click()
+    tap_wechat_pay(page, base_url, number)
     expect(page).to_have_url(re.compile(r"/wechat/pay/\w+(#wechat_redirect)?$"))  # OAuth done, the JSAPI page
     expect(page.locator("#pay-amount")).to_have_text("50.00")
     sheet = page.frame_locator("#sandbox-wechat-sheet")
