@@ -12,14 +12,14 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from app.billing.emergency import (EmergencyCreditRefused, emergency_credit_offered,
-                                   outstanding_emergency_fen, take_emergency_credit)
+from app.billing.emergency import (EmergencyCreditRefused, balance_and_advance_fen,
+                                   emergency_credit_offered, take_emergency_credit)
 from app.commands.services import POWER_OFF, RESTORING, meters_of, power_state
 from app.db import transaction, utcnow
 from app.estate.models import Account, Building, Estate, Meter
 from app.i18n import gettext as _
 from app.ledger.models import LedgerEntry
-from app.ledger.services import balance_fen, recent_entries
+from app.ledger.services import recent_entries
 from app.notices.models import Notice
 from app.money import yuan_str_to_fen
 from app.orders.models import PENDING, Order
@@ -117,7 +117,7 @@ def load_account_view(session: Session, number: str, out_trade_no: str | None) -
     if out_trade_no:
         order = session.exec(select(Order).where(Order.out_trade_no == out_trade_no,
                                                  Order.account_id == account.id)).first()
-    balance = balance_fen(session, account.id)
+    balance, owed = balance_and_advance_fen(session, account.id)  # one pass over the ledger
     power = power_state(session, account.id)
     needs_power = power == POWER_OFF or balance <= account.restore_threshold_fen
     offer = (account.emergency_credit_fen
@@ -126,7 +126,7 @@ def load_account_view(session: Session, number: str, out_trade_no: str | None) -
     return AccountView(
         account=account, building=building, estate=session.get(Estate, building.estate_id),
         balance_fen=balance, power=power,
-        emergency_offer_fen=offer, emergency_owed_fen=outstanding_emergency_fen(session, account.id),
+        emergency_offer_fen=offer, emergency_owed_fen=owed,
         last_read_at=max(read_times) if read_times else None,
         entries=recent_entries(session, account.id), order=order,
         notices=list(session.exec(
