@@ -8,7 +8,8 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from sqlalchemy import case, insert, update
+from sqlalchemy import bindparam, case, insert, update
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.engine import Engine
 from sqlmodel import select
 
@@ -182,12 +183,15 @@ def _record_readings(s, results: list[ReadingResult]) -> None:
     accounts = ({a.id: a for a in s.exec(select(Account).where(Account.id.in_(account_ids)))}
                 if account_ids else {})
     rows: list[dict] = []  # Reading rows, inserted at once (Core executemany, no ORM objects)
+    meter_rows: list[dict] = []  # the meters' new columns, likewise (`_METER_READ`)
     for r in results:
         meter = meters.get(r.meter_id)
         if meter is not None:
-            _record_one(s, meter, accounts.get(meter.account_id), r, rows)
+            _record_one(s, meter, accounts.get(meter.account_id), r, rows, meter_rows)
     if rows:
         s.connection().execute(insert(_READING), rows)
+    if meter_rows:
+        s.connection().execute(_METER_READ, meter_rows)
     s.flush()
     if accounts:
         supplied = [m for m in meters.values() if m.account_id in accounts and m.relay_open is False]
@@ -205,7 +209,7 @@ _METER = Meter.__table__
 
 
 def _record_one(s, meter: Meter, account: Account | None, r: ReadingResult,
-                rows: list[dict]) -> None:
+                rows: list[dict], meter_rows: list[dict]) -> None:
     verdict = assess(previous_wh=meter.last_energy_wh, previous_at=meter.last_read_at,
                      previous_relay_open=meter.relay_open, energy_wh=r.energy_wh,
                      relay_open=r.relay_open, read_at=r.read_at, max_power_w=meter.max_power_w)
@@ -226,24 +230,33 @@ def _record_one(s, meter: Meter, account: Account | None, r: ReadingResult,
     if meter.last_energy_wh != r.energy_wh or meter.relay_open != r.relay_open:
         rows.append({"meter_id": meter.id, "read_at": r.read_at, "energy_wh": r.energy_wh,
                      "relay_open": r.relay_open})
-    # The meter is the session's own (loaded above): setting a column marks it for the UPDATE
-    # at commit; columns already right are left alone (each set costs, 10,000 times a round).
-    if meter.last_energy_wh != r.energy_wh:
-        meter.last_energy_wh = r.energy_wh
-    if r.period_raw is not None:
-        period_raw = ",".join(str(x) for x in r.period_raw)
-        if meter.last_period_raw != period_raw:
-            meter.last_period_raw = period_raw
-    if meter.relay_read_at is None or r.read_at >= meter.relay_read_at:
+    # The meter's new reading columns go to the database in one Core executemany per batch
+    # (`_METER_READ`); the session's copy is set to them as committed values, so what follows
+    # in this transaction (the cut policy) sees them and the ORM writes none of them again.
+    # (The ORM's change tracking and flush cost about a third of storing a reading.)
+    period_raw = (",".join(map(str, r.period_raw)) if r.period_raw is not None
+                  else meter.last_period_raw)
+    relay_open, relay_read_at = meter.relay_open, meter.relay_read_at
+    if relay_read_at is None or r.read_at >= relay_read_at:
         # else a command's read-back, newer than this reading, knows better
-        if meter.relay_open != r.relay_open:
-            meter.relay_open = r.relay_open
-        meter.relay_read_at = r.read_at
-    meter.last_read_at = r.read_at
-    if not meter.online:
-        meter.online = True
-    if meter.failures_in_row:
-        meter.failures_in_row = 0
+        relay_open, relay_read_at = r.relay_open, r.read_at
+    values = {"b_id": meter.id, "b_energy": r.energy_wh, "b_period": period_raw,
+              "b_relay": relay_open, "b_relay_at": relay_read_at, "b_read_at": r.read_at}
+    meter_rows.append(values)
+    for name, key in _METER_READ_COLUMNS:
+        set_committed_value(meter, name, values[key])
+    set_committed_value(meter, "online", True)
+    set_committed_value(meter, "failures_in_row", 0)
+
+
+_METER_READ_COLUMNS = (("last_energy_wh", "b_energy"), ("last_period_raw", "b_period"),
+                       ("relay_open", "b_relay"), ("relay_read_at", "b_relay_at"),
+                       ("last_read_at", "b_read_at"))
+# One statement for every meter of a batch (executemany): the reading's columns, and the meter
+# online with no failures.
+_METER_READ = (update(_METER).where(_METER.c.id == bindparam("b_id"))
+               .values({**{name: bindparam(key) for name, key in _METER_READ_COLUMNS},
+                        "online": True, "failures_in_row": 0}))
 
 
 UNPRICED_ENERGY = "unpriced_energy"  # the account's tariff could not price a chargeable step
