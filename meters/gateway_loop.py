@@ -27,9 +27,11 @@ from meters.transport import MeterError
 
 log = logging.getLogger(__name__)
 
-READINGS_PER_BATCH = 64  # readings are stored in batches of this many,
+READINGS_PER_BATCH = 128  # readings are stored in batches of this many,
 FLUSH_EVERY_S = 2.0  # or at least this often: fewer transactions, and a slow bus (4.8 s a round)
-# still shows its readings within the round
+# still shows its readings within the round. A gateway of up to 128 meters read in under 2 s
+# stores its round as one batch at the round's end (bench.poll, 100 × 100 meters: the first
+# round 1.95 → 1.78 s and every reading stored 3.37 → 3.13 s, against batches of 64).
 # Unchanged readings only move the meters' reading time: they go with the next batch of
 # readings, or on their own once this many are waiting or this long has passed, and at the
 # end of every round. (Each flush is a transaction; on a fast bus, 100 gateways flushing
