@@ -27,7 +27,9 @@ from urllib.parse import parse_qsl
 import httpx
 from alipay import AliPay
 from alipay.exceptions import AliPayException, AliPayValidationError
-from cryptography.hazmat.primitives import serialization
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding
 
 from app.money import fen_to_yuan_str, yuan_str_to_fen
 from payments.base import (REFUND_PROCESSING, REFUND_SUCCEEDED, BillLine, Checkout, Notification,
@@ -50,6 +52,31 @@ class AlipayError(ProviderError):
     provider = "Alipay"
 
 
+class _AliPay(AliPay):
+    """python-alipay-sdk's `AliPay` with its RSA2 check done by `cryptography` (OpenSSL), the
+    library WeChat Pay's SDK already verifies with, instead of pycryptodome: the same PKCS#1
+    v1.5 / SHA-256 check over the same bytes, which the SDK still builds (field filtering and
+    sorting for notifications, the reply text for server APIs). 0.025 instead of 0.5 ms per
+    check on this machine; pycryptodome's was the largest single cost of an Alipay
+    notification (bench.notify). Anything but RSA2 is left to the SDK."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._openssl_public_key = serialization.load_pem_public_key(
+            kwargs["alipay_public_key_string"].encode())
+
+    def _verify(self, raw_content: str, signature: str) -> bool:
+        if self._sign_type != "RSA2":
+            return super()._verify(raw_content, signature)
+        try:
+            self._openssl_public_key.verify(base64.decodebytes(signature.encode()),
+                                            raw_content.encode(), padding.PKCS1v15(),
+                                            hashes.SHA256())
+        except InvalidSignature:
+            return False
+        return True
+
+
 class AlipayProvider:
     """Alipay WAP pay (alipay.trade.wap.pay) and its asynchronous notifications.
 
@@ -70,7 +97,7 @@ class AlipayProvider:
         debug: bool = False,
     ) -> None:
         self.app_id = str(app_id)
-        self._client = AliPay(
+        self._client = _AliPay(
             appid=self.app_id,
             app_notify_url=None,
             app_private_key_string=normalize_private_pem(app_private_key_pem),

@@ -294,3 +294,21 @@ def test_post_notification_reaches_a_notify_url_twice(provider, sandbox, other_p
 
     assert replies == ["success", "success"] and forged.text == "failure"
     assert [n.out_trade_no for n in handler.received] == [ORDER.out_trade_no] * 2
+
+
+def test_the_openssl_check_agrees_with_the_sdks_own(provider, sandbox, other_private_pem):
+    """The provider verifies RSA2 with `cryptography` in place of the SDK's pycryptodome: both
+    must say the same of a good signature, an altered message and another key's signature."""
+    from alipay import AliPay
+
+    sdk_check = AliPay._verify.__get__(provider._client)  # the SDK's own, pycryptodome
+    form = sandbox.build_notification(paid_request(provider, sandbox))
+    forged = sandbox.sign_form(dict(form), private_pem=other_private_pem)
+    message = "&".join(f"{k}={v}" for k, v in provider._client._ordered_data(
+        {k: v for k, v in form.items() if k not in ("sign", "sign_type")}))
+    cases = [(message, form["sign"], True),
+             (message.replace("total_amount=50.00", "total_amount=5000.00"), form["sign"], False),
+             (message, forged["sign"], False)]
+    for text, signature, expected in cases:
+        assert provider._client._verify(text, signature) is expected
+        assert sdk_check(text, signature) is expected
