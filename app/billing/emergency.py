@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import bindparam, case, func
+from sqlalchemy import bindparam, case, exists, func
 from sqlmodel import Session, select
 
 from app.commands.services import meters_of, queue_restore
 from app.db import utcnow
-from app.estate.models import Account
+from app.estate.models import Account, Meter
 from app.ledger.models import EMERGENCY_CREDIT, LedgerEntry
 from app.ledger.services import post_entry
 from app.money import fen_to_yuan_str
@@ -82,11 +82,21 @@ def balance_and_advance_fen(session: Session, account_id: int) -> tuple[int, int
     return int(balance), max(0, int(advance))
 
 
+def balance_advance_and_metered(session: Session, account_id: int) -> tuple[int, int, bool]:
+    """What a top-up's credit needs to know, in one statement: (the balance, the advance
+    outstanding) as `balance_and_advance_fen`, and whether the account has a meter at all."""
+    balance, advance, metered = session.execute(
+        _BALANCE_ADVANCE_AND_METERED, {"account_id": account_id}).one()
+    return int(balance), max(0, int(advance)), bool(metered)
+
+
 _BALANCE_AND_ADVANCE = select(
     func.coalesce(func.sum(LedgerEntry.amount_fen), 0),
     func.coalesce(func.sum(case((LedgerEntry.kind == EMERGENCY_CREDIT, LedgerEntry.amount_fen),
                                 else_=0)), 0),
 ).where(LedgerEntry.account_id == bindparam("account_id"))
+_BALANCE_ADVANCE_AND_METERED = _BALANCE_AND_ADVANCE.add_columns(
+    exists().where(Meter.account_id == bindparam("account_id")))
 
 
 def repay_emergency_credit(session: Session, account_id: int, topup_fen: int,

@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from sqlalchemy import bindparam, insert, update
 from sqlmodel import Session, select
 
-from app.billing.emergency import balance_and_advance_fen, repay_emergency_credit
+from app.billing.emergency import balance_advance_and_metered, repay_emergency_credit
 from app.commands.services import restore_if_allowed
 from app.db import utcnow
-from app.estate.models import Account, Meter
+from app.estate.models import Account
 from app.ledger.models import TOPUP
 from app.ledger.services import post_entry
 from app.notices.models import PAYMENT_RECEIVED, Notice
@@ -166,7 +166,6 @@ _PAY_PENDING = (
     .returning(_ORDER.c.id, _ORDER.c.account_id)
 )
 _ADD_NOTICE = insert(Notice.__table__)
-_METERS_OF = select(Meter.__table__.c.id).where(Meter.__table__.c.account_id == bindparam("a"))
 
 
 def _move(session: Session, order: Order, old: str, new: str, **values) -> bool:
@@ -185,11 +184,11 @@ def _credit(session: Session, order: Order | _Paid, memo: str) -> None:
     key = f"order:{order.out_trade_no}"
     post_entry(session, account_id=order.account_id, amount_fen=order.amount_fen, kind=TOPUP,
                idempotency_key=key, memo=memo)
-    balance, owed = balance_and_advance_fen(session, order.account_id)
+    balance, owed, metered = balance_advance_and_metered(session, order.account_id)
     balance -= repay_emergency_credit(session, order.account_id, order.amount_fen, key, owed=owed)
     session.execute(_ADD_NOTICE, {"account_id": order.account_id, "kind": PAYMENT_RECEIVED,
                                   "amount_fen": order.amount_fen, "created_at": utcnow()})
-    if session.execute(_METERS_OF, {"a": order.account_id}).first() is not None:
+    if metered:
         restore_if_allowed(session, session.get(Account, order.account_id), balance,
                            reason=f"payment {order.out_trade_no}")
 
