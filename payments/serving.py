@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 import contextlib
-import socket
 import threading
 import time
 from collections.abc import Iterator
 
 import uvicorn
 
+from app.stack import tcp_listener
+
 
 @contextlib.contextmanager
 def serve_in_thread(app, host: str = "127.0.0.1", timeout: float = 10.0) -> Iterator[str]:
     """Serve `app` with uvicorn on `host`, a free port, in a daemon thread; yield its base URL
     ("http://127.0.0.1:PORT", what `_gate_way` wants) and stop the server on exit."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, 0))
+    sock = tcp_listener(host, 0)
     port = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
     server.install_signal_handlers = lambda: None
