@@ -84,8 +84,9 @@ def confirm_paid(session: Session, notification: Notification, *, app_id: str,
 
     Checks that the notification names our merchant id (`mchid`, WeChat Pay's
     `raw["mchid"]`; None for Alipay, which has none) and our app id, a known order of the same
-    channel, and the order's exact amount; raises `Refused` otherwise (the caller rolls back,
-    records the refusal and answers the provider with its failure reply). On the order's single
+    channel, and the order's exact amount; raises `Refused` otherwise, always before writing
+    anything (the notify desk credits many notifications in one transaction and relies on it;
+    it records the refusal and answers the provider with its failure reply). On the order's single
     transition pending → paid, in the caller's transaction: the top-up ledger entry, the
     repayment of an outstanding emergency advance, a notice, and a restore command when the new
     balance allows (see `_credit`). A duplicate or a refund notice changes nothing. WeChat's refund notices carry no appid: there the mchid alone says they are ours.

@@ -1,39 +1,23 @@
-"""The providers' notify URLs: parse, confirm, acknowledge."""
+"""The providers' notify URLs: read the raw request, hand it to the notify desk
+(`app.orders.desk`: verify, confirm, in batches), acknowledge."""
 
 from __future__ import annotations
 
 import asyncio
-import logging
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from app.db import transaction
-from app.orders.refunds import settle_refund_notice
-from app.orders.services import (REFUND_NOTICE, Refused, confirm_paid, our_ids,
-                                 record_refused)
-from payments.base import NotificationRejected
-
-log = logging.getLogger(__name__)
-
-# How many notifications do their verification and database work at once, per process. On
-# SQLite, one: its writes queue on one lock anyway, and every extra thread only contends for the
-# GIL (bench.notify: 1 at a time credits ~30 % faster than 4, at 2.2-2.9 instead of 4.5 ms of
-# CPU per notification). On PostgreSQL two, to overlap the round trips to the server (1, 3, 4
-# and 8 measured slower, with `serve --processes 2` on 2 cores). Waiting
-# notifications wait here, in the event loop, holding no thread: pages stay served.
-NOTIFY_CONCURRENCY = {"sqlite": 1, "postgresql": 2}
+from app.orders.desk import NotifyDesk
 
 
-def _slots(app) -> asyncio.Semaphore:
-    """The app's NOTIFY_CONCURRENCY slots, on the running event loop."""
+def _desk(app) -> NotifyDesk:
+    """The app's notify desk on the running event loop (tests run apps on more than one)."""
     loop = asyncio.get_running_loop()
-    slots = getattr(app.state, "notify_slots", None)
-    if slots is None or slots[0] is not loop:
-        slots = app.state.notify_slots = (loop, asyncio.Semaphore(
-            NOTIFY_CONCURRENCY.get(app.state.engine.dialect.name, 1)))
-    return slots[1]
+    desk = getattr(app.state, "notify_desk", None)
+    if desk is None or desk[0] is not loop:
+        desk = app.state.notify_desk = (loop, NotifyDesk(app.state.engine))
+    return desk[1]
 
 
 def _reply(status_type_body: tuple[int, str, str]) -> Response:
@@ -63,34 +47,7 @@ async def _notify(request: Request, channel: str) -> Response:
         provider = request.app.state.providers.by_channel(channel)
     except KeyError:
         return Response("not found", status_code=404)
-    engine = request.app.state.engine
     headers = dict(request.headers)  # the whole set: WeChat's SDK needs every Wechatpay-* header
     body = await request.body()  # the raw bytes: WeChat's signature covers them exactly
-
-    def handle() -> bool:
-        try:
-            notification = provider.parse_notify(headers, body)
-        except NotificationRejected as exc:
-            refuse(exc.reason, exc.message, "", body.decode("utf-8", "replace"))
-            return False
-        try:
-            with transaction(engine) as session:
-                result = confirm_paid(session, notification, **our_ids(provider))
-                outcome = result.outcome
-                if outcome == REFUND_NOTICE:
-                    outcome += ": " + settle_refund_notice(session, notification, result.order)
-        except Refused as exc:
-            refuse(exc.reason, exc.detail, notification.out_trade_no, notification.raw)
-            return False
-        log.info("%s notify %s: %s", channel, notification.out_trade_no, outcome)
-        return True
-
-    def refuse(reason: str, detail: str, out_trade_no: str, payload) -> None:
-        log.warning("%s notify refused (%s): %s", channel, reason, detail)
-        with transaction(engine) as session:
-            record_refused(session, channel=channel, reason=reason, detail=detail,
-                           out_trade_no=out_trade_no, payload=payload)
-
-    async with _slots(request.app):
-        accepted = await run_in_threadpool(handle)
+    accepted = await _desk(request.app).handle(channel, provider, headers, body)
     return _reply(provider.ack() if accepted else provider.failure())

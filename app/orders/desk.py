@@ -1,0 +1,182 @@
+"""The notify desk: where one process's provider notifications are verified and credited.
+
+Notifications that arrive while the database is busy with earlier ones wait here, in the event
+loop, holding no thread; whoever is free takes every waiting one (up to `MAX_BATCH`) and
+handles them together in one transaction (group commit): per notification the same
+`confirm_paid`, but one BEGIN, one COMMIT and one connection checkout for the lot. Under a storm
+that is most of a notification's database round trips; alone, a notification is a batch of one
+and waits for nothing.
+
+Exactly once does not depend on the batching: `confirm_paid` credits on the order's single
+pending → paid transition and the ledger's unique idempotency key, whatever else shares the
+transaction. A refused notification writes nothing before `Refused` is raised (see
+`confirm_paid`), so it can share a transaction with accepted ones; refusals are recorded once
+the batch has committed. If the batch's transaction fails (a deadlock, a lost connection), each
+of its notifications is handled again on its own, in a transaction of its own, so one cannot
+fail the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.engine import Engine
+from starlette.concurrency import run_in_threadpool
+
+from app.db import transaction
+from app.orders.refunds import settle_refund_notice
+from app.orders.services import REFUND_NOTICE, Refused, confirm_paid, our_ids, record_refused
+from payments.base import Notification, NotificationRejected
+
+log = logging.getLogger(__name__)
+
+# How many batches a process has in the database at once. On SQLite one: its writes queue on
+# one lock anyway. On PostgreSQL two, to overlap one batch's round trips with the other's work.
+BATCHES_AT_ONCE = {"sqlite": 1, "postgresql": 2}
+MAX_BATCH = 32  # notifications in one transaction, at most
+
+
+@dataclass
+class Arrived:
+    """One notification as it came: the provider that must verify it, its raw headers and body
+    (the signature covers the raw bytes), and the future its request waits on."""
+
+    channel: str
+    provider: Any
+    headers: dict[str, str]
+    body: bytes
+    done: asyncio.Future = field(repr=False)
+
+
+# (channel, reason, detail, out_trade_no, payload) for `record_refused`
+Refusal = tuple[str, str, str, str, Any]
+
+
+class NotifyDesk:
+    """One event loop's notify desk (see the module's docstring)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.batches_at_once = BATCHES_AT_ONCE.get(engine.dialect.name, 1)
+        self.waiting: collections.deque[Arrived] = collections.deque()
+        self.running = 0
+        self._tasks: set[asyncio.Task] = set()
+
+    async def handle(self, channel: str, provider, headers: dict[str, str], body: bytes) -> bool:
+        """True when the notification was accepted (credited, a repeat, a refund notice, a
+        payment after close kept for a manager): the provider gets its acknowledgement. False
+        when it was refused (recorded with its reason): the provider gets its failure reply."""
+        done = asyncio.get_running_loop().create_future()
+        self.waiting.append(Arrived(channel, provider, headers, body, done))
+        if self.running < self.batches_at_once:
+            self.running += 1
+            task = asyncio.create_task(self._run())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return await done
+
+    async def _run(self) -> None:
+        try:
+            while self.waiting:
+                batch = [self.waiting.popleft()
+                         for _ in range(min(MAX_BATCH, len(self.waiting)))]
+                try:
+                    outcomes = await run_in_threadpool(handle_batch, self.engine, batch)
+                except Exception as exc:  # noqa: BLE001 - each request answers with it
+                    outcomes = [exc] * len(batch)
+                for arrived, outcome in zip(batch, outcomes):
+                    if arrived.done.done():  # the sender went away; the work is done anyway
+                        continue
+                    if isinstance(outcome, BaseException):
+                        arrived.done.set_exception(outcome)
+                    else:
+                        arrived.done.set_result(outcome)
+        finally:
+            self.running -= 1
+
+
+def handle_batch(engine: Engine, batch: list[Arrived]) -> list[bool | Exception]:
+    """Verify and credit `batch` (in a thread): True accepted, False refused, or the exception
+    that kept a notification from being handled (its request fails; the provider retries)."""
+    outcomes: list[bool | Exception] = [False] * len(batch)
+    refusals: dict[int, Refusal] = {}
+    verified: list[tuple[int, Notification]] = []
+    for i, arrived in enumerate(batch):
+        try:
+            verified.append((i, arrived.provider.parse_notify(arrived.headers, arrived.body)))
+        except NotificationRejected as exc:
+            refusals[i] = (arrived.channel, exc.reason, exc.message, "",
+                           arrived.body.decode("utf-8", "replace"))
+    # Orders are updated in one order in every batch: two batches holding copies of the same
+    # payments cannot deadlock on them.
+    verified.sort(key=lambda item: item[1].out_trade_no)
+    results: list[tuple[int, Notification, Any]] = []
+    try:
+        if verified:
+            with transaction(engine) as session:
+                results = [(i, notification, _confirm(session, batch[i], notification))
+                           for i, notification in verified]
+    except Exception as exc:  # noqa: BLE001
+        if len(verified) == 1:  # alone already: its request fails with it
+            log.error("%s notify %s failed", batch[verified[0][0]].channel,
+                      verified[0][1].out_trade_no, exc_info=True)
+            results = [(verified[0][0], verified[0][1], exc)]
+        else:
+            results = _one_at_a_time(engine, batch, verified)
+    for i, notification, result in results:
+        if isinstance(result, Exception):
+            outcomes[i] = result
+        elif isinstance(result, tuple):
+            refusals[i] = result
+        else:  # logged once committed
+            log.info("%s notify %s: %s", batch[i].channel, notification.out_trade_no, result)
+            outcomes[i] = True
+    if refusals:
+        for i, (channel, reason, detail, _, _) in refusals.items():
+            log.warning("%s notify refused (%s): %s", channel, reason, detail)
+        try:
+            with transaction(engine) as session:
+                for channel, reason, detail, out_trade_no, payload in refusals.values():
+                    record_refused(session, channel=channel, reason=reason, detail=detail,
+                                   out_trade_no=out_trade_no, payload=payload)
+        except Exception as exc:  # noqa: BLE001 - the refused requests fail with it
+            for i in refusals:
+                outcomes[i] = exc
+    return outcomes
+
+
+def _one_at_a_time(engine: Engine, batch: list[Arrived],
+                   verified: list[tuple[int, Notification]]) -> list[tuple[int, Notification, Any]]:
+    log.warning("a batch of %d notifications failed; handling them one at a time",
+                len(verified), exc_info=True)
+    return [(i, notification, _confirm_alone(engine, batch[i], notification))
+            for i, notification in verified]
+
+
+def _confirm(session, arrived: Arrived, notification: Notification) -> str | Refusal:
+    """`confirm_paid` (and a refund notice settled) in the caller's transaction: the outcome
+    to log, or the refusal to record."""
+    try:
+        result = confirm_paid(session, notification, **our_ids(arrived.provider))
+    except Refused as exc:
+        return (arrived.channel, exc.reason, exc.detail, notification.out_trade_no,
+                notification.raw)
+    outcome = result.outcome
+    if outcome == REFUND_NOTICE:
+        outcome += ": " + settle_refund_notice(session, notification, result.order)
+    return outcome
+
+
+def _confirm_alone(engine: Engine, arrived: Arrived,
+                   notification: Notification) -> str | Refusal | Exception:
+    try:
+        with transaction(engine) as session:
+            return _confirm(session, arrived, notification)
+    except Exception as exc:  # noqa: BLE001 - this notification's request fails with it
+        log.error("%s notify %s failed", arrived.channel, notification.out_trade_no,
+                  exc_info=True)
+        return exc

@@ -1,0 +1,80 @@
+"""The notify desk credits notifications in batches, one transaction a batch: what one
+notification does must not depend on what shares its batch. Real notifications, signed by the
+sandbox and verified by the SDK, handed to `handle_batch` as the desk hands them."""
+
+import pytest
+from sqlmodel import select
+
+import app.orders.desk as desk
+from app.db import transaction
+from app.orders.models import PAID, PENDING, Order, RefusedNotification
+from payments.sandbox import generate_rsa_keypair
+from tests.factories import balance_of, entries_of
+from tests.payflow import start_payment
+
+
+@pytest.fixture
+def sandbox(client):
+    return client.app.state.providers.sandbox_alipay
+
+
+@pytest.fixture
+def provider(client):
+    return client.app.state.providers.by_channel("alipay")
+
+
+def arrived(provider, sandbox, form) -> desk.Arrived:
+    return desk.Arrived("alipay", provider, {"content-type": "application/x-www-form-urlencoded"},
+                        sandbox.encode_form(form), done=None)
+
+
+def status_of(engine, out_trade_no):
+    with transaction(engine) as s:
+        return s.exec(select(Order.status).where(Order.out_trade_no == out_trade_no)).one()
+
+
+def refused_reasons(engine):
+    with transaction(engine) as s:
+        return sorted(r.reason for r in s.exec(select(RefusedNotification)))
+
+
+def test_a_mixed_batch_credits_each_good_one_once_and_refuses_the_others(
+        client, sandbox, provider, engine, cut_account):
+    a, b, c = (start_payment(client, sandbox, cut_account) for _ in range(3))
+    other_private, _ = generate_rsa_keypair()
+    batch = [
+        arrived(provider, sandbox, sandbox.build_notification(a)),
+        arrived(provider, sandbox, sandbox.build_notification(a)),  # a copy, same batch
+        arrived(provider, sandbox, sandbox.build_notification(b, amount_fen=1)),  # wrong amount
+        arrived(provider, sandbox, sandbox.build_notification(c)),
+        arrived(provider, sandbox, sandbox.sign_form(sandbox.build_notification(c),
+                                                     private_pem=other_private)),  # forged
+    ]
+    assert desk.handle_batch(engine, batch) == [True, True, False, True, False]
+    assert [status_of(engine, p.out_trade_no) for p in (a, b, c)] == [PAID, PENDING, PAID]
+    assert sorted(e.amount_fen for e in entries_of(engine, cut_account, "topup")) == [5000, 5000]
+    assert balance_of(engine, cut_account) == -500 + 10000
+    assert refused_reasons(engine) == ["amount_mismatch", "bad_signature"]
+    # the whole batch again, as a provider retries: nothing more
+    assert desk.handle_batch(engine, batch) == [True, True, False, True, False]
+    assert balance_of(engine, cut_account) == -500 + 10000
+
+
+def test_a_failing_batch_is_handled_again_one_at_a_time(
+        client, sandbox, provider, engine, cut_account, monkeypatch):
+    a, b, c = (start_payment(client, sandbox, cut_account) for _ in range(3))
+    real = desk.confirm_paid
+
+    def confirm_paid(session, notification, **ids):  # b's processing breaks, every time
+        if notification.out_trade_no == b.out_trade_no:
+            raise RuntimeError("injected: the database said no")
+        return real(session, notification, **ids)
+
+    monkeypatch.setattr(desk, "confirm_paid", confirm_paid)
+    outcomes = desk.handle_batch(engine, [arrived(provider, sandbox, sandbox.build_notification(p))
+                                          for p in (a, b, c)])
+    assert outcomes[0] is True and outcomes[2] is True
+    assert isinstance(outcomes[1], RuntimeError)  # b's request fails: the provider retries
+    assert [status_of(engine, p.out_trade_no) for p in (a, b, c)] == [PAID, PENDING, PAID]
+    assert balance_of(engine, cut_account) == -500 + 10000
+    assert refused_reasons(engine) == []
