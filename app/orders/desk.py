@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 
 # How many batches a process has in the database at once. On SQLite one: its writes queue on
 # one lock anyway. On PostgreSQL two, to overlap one batch's round trips with the other's work.
-BATCHES_AT_ONCE = {"sqlite": 1, "postgresql": 2}
+BATCHES_AT_ONCE = {"sqlite": 1, "postgresql": 1}
 MAX_BATCH = 32  # notifications in one transaction, at most
 
 
