@@ -16,7 +16,8 @@ its own keep-alive connection, on one asyncio loop (the request bytes built befo
 order's notification once and 1,000 of them a second time, in one shuffled stream. The senders
 share the machine's cores with the server.
 The 900 accounts have no meters: no restore is queued and the worker stays idle, so the figures
-are the notify path alone (the SDK's verification, confirm_paid's transaction, the ack).
+are the notify path alone (the SDK's verification, `confirm_paid` in the notify desk's
+batched transactions, `app.orders.desk`, the ack).
 
 Prints, for `sqlite` and `pg`:
     notify_credits_per_s_<db>: credits per second (9,000 credits / first send to last ack)
