@@ -90,13 +90,16 @@ def balance_advance_and_metered(session: Session, account_id: int) -> tuple[int,
     return int(balance), max(0, int(advance)), bool(metered)
 
 
+# On the tables, not the ORM classes: a Core statement skips the ORM's execution layer (a fifth
+# of a credit's CPU in bench.notify).
+_LEDGER, _METER = LedgerEntry.__table__, Meter.__table__
 _BALANCE_AND_ADVANCE = select(
-    func.coalesce(func.sum(LedgerEntry.amount_fen), 0),
-    func.coalesce(func.sum(case((LedgerEntry.kind == EMERGENCY_CREDIT, LedgerEntry.amount_fen),
+    func.coalesce(func.sum(_LEDGER.c.amount_fen), 0),
+    func.coalesce(func.sum(case((_LEDGER.c.kind == EMERGENCY_CREDIT, _LEDGER.c.amount_fen),
                                 else_=0)), 0),
-).where(LedgerEntry.account_id == bindparam("account_id"))
+).where(_LEDGER.c.account_id == bindparam("account_id"))
 _BALANCE_ADVANCE_AND_METERED = _BALANCE_AND_ADVANCE.add_columns(
-    exists().where(Meter.account_id == bindparam("account_id")))
+    exists().where(_METER.c.account_id == bindparam("account_id")))
 
 
 def repay_emergency_credit(session: Session, account_id: int, topup_fen: int,
