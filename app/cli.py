@@ -205,6 +205,31 @@ def cmd_refund(args) -> int:
     return 0
 
 
+def cmd_review(args) -> int:
+    """What waits for a manager (`app.anomalies.review`), or one decision on it."""
+    from app.anomalies.review import format_review, resolve_anomaly, review
+    from app.db import transaction
+    from app.orders.services import credit_late_payment
+
+    engine = _engine()
+    try:
+        if args.review_action == "resolve":
+            with transaction(engine) as s:
+                anomaly = resolve_anomaly(s, args.anomaly_id, by=args.by, note=args.note)
+                print(f"anomaly {anomaly.id} ({anomaly.kind}) resolved: {anomaly.resolution}")
+        elif args.review_action == "credit-late":
+            with transaction(engine) as s:
+                order = credit_late_payment(s, args.out_trade_no, by=args.by)
+                print(f"{order.out_trade_no}: {order.amount_fen / 100:.2f} 元 credited")
+        else:
+            with transaction(engine, read_only=True) as s:
+                print(format_review(review(s, refused_days=args.days)))
+    except ValueError as exc:
+        print(f"feikong review: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def cmd_demo(args) -> int:
     from app.demo import run_demo
 
@@ -246,6 +271,19 @@ def main(argv: list[str] | None = None) -> int:
     ref.add_argument("--reason", required=True, choices=["account_closure", "decision"])
     ref.add_argument("--by", required=True, help="the manager who decided it")
     ref.add_argument("--note", help="why, for the record")
+    rev = sub.add_parser("review", help="what waits for a manager: anomalies, late payments, "
+                                        "refused notifications; and decisions on them")
+    rev.add_argument("--days", type=int, default=7, help="refused notifications of this many "
+                                                          "days; default 7")
+    rev_sub = rev.add_subparsers(dest="review_action")
+    res = rev_sub.add_parser("resolve", help="close an anomaly, saying who and what was done")
+    res.add_argument("anomaly_id", type=int)
+    res.add_argument("--by", required=True, help="the manager who decided")
+    res.add_argument("--note", required=True, help="what was done")
+    late = rev_sub.add_parser("credit-late", help="credit a payment that came after its order "
+                                                   "was closed (else refund it: feikong refund)")
+    late.add_argument("out_trade_no")
+    late.add_argument("--by", required=True, help="the manager who decided")
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["simulate"]:  # the simulator parses its own flags
         from meters import simulator
@@ -254,7 +292,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     handler = {"demo": cmd_demo, "run": cmd_run, "serve": cmd_serve, "worker": cmd_worker,
                "db": cmd_db, "seed": cmd_seed, "quote": cmd_quote, "reconcile": cmd_reconcile,
-               "refund": cmd_refund, "tariff": cmd_tariff, "read": cmd_read}[args.command]
+               "refund": cmd_refund, "tariff": cmd_tariff, "read": cmd_read,
+               "review": cmd_review}[args.command]
     return handler(args)
 
 
