@@ -206,6 +206,7 @@ def _record_readings(s, results: list[ReadingResult]) -> None:
 
 _READING = Reading.__table__
 _METER = Meter.__table__
+_ANOMALY = Anomaly.__table__
 
 
 def _record_one(s, meter: Meter, account: Account | None, r: ReadingResult,
@@ -280,8 +281,13 @@ def _note_energy_anomaly(s, meter: Meter, verdict, r: ReadingResult) -> None:
 
 
 def _reconcile_after_outage(s, meter: Meter, r: ReadingResult) -> None:
-    """A meter answers again: adopt the relay state it reports; if that is not what we last knew
-    and no command of ours explains it, a person must know (restored by hand, tripped locally)."""
+    """A meter answers again: its outage's anomaly is resolved (kept, with when it answered);
+    adopt the relay state it reports; if that is not what we last knew and no command of ours
+    explains it, a person must know (restored by hand, tripped locally)."""
+    s.connection().execute(
+        update(_ANOMALY).where(_ANOMALY.c.meter_id == meter.id, _ANOMALY.c.kind == METER_OFFLINE,
+                               _ANOMALY.c.resolved_at.is_(None))
+        .values(resolved_at=r.read_at, resolution="the meter answers again"))
     if meter.relay_open is None or meter.relay_open == r.relay_open:
         return
     pending = s.exec(select(Command.id).where(Command.meter_id == meter.id,

@@ -109,6 +109,9 @@ def test_meter_back_with_another_relay_state_is_reconciled(stack, engine, settin
     wait_until(lambda: anomalies(engine, STATE_CHANGED_OFFLINE), message="no reconcile anomaly")
     assert meter_of(engine, number).relay_open is True
     assert meter_of(engine, number).online is True
+    (outage,) = anomalies(engine, METER_OFFLINE)  # kept, resolved by the meter's answer
+    assert outage.resolved_at is not None and outage.resolution == "the meter answers again"
+    assert anomalies(engine, STATE_CHANGED_OFFLINE)[0].resolved_at is None  # a person's to close
 
 
 def test_welded_relay_cut_is_never_confirmed_and_expires_as_anomaly(stack, engine, settings):
