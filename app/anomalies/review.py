@@ -119,7 +119,8 @@ def format_review(r: Review) -> str:
                     f"{a.energy_wh / 1000:.3f} kWh not charged" if a.energy_wh else "-",
                     a.detail)
               for a in r.anomalies]
-    parts += ["", f"关单后付款 payments after close, to credit or refund: {len(r.late_payments)}"]
+    parts += ["", "关单后付款 payments after close, to credit or refund: "
+                  f"{len(r.late_payments)}"]
     parts += [_line(p.out_trade_no, _who(p.account_number, p.household), p.channel,
                     f"{p.amount_fen / 100:.2f} 元", p.provider_trade_no,
                     f"closed {_beijing(p.closed_at)}" if p.closed_at else "-")

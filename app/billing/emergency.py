@@ -82,12 +82,14 @@ def balance_and_advance_fen(session: Session, account_id: int) -> tuple[int, int
     return int(balance), max(0, int(advance))
 
 
-def balance_advance_and_metered(session: Session, account_id: int) -> tuple[int, int, bool]:
-    """What a top-up's credit needs to know, in one statement: (the balance, the advance
-    outstanding) as `balance_and_advance_fen`, and whether the account has a meter at all."""
-    balance, advance, metered = session.execute(
-        _BALANCE_ADVANCE_AND_METERED, {"account_id": account_id}).one()
-    return int(balance), max(0, int(advance)), bool(metered)
+def balances_advances_and_metered(session: Session,
+                                  account_ids: set[int]) -> dict[int, tuple[int, int, bool]]:
+    """What top-ups' credits need to know of their accounts, in one statement: per account
+    (the balance, the advance outstanding) as `balance_and_advance_fen`, and whether it has a
+    meter at all."""
+    rows = session.execute(_BALANCES_ADVANCES_AND_METERED, {"ids": sorted(account_ids)})
+    return {account_id: (int(balance), max(0, int(advance)), bool(metered))
+            for account_id, balance, advance, metered in rows}
 
 
 # On the tables, not the ORM classes: a Core statement skips the ORM's execution layer (a fifth
@@ -98,8 +100,16 @@ _BALANCE_AND_ADVANCE = select(
     func.coalesce(func.sum(case((_LEDGER.c.kind == EMERGENCY_CREDIT, _LEDGER.c.amount_fen),
                                 else_=0)), 0),
 ).where(_LEDGER.c.account_id == bindparam("account_id"))
-_BALANCE_ADVANCE_AND_METERED = _BALANCE_AND_ADVANCE.add_columns(
-    exists().where(_METER.c.account_id == bindparam("account_id")))
+_ACCOUNT = Account.__table__
+_BALANCES_ADVANCES_AND_METERED = (
+    select(_ACCOUNT.c.id,
+           func.coalesce(func.sum(_LEDGER.c.amount_fen), 0),
+           func.coalesce(func.sum(case((_LEDGER.c.kind == EMERGENCY_CREDIT,
+                                        _LEDGER.c.amount_fen), else_=0)), 0),
+           exists().where(_METER.c.account_id == _ACCOUNT.c.id))
+    .select_from(_ACCOUNT.outerjoin(_LEDGER, _LEDGER.c.account_id == _ACCOUNT.c.id))
+    .where(_ACCOUNT.c.id.in_(bindparam("ids", expanding=True)))
+    .group_by(_ACCOUNT.c.id))
 
 
 def repay_emergency_credit(session: Session, account_id: int, topup_fen: int,

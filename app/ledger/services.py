@@ -58,7 +58,25 @@ def post_entry(
         created_at=utcnow())).scalar()
 
 
+def post_entries(session: Session, entries: list[dict]) -> None:
+    """Insert many ledger entries in the caller's transaction, in one statement; each skipped,
+    changing nothing, when an entry with its idempotency key exists already (as `post_entry`).
+    Each entry: account_id, amount_fen (int fen), kind, idempotency_key, memo, energy_wh."""
+    if not entries:
+        return
+    for entry in entries:
+        if not isinstance(entry["amount_fen"], int) or isinstance(entry["amount_fen"], bool):
+            raise TypeError("amount_fen must be an int (fen)")
+    now = utcnow()
+    session.execute(_INSERT_ENTRIES[session.get_bind().dialect.name],
+                    [{**entry, "created_at": now} for entry in entries])
+
+
 # Built once: a statement's construction costs more than its execution on this path.
+_INSERT_ENTRIES = {
+    name: insert(LedgerEntry.__table__).on_conflict_do_nothing(index_elements=["idempotency_key"])
+    for name, insert in (("sqlite", sqlite_insert), ("postgresql", pg_insert))
+}
 _INSERT_ENTRY = {
     name: insert(LedgerEntry.__table__).on_conflict_do_nothing(index_elements=["idempotency_key"])
     .returning(LedgerEntry.__table__.c.id)

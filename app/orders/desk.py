@@ -2,18 +2,17 @@
 
 Notifications that arrive while the database is busy with earlier ones wait here, in the event
 loop, holding no thread; whoever is free takes every waiting one (up to `MAX_BATCH`) and
-handles them together in one transaction (group commit): per notification the same
-`confirm_paid`, but one BEGIN, one COMMIT and one connection checkout for the lot. Under a storm
-that is most of a notification's database round trips; alone, a notification is a batch of one
-and waits for nothing.
+handles them together in one transaction (group commit) with `confirm_many`: per notification
+what `confirm_paid` does, with the first copies of payments credited together (their ledger
+entries, balances and notices in a statement each), and one BEGIN, one COMMIT and one
+connection checkout for the lot. Alone, a notification is a batch of one and waits for nothing.
 
-Exactly once does not depend on the batching: `confirm_paid` credits on the order's single
-pending → paid transition and the ledger's unique idempotency key, whatever else shares the
-transaction. A refused notification writes nothing before `Refused` is raised (see
-`confirm_paid`), so it can share a transaction with accepted ones; refusals are recorded once
-the batch has committed. If the batch's transaction fails (a deadlock, a lost connection), each
-of its notifications is handled again on its own, in a transaction of its own, so one cannot
-fail the others.
+Exactly once does not depend on the batching: an order is credited on its single pending → paid
+transition, and the ledger's idempotency keys are unique, whatever else shares the transaction.
+A refused notification writes nothing (see `confirm_paid`), so it can share a transaction with
+accepted ones; refusals are recorded once the batch has committed. If the batch's transaction
+fails (a deadlock, a lost connection), each of its notifications is handled again on its own, in
+a transaction of its own, so one cannot fail the others.
 """
 
 from __future__ import annotations
@@ -29,7 +28,7 @@ from starlette.concurrency import run_in_threadpool
 
 from app.db import transaction
 from app.orders.refunds import settle_refund_notice
-from app.orders.services import REFUND_NOTICE, Refused, confirm_paid, our_ids, record_refused
+from app.orders.services import REFUND_NOTICE, Refused, confirm_many, our_ids, record_refused
 from payments.base import Notification, NotificationRejected
 
 log = logging.getLogger(__name__)
@@ -119,8 +118,7 @@ def handle_batch(engine: Engine, batch: list[Arrived]) -> list[bool | Exception]
     try:
         if verified:
             with transaction(engine) as session:
-                results = [(i, notification, _confirm(session, batch[i], notification))
-                           for i, notification in verified]
+                results = _confirm_all(session, batch, verified)
     except Exception as exc:  # noqa: BLE001
         if len(verified) == 1:  # alone already: its request fails with it
             log.error("%s notify %s failed", batch[verified[0][0]].channel,
@@ -154,30 +152,35 @@ def _one_at_a_time(engine: Engine, batch: list[Arrived],
                    verified: list[tuple[int, Notification]]) -> list[tuple[int, Notification, Any]]:
     log.warning("a batch of %d notifications failed; handling them one at a time",
                 len(verified), exc_info=True)
-    return [(i, notification, _confirm_alone(engine, batch[i], notification))
+    return [(i, notification, _confirm_alone(engine, batch, i, notification))
             for i, notification in verified]
 
 
-def _confirm(session, arrived: Arrived, notification: Notification) -> str | Refusal:
-    """`confirm_paid` (and a refund notice settled) in the caller's transaction: the outcome
-    to log, or the refusal to record."""
-    try:
-        result = confirm_paid(session, notification, **our_ids(arrived.provider))
-    except Refused as exc:
-        return (arrived.channel, exc.reason, exc.detail, notification.out_trade_no,
-                notification.raw)
-    outcome = result.outcome
-    if outcome == REFUND_NOTICE:
-        outcome += ": " + settle_refund_notice(session, notification, result.order)
-    return outcome
+def _confirm_all(session, batch: list[Arrived], verified: list[tuple[int, Notification]]
+                 ) -> list[tuple[int, Notification, str | Refusal]]:
+    """`confirm_many` (and each refund notice settled) in the caller's transaction: per
+    notification the outcome to log, or the refusal to record."""
+    results = confirm_many(session, [(notification, our_ids(batch[i].provider))
+                                     for i, notification in verified])
+    done: list[tuple[int, Notification, str | Refusal]] = []
+    for (i, notification), result in zip(verified, results):
+        if isinstance(result, Refused):
+            done.append((i, notification, (batch[i].channel, result.reason, result.detail,
+                                           notification.out_trade_no, notification.raw)))
+            continue
+        outcome = result.outcome
+        if outcome == REFUND_NOTICE:
+            outcome += ": " + settle_refund_notice(session, notification, result.order)
+        done.append((i, notification, outcome))
+    return done
 
 
-def _confirm_alone(engine: Engine, arrived: Arrived,
+def _confirm_alone(engine: Engine, batch: list[Arrived], i: int,
                    notification: Notification) -> str | Refusal | Exception:
     try:
         with transaction(engine) as session:
-            return _confirm(session, arrived, notification)
+            return _confirm_all(session, batch, [(i, notification)])[0][2]
     except Exception as exc:  # noqa: BLE001 - this notification's request fails with it
-        log.error("%s notify %s failed", arrived.channel, notification.out_trade_no,
+        log.error("%s notify %s failed", batch[i].channel, notification.out_trade_no,
                   exc_info=True)
         return exc

@@ -10,12 +10,12 @@ from dataclasses import dataclass
 from sqlalchemy import bindparam, insert, update
 from sqlmodel import Session, select
 
-from app.billing.emergency import balance_advance_and_metered, repay_emergency_credit
+from app.billing.emergency import balances_advances_and_metered, repay_emergency_credit
 from app.commands.services import restore_if_allowed
 from app.db import utcnow
 from app.estate.models import Account
 from app.ledger.models import TOPUP
-from app.ledger.services import post_entry
+from app.ledger.services import post_entries
 from app.notices.models import PAYMENT_RECEIVED, Notice
 from app.orders.models import CLOSED, PAID, PAID_AFTER_CLOSE, PENDING, Order, RefusedNotification
 from payments.base import Notification, OrderInfo
@@ -89,26 +89,65 @@ def confirm_paid(session: Session, notification: Notification, *, app_id: str,
     it records the refusal and answers the provider with its failure reply). On the order's single
     transition pending → paid, in the caller's transaction: the top-up ledger entry, the
     repayment of an outstanding emergency advance, a notice, and a restore command when the new
-    balance allows (see `_credit`). A duplicate or a refund notice changes nothing. WeChat's refund notices carry no appid: there the mchid alone says they are ours.
+    balance allows (see `_credit_many`). A duplicate or a refund notice changes nothing.
+    WeChat's refund notices carry no appid: there the mchid alone says they are ours.
 
     A payment for an order we closed (past its life, closed at the provider) is not credited:
     on its single transition closed → paid_after_close a `refused_notification` row
     ("paid_after_close") is kept for a manager, who credits it (`credit_late_payment`) or has it
     refunded. The provider is acknowledged: the money is recorded, retrying changes nothing.
     """
+    (result,) = confirm_many(session, [(notification, {"app_id": app_id, "mchid": mchid})])
+    if isinstance(result, Refused):
+        raise result
+    return result
+
+
+def confirm_many(session: Session, items: list[tuple[Notification, dict[str, str | None]]]
+                 ) -> list[Confirmation | Refused]:
+    """`confirm_paid` for many notifications in the caller's transaction, each with its ids
+    (`our_ids`), as if one after another; each result in its place, a refusal as its `Refused`
+    (having written nothing). The first copies of payments for pending orders move in turn (one
+    conditional UPDATE … RETURNING each) and are credited together (`_credit_many`); anything
+    else (a repeat, a refund notice, a closed order, a mismatch, an unknown order) is sorted out
+    after them, one by one, and finds those orders paid."""
+    results: list[Confirmation | Refused | None] = [None] * len(items)
+    credits: list[tuple[_Paid, str]] = []
+    for k, (notification, ids) in enumerate(items):
+        try:
+            _check_ours(notification, **ids)
+        except Refused as exc:
+            results[k] = exc
+            continue
+        if notification.paid and not notification.is_refund:
+            moved = _pay_pending(session, notification)
+            if moved is not None:
+                credits.append((moved, _memo(notification)))
+                results[k] = Confirmation(CREDITED)
+    _credit_many(session, credits)
+    for k, (notification, _ids) in enumerate(items):
+        if results[k] is None:
+            try:
+                results[k] = _confirm_rest(session, notification)
+            except Refused as exc:
+                results[k] = exc
+    return results
+
+
+def _check_ours(notification: Notification, *, app_id: str, mchid: str | None = None) -> None:
     if mchid is not None and notification.raw.get("mchid") != mchid:
         raise Refused("wrong_mchid", f"mchid {notification.raw.get('mchid')!r} is not ours")
     wechat_refund = mchid is not None and notification.is_refund and not notification.app_id
     if notification.app_id != app_id and not wechat_refund:
         raise Refused("wrong_app_id", f"app id {notification.app_id!r} is not ours")
-    if notification.paid and not notification.is_refund:
-        # The common case in one statement: the first copy of a payment for a pending order of
-        # this channel and amount. Anything else (a repeat, a closed order, a mismatch, an
-        # unknown order) changes nothing here and is sorted out below.
-        moved = _pay_pending(session, notification)
-        if moved is not None:
-            _credit(session, moved, f"{notification.channel} {notification.provider_trade_no}")
-            return Confirmation(CREDITED)
+
+
+def _memo(notification: Notification) -> str:
+    return f"{notification.channel} {notification.provider_trade_no}"
+
+
+def _confirm_rest(session: Session, notification: Notification) -> Confirmation:
+    """A notification (ours) that did not move a pending order of its channel and amount."""
     order = session.exec(
         select(Order).where(Order.out_trade_no == notification.out_trade_no)
     ).first()
@@ -132,7 +171,7 @@ def confirm_paid(session: Session, notification: Notification, *, app_id: str,
         if session.exec(select(Order.status).where(Order.id == order.id)).one() == CLOSED:
             return _record_late_payment(session, order, notification)
         return Confirmation(DUPLICATE, order)
-    _credit(session, order, f"{notification.channel} {notification.provider_trade_no}")
+    _credit_many(session, [(order, _memo(notification))])
     return Confirmation(CREDITED, order)
 
 
@@ -178,20 +217,39 @@ def _move(session: Session, order: Order, old: str, new: str, **values) -> bool:
     ).rowcount == 1
 
 
-def _credit(session: Session, order: Order | _Paid, memo: str) -> None:
-    """The top-up entry, the repayment of an outstanding emergency advance (应急用电) from it,
-    the resident's notice and, when the balance with the advance repaid allows, a restore of
-    the account's meters (an account without meters is spared the look)."""
-    key = f"order:{order.out_trade_no}"
-    post_entry(session, account_id=order.account_id, amount_fen=order.amount_fen, kind=TOPUP,
-               idempotency_key=key, memo=memo)
-    balance, owed, metered = balance_advance_and_metered(session, order.account_id)
-    balance -= repay_emergency_credit(session, order.account_id, order.amount_fen, key, owed=owed)
-    session.execute(_ADD_NOTICE, {"account_id": order.account_id, "kind": PAYMENT_RECEIVED,
-                                  "amount_fen": order.amount_fen, "created_at": utcnow()})
-    if metered:
-        restore_if_allowed(session, session.get(Account, order.account_id), balance,
-                           reason=f"payment {order.out_trade_no}")
+def _credit_many(session: Session, credits: list[tuple[Order | _Paid, str]]) -> None:
+    """Credit paid orders (each with its ledger memo), together: their top-up entries in one
+    statement; from one look at their accounts' ledgers, the repayment of an outstanding
+    emergency advance (应急用电) from each top-up in turn; the residents' notices in one
+    statement; and, for each account with meters whose balance with the advance repaid allows
+    it, a restore. The same as crediting them one after another: an account's balance only
+    grows from one of its top-ups to the next, so the restore judged once, on its last balance,
+    decides what the last of the one-by-one credits would."""
+    if not credits:
+        return
+    post_entries(session, [
+        {"account_id": order.account_id, "amount_fen": order.amount_fen, "kind": TOPUP,
+         "idempotency_key": f"order:{order.out_trade_no}", "memo": memo, "energy_wh": None}
+        for order, memo in credits])
+    state = balances_advances_and_metered(session, {order.account_id for order, _ in credits})
+    balance = {account_id: b for account_id, (b, _, _) in state.items()}
+    owed = {account_id: o for account_id, (_, o, _) in state.items()}
+    for order, _ in credits:
+        if owed[order.account_id]:
+            repaid = repay_emergency_credit(session, order.account_id, order.amount_fen,
+                                            f"order:{order.out_trade_no}",
+                                            owed=owed[order.account_id])
+            owed[order.account_id] -= repaid
+            balance[order.account_id] -= repaid
+    now = utcnow()
+    session.execute(_ADD_NOTICE, [
+        {"account_id": order.account_id, "kind": PAYMENT_RECEIVED, "amount_fen": order.amount_fen,
+         "created_at": now} for order, _ in credits])
+    last = {order.account_id: order.out_trade_no for order, _ in credits}
+    for account_id, out_trade_no in last.items():
+        if state[account_id][2]:  # an account without meters is spared the look
+            restore_if_allowed(session, session.get(Account, account_id), balance[account_id],
+                               reason=f"payment {out_trade_no}")
 
 
 def _record_late_payment(session: Session, order: Order,
@@ -214,7 +272,8 @@ def credit_late_payment(session: Session, out_trade_no: str, *, by: str) -> Orde
     order = session.exec(select(Order).where(Order.out_trade_no == out_trade_no)).first()
     if order is None or not _move(session, order, PAID_AFTER_CLOSE, PAID, paid_at=utcnow()):
         raise ValueError(f"order {out_trade_no!r} is not a payment waiting for a manager")
-    _credit(session, order, f"{order.channel} {order.provider_trade_no}, late, credited by {by}")
+    _credit_many(session, [(order, f"{order.channel} {order.provider_trade_no}, late, "
+                                   f"credited by {by}")])
     return order
 
 

@@ -63,14 +63,14 @@ def test_a_mixed_batch_credits_each_good_one_once_and_refuses_the_others(
 def test_a_failing_batch_is_handled_again_one_at_a_time(
         client, sandbox, provider, engine, cut_account, monkeypatch):
     a, b, c = (start_payment(client, sandbox, cut_account) for _ in range(3))
-    real = desk.confirm_paid
+    real = desk.confirm_many
 
-    def confirm_paid(session, notification, **ids):  # b's processing breaks, every time
-        if notification.out_trade_no == b.out_trade_no:
+    def confirm_many(session, items):  # b's processing breaks, every time
+        if any(notification.out_trade_no == b.out_trade_no for notification, _ in items):
             raise RuntimeError("injected: the database said no")
-        return real(session, notification, **ids)
+        return real(session, items)
 
-    monkeypatch.setattr(desk, "confirm_paid", confirm_paid)
+    monkeypatch.setattr(desk, "confirm_many", confirm_many)
     outcomes = desk.handle_batch(engine, [arrived(provider, sandbox, sandbox.build_notification(p))
                                           for p in (a, b, c)])
     assert outcomes[0] is True and outcomes[2] is True
@@ -78,3 +78,46 @@ def test_a_failing_batch_is_handled_again_one_at_a_time(
     assert [status_of(engine, p.out_trade_no) for p in (a, b, c)] == [PAID, PENDING, PAID]
     assert balance_of(engine, cut_account) == -500 + 10000
     assert refused_reasons(engine) == []
+
+
+def test_top_ups_credited_together_come_out_as_one_after_another(
+        client, sandbox, provider, engine, cut_account):
+    """Two top-ups of a household that owes an emergency advance, and one of another household,
+    in one batch: each top-up repays what is still owed in turn, every notice is written, and
+    each household's meter gets its restore, as crediting them one by one would."""
+    from app.billing.emergency import take_emergency_credit
+    from app.commands.models import RESTORE, Command
+    from app.estate.models import Account
+    from app.ledger.models import EMERGENCY_CREDIT
+    from app.notices.models import PAYMENT_RECEIVED, Notice
+    from tests.factories import EstateFactory
+
+    estate = EstateFactory(engine)
+    owing = estate.account(gateway_id=estate.gateway("127.0.0.1", 2), unit_id=1, number="800001",
+                           balance_fen=-500, relay_open=True, emergency_credit_fen=1000)
+    with transaction(engine) as s:
+        take_emergency_credit(s, s.exec(select(Account).where(Account.number == owing)).one())
+    small, large = (start_payment(client, sandbox, owing, yuan) for yuan in ("5", "50"))
+    other = start_payment(client, sandbox, cut_account)
+    batch = [arrived(provider, sandbox, sandbox.build_notification(p))
+             for p in (small, large, other)]
+    assert desk.handle_batch(engine, batch) == [True, True, True]
+
+    assert sorted(e.amount_fen for e in entries_of(engine, owing, "topup")) == [500, 5000]
+    # One after another, in the order the desk takes them (by out_trade_no): each top-up repays
+    # what is still owed of the 10.00 元.
+    owed, expected = 1000, []
+    for pay, amount in sorted([(small, 500), (large, 5000)], key=lambda p: p[0].out_trade_no):
+        if repay := min(owed, amount):
+            expected.append((-repay, f"emergency_repay:order:{pay.out_trade_no}"))
+            owed -= repay
+    repaid = [(e.amount_fen, e.idempotency_key) for e in entries_of(engine, owing, EMERGENCY_CREDIT)
+              if e.amount_fen < 0]
+    assert sorted(repaid) == sorted(expected) and sum(fen for fen, _ in repaid) == -1000
+    assert balance_of(engine, owing) == -500 + 1000 + 500 + 5000 - 1000
+    assert balance_of(engine, cut_account) == -500 + 5000
+    with transaction(engine) as s:
+        notices = s.exec(select(Notice.amount_fen).where(Notice.kind == PAYMENT_RECEIVED)).all()
+        restores = s.exec(select(Command.meter_id).where(Command.action == RESTORE)).all()
+    assert sorted(notices) == [500, 5000, 5000]
+    assert len(restores) == len(set(restores)) == 2  # one per household's meter, never two

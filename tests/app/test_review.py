@@ -73,7 +73,8 @@ def test_a_manager_resolves_an_anomaly_once(waiting, engine, capsys):
                     "--note", "电表通讯模块已更换"]) == 0
     assert "resolved: 王经理: 电表通讯模块已更换" in capsys.readouterr().out
     assert open_anomalies(engine) == []
-    assert feikong(["review", "resolve", str(anomaly.id), "--by", "李经理", "--note", "again"]) == 1
+    assert feikong(["review", "resolve", str(anomaly.id), "--by", "李经理",
+                    "--note", "again"]) == 1
     assert "resolved already" in capsys.readouterr().err
     with transaction(engine, read_only=True) as s:
         assert s.get(Anomaly, anomaly.id).resolution == "王经理: 电表通讯模块已更换"
