@@ -111,6 +111,9 @@ def handle_batch(engine: Engine, batch: list[Arrived]) -> list[bool | Exception]
         except NotificationRejected as exc:
             refusals[i] = (arrived.channel, exc.reason, exc.message, "",
                            arrived.body.decode("utf-8", "replace"))
+        except Exception as exc:  # noqa: BLE001 - a bug's: this one's request fails, not all
+            log.error("%s notify: verifying failed", arrived.channel, exc_info=True)
+            outcomes[i] = exc
     # Orders are updated in one order in every batch: two batches holding copies of the same
     # payments cannot deadlock on them.
     verified.sort(key=lambda item: item[1].out_trade_no)

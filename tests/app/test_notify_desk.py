@@ -121,3 +121,23 @@ def test_top_ups_credited_together_come_out_as_one_after_another(
         restores = s.exec(select(Command.meter_id).where(Command.action == RESTORE)).all()
     assert sorted(notices) == [500, 5000, 5000]
     assert len(restores) == len(set(restores)) == 2  # one per household's meter, never two
+
+
+def test_a_notification_that_breaks_its_verifier_fails_alone(
+        client, sandbox, provider, engine, cut_account):
+    a, b = (start_payment(client, sandbox, cut_account) for _ in range(2))
+    good = arrived(provider, sandbox, sandbox.build_notification(a))
+    broken = arrived(provider, sandbox, sandbox.build_notification(b))
+
+    class Breaks:  # the provider's verifier raises what it never should, for `broken` alone
+        identifier = provider.identifier
+        app_id = provider.app_id
+
+        def parse_notify(self, headers, body):
+            raise RuntimeError("injected: a bug in the verifier")
+
+    broken.provider = Breaks()
+    outcomes = desk.handle_batch(engine, [broken, good])
+    assert isinstance(outcomes[0], RuntimeError) and outcomes[1] is True
+    assert [status_of(engine, p.out_trade_no) for p in (a, b)] == [PAID, PENDING]
+    assert refused_reasons(engine) == []
