@@ -48,6 +48,10 @@ def cmd_serve(args) -> int:
         except ValueError as exc:
             print(f"feikong serve: {exc}", file=sys.stderr)
             return 2
+        except OSError as exc:
+            print(f"feikong serve: cannot listen on {s.web_host}:{s.web_port}: {exc}",
+                  file=sys.stderr)
+            return 2
     asyncio.run(run_system(s, _engine(), worker=False,
                            announce=lambda: print(f"serving on {s.base_url}", flush=True)))
     return 0

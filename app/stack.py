@@ -158,7 +158,10 @@ def serve_processes(settings, processes: int, announce=None) -> int:
     if not settings.database_url.startswith("postgresql"):
         raise ValueError("more than one web process needs PostgreSQL: SQLite takes one writer "
                          "at a time, and one process already keeps it busy")
-    # Bound, not listening: the port is checked (and, if 0, chosen) here, before any fork.
+    # Nobody may be listening there already: a `serve` still running would share the port with
+    # us, silently, through SO_REUSEPORT. A plain bind says so (OSError, address in use).
+    tcp_listener(settings.web_host, settings.web_port, listen=False).close()
+    # Bound, not listening: the port is held (and, if 0, chosen) here, before any fork.
     held = tcp_listener(settings.web_host, settings.web_port, reuse_port=True, listen=False)
     port = held.getsockname()[1]
     # Each process says on this pipe when it serves; `announce` comes once all of them do, so

@@ -104,3 +104,29 @@ def test_serve_in_two_processes_is_refused_on_sqlite(settings, tmp_path):
                           env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert "needs PostgreSQL" in done.stderr
+
+
+@pytest.mark.skipif(not USE_POSTGRES, reason="several web processes need PostgreSQL")
+@pytest.mark.parametrize("reuse_port", [False, True], ids=["plain", "so_reuseport"])
+def test_serve_in_two_processes_will_not_share_a_port_someone_listens_on(settings, tmp_path,
+                                                                          reuse_port):
+    """Another server on the port (an older `serve` still running listens with SO_REUSEPORT,
+    which would otherwise let the two share it, silently): refused, with the reason."""
+    import socket
+
+    port = free_ports(1)
+    other = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    if reuse_port:
+        other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    other.bind(("127.0.0.1", port))
+    other.listen()
+    try:
+        env = dict(os.environ, FEIKONG_DATABASE_URL=settings.database_url,
+                   FEIKONG_VAR_DIR=str(tmp_path), FEIKONG_WEB_PORT=str(port))
+        done = subprocess.run([sys.executable, "-m", "app.cli", "serve", "--processes", "2"],
+                              env=env, capture_output=True, text=True, timeout=60)
+    finally:
+        other.close()
+    assert done.returncode == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in done.stderr
+    assert "in use" in done.stderr
