@@ -215,6 +215,9 @@ def cmd_review(args) -> int:
     from app.db import transaction
     from app.orders.services import credit_late_payment
 
+    if args.days < 0:
+        print("feikong review: --days cannot be negative", file=sys.stderr)
+        return 2
     engine = _engine()
     try:
         if args.review_action == "resolve":
