@@ -10,7 +10,7 @@ from decimal import Decimal
 from sqlalchemy import Connection, insert
 from sqlmodel import Session
 
-from app.db import utcnow
+from app.db import DRIVER_PLACEHOLDERS, utcnow
 from app.estate.models import Account, Meter
 from app.ledger.models import CHARGE, LedgerEntry
 from app.ledger.services import balance_fen, post_entry
@@ -24,7 +24,6 @@ E7 = Decimal(10) ** 7  # billed totals are kept as integers of 1e-7 yuan: exact 
 
 # The ledger columns `insert_entries` fills, in the order of its rows (then `created_at`).
 ENTRY_COLUMNS = ("account_id", "amount_fen", "kind", "idempotency_key", "memo", "energy_wh")
-_PLACEHOLDERS = {"qmark": "?", "format": "%s", "pyformat": "%s"}
 
 
 def insert_entries(connection: Connection, rows: Sequence[tuple], *,
@@ -42,7 +41,7 @@ def insert_entries(connection: Connection, rows: Sequence[tuple], *,
     if not rows:
         return
     table = LedgerEntry.__table__
-    placeholder = _PLACEHOLDERS.get(connection.dialect.paramstyle)
+    placeholder = DRIVER_PLACEHOLDERS.get(connection.dialect.paramstyle)
     if placeholder is None:
         connection.execute(insert(table), [dict(zip(ENTRY_COLUMNS, row), created_at=created_at)
                                            for row in rows])
