@@ -176,9 +176,9 @@ def serve_processes(settings, processes: int, announce=None) -> int:
                 held.close()
                 os.close(ready_r)
                 sock = tcp_listener(settings.web_host, port, reuse_port=True)
-                own = settings.model_copy(update={"web_port": port}) if index == 0 else \
-                    settings.model_copy(update={"web_port": port, "order_jobs_every_s": 0,
-                                                "billing_jobs_every_s": 0})
+                jobs_elsewhere = {} if index == 0 else {"order_jobs_every_s": 0,
+                                                         "billing_jobs_every_s": 0}
+                own = settings.model_copy(update={"web_port": port, **jobs_elsewhere})
                 asyncio.run(run_system(own, make_engine(own.database_url), worker=False,
                                        announce=lambda: os.write(ready_w, b"."), sock=sock))
                 code = 0
