@@ -94,19 +94,14 @@ def balances_advances_and_metered(session: Session,
 
 # On the tables, not the ORM classes: a Core statement skips the ORM's execution layer (a fifth
 # of a credit's CPU in bench.notify).
-_LEDGER, _METER = LedgerEntry.__table__, Meter.__table__
-_BALANCE_AND_ADVANCE = select(
-    func.coalesce(func.sum(_LEDGER.c.amount_fen), 0),
-    func.coalesce(func.sum(case((_LEDGER.c.kind == EMERGENCY_CREDIT, _LEDGER.c.amount_fen),
-                                else_=0)), 0),
-).where(_LEDGER.c.account_id == bindparam("account_id"))
-_ACCOUNT = Account.__table__
+_LEDGER, _METER, _ACCOUNT = LedgerEntry.__table__, Meter.__table__, Account.__table__
+# (the balance, the advance outstanding) over the ledger rows a query selects
+_SUMS = (func.coalesce(func.sum(_LEDGER.c.amount_fen), 0),
+         func.coalesce(func.sum(case((_LEDGER.c.kind == EMERGENCY_CREDIT, _LEDGER.c.amount_fen),
+                                     else_=0)), 0))
+_BALANCE_AND_ADVANCE = select(*_SUMS).where(_LEDGER.c.account_id == bindparam("account_id"))
 _BALANCES_ADVANCES_AND_METERED = (
-    select(_ACCOUNT.c.id,
-           func.coalesce(func.sum(_LEDGER.c.amount_fen), 0),
-           func.coalesce(func.sum(case((_LEDGER.c.kind == EMERGENCY_CREDIT,
-                                        _LEDGER.c.amount_fen), else_=0)), 0),
-           exists().where(_METER.c.account_id == _ACCOUNT.c.id))
+    select(_ACCOUNT.c.id, *_SUMS, exists().where(_METER.c.account_id == _ACCOUNT.c.id))
     .select_from(_ACCOUNT.outerjoin(_LEDGER, _LEDGER.c.account_id == _ACCOUNT.c.id))
     .where(_ACCOUNT.c.id.in_(bindparam("ids", expanding=True)))
     .group_by(_ACCOUNT.c.id))
