@@ -97,24 +97,23 @@ def make_engine(url: str) -> Engine:
 DRIVER_PLACEHOLDERS = {"qmark": "?", "format": "%s", "pyformat": "%s"}
 
 
-def driver_executemany(connection, sql: str, columns, rows: list[tuple]) -> bool:
+def driver_executemany(connection, sql: str, columns, rows: list[tuple]) -> None:
     """Run `sql` (each parameter written `{p}`) once per row, as one executemany straight to the
     DB-API driver, each value first processed as SQLAlchemy would for its column (`columns`, in
     the rows' order). For large batches of plain values: SQLAlchemy's own per-row parameter
-    handling costs more than the database's work. Returns False, doing nothing, for a driver
-    with another parameter style (the caller then uses a Core statement)."""
+    handling costs more than the database's work. sqlite3 and psycopg only (ValueError for a
+    driver with another parameter style)."""
     placeholder = DRIVER_PLACEHOLDERS.get(connection.dialect.paramstyle)
     if placeholder is None:
-        return False
-    if rows:
-        dialect = connection.dialect
-        processors = [column.type.dialect_impl(dialect).bind_processor(dialect)
-                      for column in columns]
-        if any(processors):
-            rows = [tuple(value if process is None else process(value)
-                          for process, value in zip(processors, row)) for row in rows]
-        connection.exec_driver_sql(sql.format(p=placeholder), rows)
-    return True
+        raise ValueError(f"no placeholder known for paramstyle {connection.dialect.paramstyle!r}")
+    if not rows:
+        return
+    dialect = connection.dialect
+    processors = [column.type.dialect_impl(dialect).bind_processor(dialect) for column in columns]
+    if any(processors):
+        rows = [tuple(value if process is None else process(value)
+                      for process, value in zip(processors, row)) for row in rows]
+    connection.exec_driver_sql(sql.format(p=placeholder), rows)
 
 
 _sqlite_locks: dict[str, threading.Lock] = {}

@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from sqlalchemy import case, insert, update
+from sqlalchemy import case, update
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.engine import Engine
 from sqlmodel import select
@@ -247,7 +247,7 @@ def _record_one(s, meter: Meter, account: Account | None, r: ReadingResult,
 
 # A batch's readings and its meters' new columns, each in one executemany straight to the driver
 # (`driver_executemany`: SQLAlchemy's per-row parameter handling was a quarter of storing a
-# first-round reading); Core statements for another driver.
+# first-round reading).
 _METER_READ_COLUMNS = ("last_energy_wh", "last_period_raw", "relay_open", "relay_read_at",
                        "last_read_at")
 _READING_COLUMNS = ("meter_id", "read_at", "energy_wh", "relay_open")
@@ -259,16 +259,11 @@ _UPDATE_METERS = (f"UPDATE {_METER.name} SET "
 
 
 def _write_readings(conn, rows: list[tuple], meter_rows: list[tuple]) -> None:
-    meter_columns = [_METER.c[name] for name in (*_METER_READ_COLUMNS, "online", "id")]
-    meter_rows = [(*values, True, meter_id) for *values, meter_id in meter_rows]
-    if not driver_executemany(conn, _INSERT_READINGS,
-                              [_READING.c[name] for name in _READING_COLUMNS], rows):
-        if rows:
-            conn.execute(insert(_READING), [dict(zip(_READING_COLUMNS, row)) for row in rows])
-    if not driver_executemany(conn, _UPDATE_METERS, meter_columns, meter_rows):
-        for row in meter_rows:
-            conn.execute(update(_METER).where(_METER.c.id == row[-1]).values(
-                dict(zip((*_METER_READ_COLUMNS, "online"), row[:-1])), failures_in_row=0))
+    driver_executemany(conn, _INSERT_READINGS, [_READING.c[name] for name in _READING_COLUMNS],
+                       rows)
+    driver_executemany(conn, _UPDATE_METERS,
+                       [_METER.c[name] for name in (*_METER_READ_COLUMNS, "online", "id")],
+                       [(*values, True, meter_id) for *values, meter_id in meter_rows])
 
 
 UNPRICED_ENERGY = "unpriced_energy"  # the account's tariff could not price a chargeable step
