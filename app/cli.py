@@ -1,5 +1,5 @@
 """`feikong demo | run | serve | worker | simulate | db upgrade | seed | quote | tariff |
-read | reconcile | refund`."""
+read | reconcile | refund | review | holidays`."""
 
 from __future__ import annotations
 
@@ -237,6 +237,51 @@ def cmd_review(args) -> int:
     return 0
 
 
+def cmd_holidays(args) -> int:
+    """Load an official holiday arrangement, show a year, or say how far the calendar is
+    official (`app.policy.arrangements`, docs/holidays.md)."""
+    import datetime as dt
+    from pathlib import Path
+
+    from app.db import transaction, utcnow
+    from app.policy.arrangements import (ArrangementError, decode_file, load_arrangement,
+                                         loaded_calendar, parse_arrangement, status_of,
+                                         year_listing)
+    from app.policy.clock import to_local
+
+    engine = _engine()
+    if args.holidays_action == "load":
+        path = Path(args.file)
+        try:
+            parsed = parse_arrangement(decode_file(path.read_bytes()))
+        except OSError as exc:
+            print(f"feikong holidays load: cannot read {path}: {exc.strerror}", file=sys.stderr)
+            return 2
+        except ArrangementError as exc:
+            print(f"feikong holidays load: {path} 有误，未载入任何内容：", file=sys.stderr)
+            for problem in exc.problems:
+                print(f"  {problem}", file=sys.stderr)
+            return 1
+        with transaction(engine) as s:
+            row = load_arrangement(s, parsed, by=args.by, file_name=path.name, now=utcnow())
+        if row is None:
+            print(f"{parsed.year} 年的这份安排已在使用，未作改动 (unchanged)")
+        else:
+            off = sum(1 for rest, _ in parsed.days.values() if rest)
+            print(f"{parsed.year} 年节假日安排已载入 loaded: {off} 天放假, "
+                  f"{len(parsed.days) - off} 天调休上班；来源 {parsed.source}")
+        return 0
+    with transaction(engine, read_only=True) as s:
+        if args.holidays_action == "show":
+            print(year_listing(s, args.year))
+            return 0
+        status = status_of(loaded_calendar(s), to_local(utcnow()).date())
+    print(f"正式节假日安排覆盖到 official until: {status.official_until:%Y-%m-%d}")
+    if status.warning:
+        print(status.warning)
+    return 0
+
+
 def cmd_demo(args) -> int:
     from app.demo import run_demo
 
@@ -291,6 +336,15 @@ def main(argv: list[str] | None = None) -> int:
                                                    "was closed (else refund it: feikong refund)")
     late.add_argument("out_trade_no")
     late.add_argument("--by", required=True, help="the manager who decided")
+    hol = sub.add_parser("holidays", help="public holidays: load an official arrangement, "
+                                          "show a year (docs/holidays.md)")
+    hol_sub = hol.add_subparsers(dest="holidays_action", required=True)
+    load = hol_sub.add_parser("load", help="load a year's official arrangement from a file")
+    load.add_argument("file")
+    load.add_argument("--by", default="", help="who loads it, for the record")
+    show = hol_sub.add_parser("show", help="a year's days off and working weekends, by source")
+    show.add_argument("year", type=int)
+    hol_sub.add_parser("status", help="until when the calendar is official")
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["simulate"]:  # the simulator parses its own flags
         from meters import simulator
@@ -300,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
     handler = {"demo": cmd_demo, "run": cmd_run, "serve": cmd_serve, "worker": cmd_worker,
                "db": cmd_db, "seed": cmd_seed, "quote": cmd_quote, "reconcile": cmd_reconcile,
                "refund": cmd_refund, "tariff": cmd_tariff, "read": cmd_read,
-               "review": cmd_review}[args.command]
+               "review": cmd_review, "holidays": cmd_holidays}[args.command]
     return handler(args)
 
 

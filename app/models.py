@@ -10,14 +10,15 @@ from app.ledger.models import LedgerEntry
 from app.notices.models import Notice
 from app.orders.models import (Order, ReconcileDifference, ReconcileRun, Refund,
                                RefusedNotification)
-from app.policy.models import CutApproval, CutDecision, ManagerTask
+from app.policy.models import (CutApproval, CutDecision, HolidayArrangement, HolidayDay,
+                               ManagerTask)
 from app.tariffs.models import StoredTariff, StoredTariffVersion
 
 metadata = SQLModel.metadata
 
 __all__ = [
     "Account", "Anomaly", "Building", "Command", "CommandAttempt", "CutApproval", "CutDecision",
-    "Estate", "Gateway", "LedgerEntry", "ManagerTask", "Meter", "Notice", "Order", "Reading",
+    "Estate", "Gateway", "HolidayArrangement", "HolidayDay", "LedgerEntry", "ManagerTask", "Meter", "Notice", "Order", "Reading",
     "ReconcileDifference", "ReconcileRun", "Refund", "RefusedNotification", "ShareRun",
     "StoredTariff", "StoredTariffVersion", "WorkerHeartbeat",
     "metadata",

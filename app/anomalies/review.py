@@ -1,6 +1,7 @@
 """What waits for a property manager, and the two decisions they take on it.
 
-Waiting: the open anomalies (meters offline, commands that expired, energy not charged), the
+Waiting: a warning when the official holiday calendar ends within 60 days (load next year's
+arrangement: `feikong holidays load`), the open anomalies (meters offline, commands that expired, energy not charged), the
 payments that came after their order was closed (neither credited nor refunded yet), and the
 notifications we refused lately. `feikong review` prints them; the manager console will render
 the same lists. Deciding: an anomaly is resolved with who decided and why; a late payment is
@@ -20,6 +21,7 @@ from app.db import utcnow
 from app.estate.models import Account
 from app.orders.models import PAID_AFTER_CLOSE, Order, RefusedNotification
 from app.orders.services import LATE_PAYMENT
+from app.policy.arrangements import calendar_status
 from app.tariffs import CHINA_TZ
 
 
@@ -61,13 +63,16 @@ class Review:
     late_payments: list[LatePayment]
     refused: list[Refused]
     refused_since: dt.datetime
+    calendar_warning: str | None = None  # the holiday calendar ends soon (app/policy/arrangements)
 
 
 def review(session: Session, *, refused_days: int = 7, now: dt.datetime | None = None) -> Review:
     """Everything waiting for a manager: open anomalies (oldest first), payments after close,
     and the notifications refused in the last `refused_days` days (newest first; payments after
     close are listed once, as late payments)."""
-    since = (now or utcnow()) - dt.timedelta(days=refused_days)
+    now = now or utcnow()
+    since = now - dt.timedelta(days=refused_days)
+    status = calendar_status(session, now.astimezone(CHINA_TZ).date())
     anomalies = [
         OpenAnomaly(a.id, a.created_at, a.kind, number or "", household or "", a.meter_id,
                     a.energy_wh, a.detail)
@@ -91,7 +96,8 @@ def review(session: Session, *, refused_days: int = 7, now: dt.datetime | None =
             .where(RefusedNotification.received_at >= since,
                    RefusedNotification.reason != LATE_PAYMENT)
             .order_by(RefusedNotification.received_at.desc(), RefusedNotification.id.desc()))]
-    return Review(anomalies, late, refused, since)
+    return Review(anomalies, late, refused, since,
+                  status.warning if status is not None else None)
 
 
 def resolve_anomaly(session: Session, anomaly_id: int, *, by: str, note: str) -> Anomaly:
@@ -113,7 +119,8 @@ def resolve_anomaly(session: Session, anomaly_id: int, *, by: str, note: str) ->
 
 def format_review(r: Review) -> str:
     """The lists as plain text, times in Beijing time (the CLI's)."""
-    parts = [f"待处理异常 open anomalies: {len(r.anomalies)}"]
+    parts = [f"节假日日历 holiday calendar: {r.calendar_warning}", ""] if r.calendar_warning else []
+    parts += [f"待处理异常 open anomalies: {len(r.anomalies)}"]
     parts += [_line(str(a.id), _beijing(a.created_at), a.kind, _who(a.account_number, a.household),
                     f"meter {a.meter_id}" if a.meter_id is not None else "-",
                     f"{a.energy_wh / 1000:.3f} kWh not charged" if a.energy_wh else "-",

@@ -46,6 +46,10 @@ class CutDecision(SQLModel, table=True):
     not_before: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
     balance_fen: int = Field(sa_type=sa.BigInteger)
     command_id: int | None = Field(default=None, foreign_key="command.id")
+    # Where the holiday calendar's answer for the local date came from (app/policy/holidays.py):
+    # "loaded" or "package" (an official arrangement), "computed" (by rule, not official),
+    # "none" (an estate without a holiday rule); None where the decision did not look.
+    calendar: str | None = None
 
 
 class ManagerTask(SQLModel, table=True):
@@ -79,3 +83,32 @@ class CutApproval(SQLModel, table=True):
     decided_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
     decided_by: str = ""
     note: str = ""
+
+
+class HolidayArrangement(SQLModel, table=True):
+    """An official holiday arrangement of one year (国务院办公厅 节假日安排) loaded by an operator
+    (`feikong holidays load`). The newest loaded for a (calendar, year) is the one in force;
+    older ones stay for the record. Its days are `HolidayDay` rows."""
+
+    __tablename__ = "holiday_arrangement"
+
+    id: int | None = Field(default=None, primary_key=True)
+    calendar: str = Field(default="cn", index=True)
+    year: int = Field(index=True)
+    source: str  # the notice it transcribes, as the file says
+    file_name: str = ""
+    sha256: str  # of the file's text: loading the same arrangement again changes nothing
+    loaded_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    loaded_by: str = ""
+
+
+class HolidayDay(SQLModel, table=True):
+    """One day an arrangement lists: a day off (`rest`) or a weekend day worked (调休上班)."""
+
+    __tablename__ = "holiday_day"
+
+    id: int | None = Field(default=None, primary_key=True)
+    arrangement_id: int = Field(foreign_key="holiday_arrangement.id", index=True)
+    day: dt.date
+    rest: bool
+    name: str  # the holiday it belongs to (zh)

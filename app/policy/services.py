@@ -13,7 +13,10 @@ The rules, in order (the first that applies decides):
 4. an estate that requires approval (停电审批): rejected → refused for this episode; not yet
    approved → an approval request;
 5. no balance-exhausted notice yet, or sent less than the estate's lead time ago → wait;
-6. today (local) unknown to the holiday calendar → refused; a public holiday → wait;
+6. a public holiday today (local) → wait; where no official arrangement covers today the
+   calendar computes the statutory holidays (app/policy/holidays.py), and the decision says so
+   (`Decision.calendar` == "computed", and a note in its reason); an estate naming a calendar
+   we do not have → refused;
 7. within the estate's quiet hours → wait;
 8. otherwise cut.
 A wait carries `not_before`, the first moment rules 5–7 all allow (when the calendar knows it);
@@ -23,7 +26,7 @@ the worker re-decides at every poll, so the cut happens at the first poll from t
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sqlmodel import Session, select
 
@@ -35,7 +38,8 @@ from app.estate.models import Account, Building, Estate, Meter
 from app.money import fen_to_yuan_str
 from app.notices.services import cut_notice_at
 from app.policy.clock import local_midnight, local_str, to_local
-from app.policy.holidays import HolidayCalendar, PolicyUndecidable, calendar_for
+from app.policy.arrangements import estate_calendar
+from app.policy.holidays import COMPUTED, HolidayCalendar, PolicyUndecidable
 from app.policy.models import (APPROVAL, APPROVED, CARE_LIST_EXHAUSTED, CUT, CUT_UNDECIDED,
                                MANUAL_CUT, NONE, PENDING, REFUSED, REJECTED, TASK, WAIT,
                                CutApproval, CutDecision, ManagerTask)
@@ -48,6 +52,7 @@ class Decision:
     code: str
     reason: str  # zh, for residents and managers
     not_before: dt.datetime | None = None
+    calendar: str | None = None  # the holiday calendar's source for today (holidays.py)
 
 
 @dataclass(frozen=True)
@@ -90,7 +95,28 @@ def decide_cut(now: dt.datetime, *, balance_fen: int, account, estate,
     `quiet_end`, `cut_notice_lead_h`, `cut_requires_approval`. `warned_at`: when this
     exhaustion episode's balance-exhausted notice went out (None: not yet). `approval`: the state
     of this episode's approval request (None: none). No clock, no database: the same arguments
-    give the same decision."""
+    give the same decision. `Decision.calendar` says where the calendar's word on today came
+    from; on a computed day, a decision that depended on the calendar says so in its reason."""
+    decision = _decide(now, balance_fen=balance_fen, account=account, estate=estate,
+                       strategy=strategy, warned_at=warned_at, approval=approval,
+                       holidays=holidays, unconfirmed_command=unconfirmed_command)
+    try:
+        source = holidays.day(to_local(now).date()).source
+    except PolicyUndecidable:
+        source = None
+    if source == COMPUTED and decision.code in _CALENDAR_DEPENDENT:
+        decision = replace(decision, reason=decision.reason + COMPUTED_NOTE)
+    return replace(decision, calendar=source)
+
+
+COMPUTED_NOTE = "（今天不在已载入的国务院节假日安排内：节假日按规则推算，非正式安排）"
+_CALENDAR_DEPENDENT = frozenset({"allowed", "holiday", "quiet_hours", "notice_lead"})
+
+
+def _decide(now: dt.datetime, *, balance_fen: int, account, estate,
+            strategy: Strategy | None, warned_at: dt.datetime | None,
+            approval: str | None, holidays: HolidayCalendar,
+            unconfirmed_command: bool) -> Decision:
     if balance_fen >= account.cut_below_fen:
         return Decision(NONE, "not_exhausted", "余额未低于停电线，无需停电")
     if unconfirmed_command:
@@ -205,7 +231,7 @@ def review_cut(session: Session, meter: Meter, account: Account, balance_fen: in
         now, balance_fen=balance_fen, account=account, estate=estate,
         strategy=strategy_named(account.strategy), warned_at=cut_notice_at(session, account),
         approval=approval.state if approval is not None else None,
-        holidays=calendar_for(estate.holiday_calendar), unconfirmed_command=unconfirmed)
+        holidays=estate_calendar(session, estate), unconfirmed_command=unconfirmed)
     if decision.outcome == NONE:
         return False
     if decision.outcome == CUT:
@@ -239,7 +265,7 @@ def _record(session: Session, meter: Meter, account: Account, balance_fen: int,
     session.add(CutDecision(meter_id=meter.id, account_id=account.id, decided_at=now,
                             outcome=decision.outcome, code=decision.code,
                             reason=decision.reason[:500], not_before=decision.not_before,
-                            balance_fen=balance_fen,
+                            balance_fen=balance_fen, calendar=decision.calendar,
                             command_id=command.id if command is not None else None))
 
 

@@ -5,7 +5,7 @@ import datetime as dt
 import pytest
 
 from app.estate.models import Account, Estate
-from app.policy.holidays import ChinaCalendar
+from app.policy.holidays import COMPUTED, ChinaCalendar, calendar_for
 from app.policy.models import APPROVAL, APPROVED, CUT, NONE, PENDING, REFUSED, REJECTED, TASK, WAIT
 from app.policy.services import decide_cut
 from app.policy.strategies import COMMON_AREA, RESIDENTIAL
@@ -54,11 +54,21 @@ def test_a_cut_goes_ahead_on_an_ordinary_day_outside_quiet_hours(now):
     assert decide(now).outcome == CUT
 
 
-def test_past_the_calendar_s_last_year_the_policy_refuses_and_says_so():
+def test_past_the_package_s_last_year_an_ordinary_day_cuts_and_says_the_calendar_was_computed():
     year = CN.last_year + 1
     decision = decide(at(year, 3, 10, 10, 0))
-    assert (decision.outcome, decision.code) == (REFUSED, "calendar_unknown")
-    assert f"{CN.last_year} 年" in decision.reason and "不自动停电" in decision.reason
+    assert (decision.outcome, decision.calendar) == (CUT, COMPUTED)
+    assert "按规则推算" in decision.reason
+
+
+def test_an_estate_naming_an_unknown_calendar_is_refused():
+    decision = decide_cut(at(2026, 11, 18), balance_fen=-100, account=Account(),
+                          estate=Estate(name="翠苑"), strategy=RESIDENTIAL,
+                          warned_at=at(2026, 11, 17), approval=None,
+                          holidays=calendar_for("hk"))
+    assert (decision.outcome, decision.code, decision.calendar) == (REFUSED, "calendar_unknown",
+                                                                    None)
+    assert "hk" in decision.reason and "不自动停电" in decision.reason
 
 
 def test_no_cut_before_the_exhausted_notice_is_lead_hours_old():

@@ -6,7 +6,6 @@ from app.commands.models import CUT
 from app.db import transaction
 from app.ledger.models import TOPUP
 from app.notices.models import BALANCE_EXHAUSTED
-from app.policy.holidays import ChinaCalendar
 from app.policy.models import (APPROVAL, CARE_LIST_EXHAUSTED, CUT_UNDECIDED, MANUAL_CUT, PENDING,
                                REFUSED, TASK, WAIT, CutApproval)
 from app.policy.services import decide_approval
@@ -91,11 +90,10 @@ def test_a_rejected_cut_is_not_made_in_this_episode(engine):
     assert tasks(engine) == []
 
 
-def test_past_the_calendar_the_cut_is_refused_and_handed_to_a_manager(engine):
-    number = household(engine)
-    year = ChinaCalendar.last_year + 1
+def test_an_estate_with_an_unknown_calendar_is_refused_and_handed_to_a_manager(engine):
+    number = household(engine, estate={"holiday_calendar": "hk"})
     for hour in (10, 11):
-        assert poll(engine, number, at(year, 3, 10, hour)) is False
+        assert poll(engine, number, at(2026, 11, 18, hour)) is False
     assert outcomes(engine, number) == [(REFUSED, "calendar_unknown")]
     assert [t.kind for t in tasks(engine)] == [CUT_UNDECIDED]
     assert commands(engine) == []
