@@ -6,7 +6,7 @@ from app.anomalies.models import Anomaly
 from app.commands.models import Command, CommandAttempt
 from app.estate.models import (Account, Building, Estate, Gateway, Meter, Reading,
                                ShareRun, WorkerHeartbeat)
-from app.ledger.models import LedgerEntry
+from app.ledger.models import AccountBalance, LedgerEntry
 from app.notices.models import Notice
 from app.orders.models import (Order, ReconcileDifference, ReconcileRun, Refund,
                                RefusedNotification)
@@ -17,7 +17,7 @@ from app.tariffs.models import StoredTariff, StoredTariffVersion
 metadata = SQLModel.metadata
 
 __all__ = [
-    "Account", "Anomaly", "Building", "Command", "CommandAttempt", "CutApproval", "CutDecision",
+    "Account", "AccountBalance", "Anomaly", "Building", "Command", "CommandAttempt", "CutApproval", "CutDecision",
     "Estate", "Gateway", "HolidayArrangement", "HolidayDay", "LedgerEntry", "ManagerTask", "Meter", "Notice", "Order", "Reading",
     "ReconcileDifference", "ReconcileRun", "Refund", "RefusedNotification", "ShareRun",
     "StoredTariff", "StoredTariffVersion", "WorkerHeartbeat",

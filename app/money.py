@@ -23,6 +23,14 @@ def to_fen(yuan: Decimal) -> int:
     return int((yuan * FEN_PER_YUAN).quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
 
+E7 = Decimal(10) ** 7  # exact running totals are kept as integers of 1e-7 yuan
+
+
+def e7_to_fen(exact_e7: int) -> int:
+    """`to_fen` of an exact amount kept as an integer of 1e-7 yuan."""
+    return to_fen(Decimal(exact_e7) / E7)
+
+
 def energy_cost(energy_wh: int, price_yuan_per_kwh: Decimal) -> Decimal:
     """The exact cost in yuan of `energy_wh` watt-hours at a price per kWh. Never rounded."""
     return Decimal(energy_wh) * price_yuan_per_kwh / WH_PER_KWH

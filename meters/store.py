@@ -21,7 +21,7 @@ from app.commands.models import (CUT, DONE, EXPIRED, PENDING, READ, RESTORE, Com
                                  CommandAttempt)
 from app.db import driver_executemany, transaction, utcnow
 from app.tariffs import TariffError
-from app.ledger.services import balances_fen
+from app.ledger.services import balances_fen, lock_balances
 from app.estate.models import Account, Gateway, Meter, Reading
 from app.notices.models import POWER_CUT, POWER_RESTORED, Notice
 from app.notices.services import NoticeBatch
@@ -178,6 +178,9 @@ def record_poll(engine: Engine, results: list[ReadingResult], touched: list[int]
 
 def _record_readings(s, results: list[ReadingResult]) -> None:
     ids = [r.meter_id for r in results]
+    if s.get_bind().dialect.name == "postgresql":  # balance rows before meter rows, always
+        lock_balances(s, set(s.exec(select(Meter.account_id).where(
+            Meter.id.in_(ids), Meter.account_id.is_not(None)))))
     meters = {m.id: m for m in s.exec(select(Meter).where(Meter.id.in_(ids)).with_for_update())}
     account_ids = {m.account_id for m in meters.values() if m.account_id is not None}
     accounts = ({a.id: a for a in s.exec(select(Account).where(Account.id.in_(account_ids)))}

@@ -14,6 +14,7 @@ STATE_CHANGED_OFFLINE = "state_changed_offline"  # came back with a relay state 
 ENERGY_BACKWARDS = "energy_backwards"  # the register went down (reset, replaced, misread)
 ENERGY_JUMP = "energy_jump"  # more than the breaker could pass in the interval
 ENERGY_WHILE_OPEN = "energy_while_open"  # counted while the relay read open: bypass (窃电)?
+BALANCE_MISMATCH = "balance_mismatch"  # the kept balance differs from the ledger's sum: no cut
 
 
 class Anomaly(SQLModel, table=True):

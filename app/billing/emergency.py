@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import bindparam, case, exists, func
 from sqlmodel import Session, select
 
 from app.commands.services import meters_of, queue_restore
 from app.db import utcnow
-from app.estate.models import Account, Meter
+from app.estate.models import Account
 from app.ledger.models import EMERGENCY_CREDIT, LedgerEntry
-from app.ledger.services import post_entry
+from app.ledger.services import funds, post_entry
 from app.money import fen_to_yuan_str
 from app.tariffs import CHINA_TZ
 
@@ -51,10 +50,9 @@ def emergency_credit_offered(session: Session, account: Account,
 
 
 def outstanding_emergency_fen(session: Session, account_id: int) -> int:
-    """The advance not yet repaid, in fen (≥ 0): the sum of the account's emergency entries."""
-    total = session.exec(select(func.coalesce(func.sum(LedgerEntry.amount_fen), 0)).where(
-        LedgerEntry.account_id == account_id, LedgerEntry.kind == EMERGENCY_CREDIT)).one()
-    return max(0, int(total))
+    """The advance not yet repaid, in fen (≥ 0): the sum of the account's emergency entries
+    (kept in `account_balance.advance_fen`)."""
+    return funds(session, {account_id})[account_id].advance_fen
 
 
 def take_emergency_credit(session: Session, account: Account,
@@ -77,9 +75,9 @@ def take_emergency_credit(session: Session, account: Account,
 
 
 def balance_and_advance_fen(session: Session, account_id: int) -> tuple[int, int]:
-    """(the balance, the advance outstanding) in fen, from one pass over the account's ledger."""
-    balance, advance = session.execute(_BALANCE_AND_ADVANCE, {"account_id": account_id}).one()
-    return int(balance), max(0, int(advance))
+    """(the balance, the advance outstanding) in fen (`app.ledger.services.funds`)."""
+    f = funds(session, {account_id})[account_id]
+    return f.balance_fen, f.advance_fen
 
 
 def balances_advances_and_metered(session: Session,
@@ -87,24 +85,8 @@ def balances_advances_and_metered(session: Session,
     """What top-ups' credits need to know of their accounts, in one statement: per account
     (the balance, the advance outstanding) as `balance_and_advance_fen`, and whether it has a
     meter at all."""
-    rows = session.execute(_BALANCES_ADVANCES_AND_METERED, {"ids": sorted(account_ids)})
-    return {account_id: (int(balance), max(0, int(advance)), bool(metered))
-            for account_id, balance, advance, metered in rows}
-
-
-# On the tables, not the ORM classes: a Core statement skips the ORM's execution layer (a fifth
-# of a credit's CPU in bench.notify).
-_LEDGER, _METER, _ACCOUNT = LedgerEntry.__table__, Meter.__table__, Account.__table__
-# (the balance, the advance outstanding) over the ledger rows a query selects
-_SUMS = (func.coalesce(func.sum(_LEDGER.c.amount_fen), 0),
-         func.coalesce(func.sum(case((_LEDGER.c.kind == EMERGENCY_CREDIT, _LEDGER.c.amount_fen),
-                                     else_=0)), 0))
-_BALANCE_AND_ADVANCE = select(*_SUMS).where(_LEDGER.c.account_id == bindparam("account_id"))
-_BALANCES_ADVANCES_AND_METERED = (
-    select(_ACCOUNT.c.id, *_SUMS, exists().where(_METER.c.account_id == _ACCOUNT.c.id))
-    .select_from(_ACCOUNT.outerjoin(_LEDGER, _LEDGER.c.account_id == _ACCOUNT.c.id))
-    .where(_ACCOUNT.c.id.in_(bindparam("ids", expanding=True)))
-    .group_by(_ACCOUNT.c.id))
+    return {account_id: (f.balance_fen, f.advance_fen, f.metered)
+            for account_id, f in funds(session, account_ids).items()}
 
 
 def repay_emergency_credit(session: Session, account_id: int, topup_fen: int,

@@ -1,4 +1,6 @@
-"""The billing jobs: common-area shares (公摊) posted period by period, without anyone asking.
+"""The billing jobs: common-area shares (公摊) posted period by period, without anyone asking;
+and, once a local day, the proof that every kept balance is its ledger's sum
+(`app.ledger.checks.verify_balances`).
 
 Each building with a common-area meter is shared every local (China time) day or calendar
 month, as its `share_period` says ("day" or "month"), by `app.billing.shares`.
@@ -25,6 +27,7 @@ from sqlmodel import select
 from app.billing.shares import ShareError, post_shares, share_buildings
 from app.db import transaction, utcnow
 from app.estate.models import Building, Meter, Reading, ShareRun
+from app.ledger.checks import verify_balances
 from app.tariffs import CHINA_TZ
 
 log = logging.getLogger(__name__)
@@ -111,8 +114,10 @@ def share_due(engine, now: dt.datetime | None = None) -> list[ShareRun]:
 
 
 async def run_billing_jobs(engine, *, every_s: float = SWEEP_EVERY_S) -> None:
-    """`share_due` every `every_s` seconds until cancelled; a failing sweep is logged and the
-    next one comes all the same."""
+    """`share_due` every `every_s` seconds until cancelled, and the balance check at the first
+    sweep of each local day (the first after the process started included); a failing sweep is
+    logged and the next one comes all the same."""
+    checked_on = None
     while True:
         try:
             runs = await asyncio.to_thread(share_due, engine)
@@ -121,4 +126,15 @@ async def run_billing_jobs(engine, *, every_s: float = SWEEP_EVERY_S) -> None:
                                                for r in runs])
         except Exception:
             log.exception("billing jobs: the sweep failed")
+        today = utcnow().astimezone(CHINA_TZ).date()
+        if checked_on != today:
+            try:
+                result = await asyncio.to_thread(verify_balances, engine)
+                checked_on = today
+                log.log(logging.ERROR if result.mismatches else logging.INFO,
+                        "balances checked: %d accounts, %d entries, %d mismatches %s",
+                        result.accounts, result.entries, len(result.mismatches),
+                        [m.account_id for m in result.mismatches][:20])
+            except Exception:
+                log.exception("billing jobs: the balance check failed")
         await asyncio.sleep(every_s)

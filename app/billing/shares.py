@@ -37,6 +37,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from app.billing.services import E7, insert_entries
+from app.ledger.services import lock_balances
 from app.db import utcnow
 from app.estate.models import Account, Building, Meter, Reading, ShareRun
 from app.ledger.models import CHARGE, SHARE, LedgerEntry
@@ -210,6 +211,7 @@ def _share_batch(session: Session, buildings: Sequence[Building], start: dt.date
         building.shared_fen += run.charge_fen
         session.add(building)
         rows += _share_rows(building, label, run, homes, scheme, weights)
+    lock_balances(session, {row[0] for row in rows})  # in account order: no deadlock
     insert_entries(session.connection(), rows, created_at=utcnow())
     return runs
 

@@ -2,34 +2,82 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy import bindparam
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, select
 
 from app.db import utcnow
-from app.ledger.models import LedgerEntry
+from app.estate.models import Meter
+from app.ledger.models import AccountBalance, LedgerEntry
+from app.money import e7_to_fen
+
+
+@dataclass(frozen=True)
+class Funds:
+    """What an account has, as everything that judges it reads it."""
+
+    balance_fen: int  # the ledger's sum less the charge accrued and not yet posted (below)
+    advance_fen: int  # the emergency advance outstanding (≥ 0)
+    metered: bool  # the account has a meter
 
 
 def balance_fen(session: Session, account_id: int) -> int:
-    """An account's balance in fen: the sum of its ledger. Never stored, never edited."""
-    total = session.exec(
-        select(func.coalesce(func.sum(LedgerEntry.amount_fen), 0)).where(
-            LedgerEntry.account_id == account_id
-        )
-    ).one()
-    return int(total)
+    """An account's balance in fen, the one figure the resident page, the console, the cut
+    policy and the warnings use: the sum of its ledger (kept in `account_balance` by the
+    database, in each entry's own transaction: one row read, whatever the ledger's age) less
+    what its meters have accrued and not yet posted (`Meter.billed_exact_e7` rounded by the one
+    rule, less `Meter.billed_fen`: app/billing/services.py posts it hourly)."""
+    return funds(session, {account_id})[account_id].balance_fen
 
 
 def balances_fen(session: Session, account_ids: set[int]) -> dict[int, int]:
-    """Balances of many accounts in one query (each the sum of its ledger); 0 for none."""
-    rows = session.exec(
-        select(LedgerEntry.account_id, func.sum(LedgerEntry.amount_fen))
-        .where(LedgerEntry.account_id.in_(account_ids))
-        .group_by(LedgerEntry.account_id)
-    ).all()
-    found = {account_id: int(total) for account_id, total in rows}
-    return {account_id: found.get(account_id, 0) for account_id in account_ids}
+    """`balance_fen` of many accounts in one query; 0 for an account without a balance row."""
+    return {account_id: f.balance_fen for account_id, f in funds(session, account_ids).items()}
+
+
+def funds(session: Session, account_ids: set[int]) -> dict[int, Funds]:
+    """Balance, advance outstanding and whether metered, of each account, in one query."""
+    found: dict[int, list[int]] = {}
+    for ids in _chunks(sorted(account_ids)):
+        for account_id, balance, advance, exact_e7, posted in session.execute(
+                _FUNDS, {"ids": ids}):
+            state = found.setdefault(account_id, [balance, advance, 0])
+            if exact_e7 is not None:
+                state[2] = 1
+                state[0] -= e7_to_fen(exact_e7) - posted
+    return {account_id: (Funds(s[0], max(0, s[1]), bool(s[2])) if (s := found.get(account_id))
+                         else Funds(0, 0, False))
+            for account_id in account_ids}
+
+
+def _chunks(ids: list[int], size: int = 1000):
+    for i in range(0, len(ids), size):
+        yield ids[i:i + size]
+
+
+def lock_balances(session: Session, account_ids) -> None:
+    """Lock the balance rows of `account_ids` in ascending order, before a transaction that
+    posts to several accounts (or to one while holding meter rows) posts anything: every
+    entry's trigger updates its account's row, so two transactions taking the rows in
+    different orders could deadlock. PostgreSQL only; SQLite has one writer at a time."""
+    if session.get_bind().dialect.name != "postgresql" or not account_ids:
+        return
+    for ids in _chunks(sorted(set(account_ids))):
+        session.execute(_LOCK, {"ids": ids}).all()
+
+
+_BALANCE, _METER = AccountBalance.__table__, Meter.__table__
+_FUNDS = (sa.select(_BALANCE.c.account_id, _BALANCE.c.balance_fen, _BALANCE.c.advance_fen,
+                    _METER.c.billed_exact_e7, _METER.c.billed_fen)
+          .select_from(_BALANCE.outerjoin(_METER, _METER.c.account_id == _BALANCE.c.account_id))
+          .where(_BALANCE.c.account_id.in_(bindparam("ids", expanding=True))))
+_LOCK = (sa.select(_BALANCE.c.account_id)
+         .where(_BALANCE.c.account_id.in_(bindparam("ids", expanding=True)))
+         .order_by(_BALANCE.c.account_id).with_for_update())
 
 
 def post_entry(

@@ -15,7 +15,7 @@ from app.commands.services import restore_if_allowed
 from app.db import utcnow
 from app.estate.models import Account
 from app.ledger.models import TOPUP
-from app.ledger.services import post_entries
+from app.ledger.services import lock_balances, post_entries
 from app.notices.models import PAYMENT_RECEIVED, Notice
 from app.orders.models import CLOSED, PAID, PAID_AFTER_CLOSE, PENDING, Order, RefusedNotification
 from payments.base import Notification, OrderInfo
@@ -227,6 +227,7 @@ def _credit_many(session: Session, credits: list[tuple[Order | _Paid, str]]) -> 
     decides what the last of the one-by-one credits would."""
     if not credits:
         return
+    lock_balances(session, {order.account_id for order, _ in credits})  # in account order
     post_entries(session, [
         {"account_id": order.account_id, "amount_fen": order.amount_fen, "kind": TOPUP,
          "idempotency_key": f"order:{order.out_trade_no}", "memo": memo, "energy_wh": None}

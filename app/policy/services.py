@@ -7,7 +7,9 @@ manager task or the approval request the decision calls for.
 
 The rules, in order (the first that applies decides):
 1. balance at or above the account's cut line → nothing to decide;
-2. an earlier command for this meter expired unconfirmed and is not resolved → wait for a person;
+2. the account's kept balance differs from its ledger's sum (app/ledger/checks.py) → refused
+   until a manager resolved it; an earlier command for this meter expired unconfirmed and is
+   not resolved → wait for a person;
 3. an unknown strategy → refused; a household on the care list (爱心档案), or a strategy that is
    never cut automatically → a manager task, never a command;
 4. an estate that requires approval (停电审批): rejected → refused for this episode; not yet
@@ -38,6 +40,7 @@ from app.estate.models import Account, Building, Estate, Meter
 from app.money import fen_to_yuan_str
 from app.notices.services import cut_notice_at
 from app.policy.clock import local_midnight, local_str, to_local
+from app.ledger.checks import balance_unverified
 from app.policy.arrangements import estate_calendar
 from app.policy.holidays import COMPUTED, HolidayCalendar, PolicyUndecidable
 from app.policy.models import (APPROVAL, APPROVED, CARE_LIST_EXHAUSTED, CUT, CUT_UNDECIDED,
@@ -88,7 +91,7 @@ def quiet_hours_of(estate) -> QuietHours:
 def decide_cut(now: dt.datetime, *, balance_fen: int, account, estate,
                strategy: Strategy | None, warned_at: dt.datetime | None,
                approval: str | None, holidays: HolidayCalendar,
-               unconfirmed_command: bool = False) -> Decision:
+               unconfirmed_command: bool = False, balance_unverified: bool = False) -> Decision:
     """Decide whether the exhausted supply of one meter of `account` may be cut at `now`.
 
     `account` needs `cut_below_fen`, `care_list`, `strategy`; `estate` needs `quiet_start`,
@@ -99,7 +102,8 @@ def decide_cut(now: dt.datetime, *, balance_fen: int, account, estate,
     from; on a computed day, a decision that depended on the calendar says so in its reason."""
     decision = _decide(now, balance_fen=balance_fen, account=account, estate=estate,
                        strategy=strategy, warned_at=warned_at, approval=approval,
-                       holidays=holidays, unconfirmed_command=unconfirmed_command)
+                       holidays=holidays, unconfirmed_command=unconfirmed_command,
+                       balance_unverified=balance_unverified)
     try:
         source = holidays.day(to_local(now).date()).source
     except PolicyUndecidable:
@@ -116,9 +120,12 @@ _CALENDAR_DEPENDENT = frozenset({"allowed", "holiday", "quiet_hours", "notice_le
 def _decide(now: dt.datetime, *, balance_fen: int, account, estate,
             strategy: Strategy | None, warned_at: dt.datetime | None,
             approval: str | None, holidays: HolidayCalendar,
-            unconfirmed_command: bool) -> Decision:
+            unconfirmed_command: bool, balance_unverified: bool) -> Decision:
     if balance_fen >= account.cut_below_fen:
         return Decision(NONE, "not_exhausted", "余额未低于停电线，无需停电")
+    if balance_unverified:
+        return Decision(REFUSED, "balance_unverified",
+                        "账户余额与账目合计不符，已列为异常；核实前不自动停电")
     if unconfirmed_command:
         return Decision(WAIT, "command_unconfirmed",
                         "该电表上一条命令未被确认执行，已列为异常；物业处理前不再自动停电")
@@ -231,7 +238,8 @@ def review_cut(session: Session, meter: Meter, account: Account, balance_fen: in
         now, balance_fen=balance_fen, account=account, estate=estate,
         strategy=strategy_named(account.strategy), warned_at=cut_notice_at(session, account),
         approval=approval.state if approval is not None else None,
-        holidays=estate_calendar(session, estate), unconfirmed_command=unconfirmed)
+        holidays=estate_calendar(session, estate), unconfirmed_command=unconfirmed,
+        balance_unverified=balance_unverified(session, account.id))
     if decision.outcome == NONE:
         return False
     if decision.outcome == CUT:
