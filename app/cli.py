@@ -1,5 +1,5 @@
 """`feikong demo | run | serve | worker | simulate | db upgrade | seed | quote | tariff |
-read | reconcile | refund | review | holidays`."""
+read | reconcile | refund | review | holidays | ledger`."""
 
 from __future__ import annotations
 
@@ -240,7 +240,6 @@ def cmd_review(args) -> int:
 def cmd_holidays(args) -> int:
     """Load an official holiday arrangement, show a year, or say how far the calendar is
     official (`app.policy.arrangements`, docs/holidays.md)."""
-    import datetime as dt
     from pathlib import Path
 
     from app.db import transaction, utcnow
@@ -280,6 +279,21 @@ def cmd_holidays(args) -> int:
     if status.warning:
         print(status.warning)
     return 0
+
+
+def cmd_ledger(args) -> int:
+    """`feikong ledger verify`: every kept balance against its ledger's sum
+    (`app.ledger.checks`); exit 1 when one differs (each is then an anomaly for a manager)."""
+    from app.ledger.checks import verify_balances
+    from app.money import fen_to_yuan_str
+
+    result = verify_balances(_engine())
+    print(f"{result.accounts} accounts, {result.entries} ledger entries checked: "
+          f"{len(result.mismatches)} balances differ from their ledger")
+    for m in result.mismatches:
+        kept = "no kept balance" if m.kept[0] is None else f"kept {fen_to_yuan_str(m.kept[0])} 元"
+        print(f"  account {m.account_id}: {kept}, ledger {fen_to_yuan_str(m.summed[0])} 元")
+    return 1 if result.mismatches else 0
 
 
 def cmd_demo(args) -> int:
@@ -336,6 +350,8 @@ def main(argv: list[str] | None = None) -> int:
                                                    "was closed (else refund it: feikong refund)")
     late.add_argument("out_trade_no")
     late.add_argument("--by", required=True, help="the manager who decided")
+    led = sub.add_parser("ledger", help="the ledger: verify every kept balance against it")
+    led.add_argument("ledger_action", choices=["verify"])
     hol = sub.add_parser("holidays", help="public holidays: load an official arrangement, "
                                           "show a year (docs/holidays.md)")
     hol_sub = hol.add_subparsers(dest="holidays_action", required=True)
@@ -354,7 +370,8 @@ def main(argv: list[str] | None = None) -> int:
     handler = {"demo": cmd_demo, "run": cmd_run, "serve": cmd_serve, "worker": cmd_worker,
                "db": cmd_db, "seed": cmd_seed, "quote": cmd_quote, "reconcile": cmd_reconcile,
                "refund": cmd_refund, "tariff": cmd_tariff, "read": cmd_read,
-               "review": cmd_review, "holidays": cmd_holidays}[args.command]
+               "review": cmd_review, "holidays": cmd_holidays,
+               "ledger": cmd_ledger}[args.command]
     return handler(args)
 
 

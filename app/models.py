@@ -4,8 +4,8 @@ from sqlmodel import SQLModel
 
 from app.anomalies.models import Anomaly
 from app.commands.models import Command, CommandAttempt
-from app.estate.models import (Account, Building, Estate, Gateway, Meter, Reading,
-                               ShareRun, WorkerHeartbeat)
+from app.estate.models import (Account, Building, DailyFrozen, Estate, Gateway, Meter,
+                               Reading, RelayChange, ShareRun, WorkerHeartbeat)
 from app.ledger.models import AccountBalance, LedgerEntry
 from app.notices.models import Notice
 from app.orders.models import (Order, ReconcileDifference, ReconcileRun, Refund,
@@ -17,9 +17,10 @@ from app.tariffs.models import StoredTariff, StoredTariffVersion
 metadata = SQLModel.metadata
 
 __all__ = [
-    "Account", "AccountBalance", "Anomaly", "Building", "Command", "CommandAttempt", "CutApproval", "CutDecision",
-    "Estate", "Gateway", "HolidayArrangement", "HolidayDay", "LedgerEntry", "ManagerTask", "Meter", "Notice", "Order", "Reading",
-    "ReconcileDifference", "ReconcileRun", "Refund", "RefusedNotification", "ShareRun",
-    "StoredTariff", "StoredTariffVersion", "WorkerHeartbeat",
+    "Account", "AccountBalance", "Anomaly", "Building", "Command", "CommandAttempt",
+    "CutApproval", "CutDecision", "DailyFrozen", "Estate", "Gateway", "HolidayArrangement",
+    "HolidayDay", "LedgerEntry", "ManagerTask", "Meter", "Notice", "Order",
+    "Reading", "ReconcileDifference", "ReconcileRun", "Refund", "RefusedNotification",
+    "RelayChange", "ShareRun", "StoredTariff", "StoredTariffVersion", "WorkerHeartbeat",
     "metadata",
 ]

@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     lease_ttl_s: float = 15.0  # a dead worker's gateways are taken over within ttl × 4/3
     breaker_failures: int = 3  # failed polls in a row before a meter is marked offline
     breaker_probe_s: float = 60.0  # how often an offline meter is probed
+    # Raw readings older than this are dropped (the load curve, daily frozen registers and relay
+    # changes they were rolled up into stay); 0 keeps them all.
+    reading_retention_days: int = 7
     full_check_s: float = 60.0  # unchanged readings are judged again (policy, notices) this often
     modbus_timeout_s: float = 1.0
     confirm_timeout_s: float = 5.0

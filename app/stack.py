@@ -93,7 +93,8 @@ async def run_system(settings, engine, *, worker: bool = True, announce=None,
                      sock: socket.socket | None = None) -> None:
     """Serve the web app, run the order jobs (lost notifications queried, expired orders
     closed, refunds followed, yesterday reconciled: `app.orders.jobs`), the billing jobs
-    (common-area shares: `app.billing.jobs`) and, with `worker`, the
+    (charges of past hours, common-area shares, the daily balance check, old raw readings
+    dropped: `app.billing.jobs`) and, with `worker`, the
     meter worker, all in this loop, until SIGINT/SIGTERM or until one of them stops; then stop
     them all. One process, so a payment wakes the worker through an asyncio event. The order
     jobs use the web app's own providers (in the sandbox, the stand-ins keep their records
@@ -120,7 +121,8 @@ async def run_system(settings, engine, *, worker: bool = True, announce=None,
             name="order-jobs"))
     if settings.billing_jobs_every_s > 0:
         tasks.add(asyncio.create_task(run_billing_jobs(
-            engine, every_s=settings.billing_jobs_every_s), name="billing-jobs"))
+            engine, every_s=settings.billing_jobs_every_s,
+            retention_days=settings.reading_retention_days), name="billing-jobs"))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

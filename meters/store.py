@@ -22,7 +22,8 @@ from app.commands.models import (CUT, DONE, EXPIRED, PENDING, READ, RESTORE, Com
 from app.db import driver_executemany, transaction, utcnow
 from app.tariffs import TariffError
 from app.ledger.services import balances_fen, lock_balances
-from app.estate.models import Account, Gateway, Meter, Reading
+from app.estate.models import Account, Gateway, Meter, Reading, RelayChange
+from app.estate.rollup import COMMAND, Rollup
 from app.notices.models import POWER_CUT, POWER_RESTORED, Notice
 from app.notices.services import NoticeBatch
 from meters.assess import BACKWARDS, JUMP, WHILE_OPEN, assess
@@ -122,6 +123,9 @@ def record_attempt(engine: Engine, command_id: int, result: AttemptResult) -> st
         command.attempts += 1
         meter = s.get(Meter, command.meter_id)
         if result.relay_open is not None:
+            if result.relay_open != meter.relay_open:
+                s.add(RelayChange(meter_id=meter.id, at=result.finished_at,
+                                  relay_open=result.relay_open, source=COMMAND))
             meter.relay_open = result.relay_open
             meter.relay_read_at = result.finished_at
             s.add(meter)
@@ -187,11 +191,13 @@ def _record_readings(s, results: list[ReadingResult]) -> None:
                 if account_ids else {})
     rows: list[tuple] = []  # Reading rows, inserted at once (no ORM objects)
     meter_rows: list[tuple] = []  # the meters' new columns, likewise
+    rollup = Rollup()  # the curve, the days and the relay changes, likewise
     for r in results:
         meter = meters.get(r.meter_id)
         if meter is not None:
-            _record_one(s, meter, accounts.get(meter.account_id), r, rows, meter_rows)
+            _record_one(s, meter, accounts.get(meter.account_id), r, rows, meter_rows, rollup)
     _write_readings(s.connection(), rows, meter_rows)
+    rollup.write(s.connection())
     s.flush()
     if accounts:
         supplied = [m for m in meters.values() if m.account_id in accounts and m.relay_open is False]
@@ -210,7 +216,7 @@ _ANOMALY = Anomaly.__table__
 
 
 def _record_one(s, meter: Meter, account: Account | None, r: ReadingResult,
-                rows: list[dict], meter_rows: list[dict]) -> None:
+                rows: list[dict], meter_rows: list[dict], rollup: Rollup) -> None:
     verdict = assess(previous_wh=meter.last_energy_wh, previous_at=meter.last_read_at,
                      previous_relay_open=meter.relay_open, energy_wh=r.energy_wh,
                      relay_open=r.relay_open, read_at=r.read_at, max_power_w=meter.max_power_w)
@@ -230,6 +236,9 @@ def _record_one(s, meter: Meter, account: Account | None, r: ReadingResult,
         _note_energy_anomaly(s, meter, verdict, r)
     if meter.last_energy_wh != r.energy_wh or meter.relay_open != r.relay_open:
         rows.append((meter.id, r.read_at, r.energy_wh, r.relay_open))
+    if meter.last_energy_wh != r.energy_wh:
+        rollup.reading(meter.id, r.read_at, r.energy_wh,
+                       verdict.energy_wh if verdict.chargeable else 0, r.period_raw)
     # The meter's new reading columns go to the database in one executemany per batch
     # (`_write_readings`); the session's copy is set to them as committed values, so what
     # follows in this transaction (the cut policy) sees them and the ORM writes none of them
@@ -240,6 +249,8 @@ def _record_one(s, meter: Meter, account: Account | None, r: ReadingResult,
     if relay_read_at is None or r.read_at >= relay_read_at:
         # else a command's read-back, newer than this reading, knows better
         relay_open, relay_read_at = r.relay_open, r.read_at
+        if relay_open != meter.relay_open:
+            rollup.relay_changed(meter.id, r.read_at, relay_open)
     values = (r.energy_wh, period_raw, relay_open, relay_read_at, r.read_at)
     meter_rows.append((*values, meter.id))
     for name, value in zip(_METER_READ_COLUMNS, values):

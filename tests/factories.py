@@ -109,6 +109,15 @@ def add_tariff(engine, name: str, *versions: tuple[str, str]) -> int:
         return tariff.id
 
 
+def store_readings(engine, meter_id: int, readings: list[tuple]) -> None:
+    """Readings [(UTC time, Wh)] of one meter stored as the worker stores a poll's (judged,
+    charged, rolled up into the load curve and the daily registers), oldest first."""
+    from meters.store import ReadingResult, record_readings
+
+    for at, wh in sorted(readings):
+        record_readings(engine, [ReadingResult(meter_id, wh, False, at)])
+
+
 def common_meter(engine, *, building_id: int, gateway_id: int, unit_id: int) -> int:
     """A common-area meter (no account) of a building; returns its id."""
     with transaction(engine) as s:

@@ -1,5 +1,7 @@
-"""The billing jobs: common-area shares (公摊) posted period by period, without anyone asking;
-and, once a local day, the proof that every kept balance is its ledger's sum
+"""The billing jobs: charges accrued in past hours posted (`post_stale_accruals`: a meter that
+stopped using energy sends no reading to post them); common-area shares (公摊) posted period by
+period, without anyone asking; raw readings past the retention period dropped (what lasts is
+in the meters' days, app/estate/rollup.py); and, once a local day, the proof that every kept balance is its ledger's sum
 (`app.ledger.checks.verify_balances`).
 
 Each building with a common-area meter is shared every local (China time) day or calendar
@@ -24,9 +26,11 @@ from collections import defaultdict
 from sqlalchemy import func
 from sqlmodel import select
 
+from app.billing.services import post_stale_accruals
 from app.billing.shares import ShareError, post_shares, share_buildings
 from app.db import transaction, utcnow
-from app.estate.models import Building, Meter, Reading, ShareRun
+from app.estate.models import Building, DailyFrozen as Day, Meter, ShareRun
+from app.estate.rollup import drop_old_readings
 from app.ledger.checks import verify_balances
 from app.tariffs import CHINA_TZ
 
@@ -60,11 +64,12 @@ def due_periods(session, building: Building, now: dt.datetime,
                             .where(ShareRun.building_id == building.id)).one()
     if last_end is None:
         first = session.exec(
-            select(func.min(Reading.read_at)).join(Meter, Meter.id == Reading.meter_id)
+            select(func.min(Day.day)).join(Meter, Meter.id == Day.meter_id)
             .where(Meter.building_id == building.id, Meter.common_area.is_(True))).one()
         if first is None:
             return []
-        start, end = period_containing(first, building.share_period)
+        noon = dt.datetime.combine(first, dt.time(12), CHINA_TZ)  # inside the first day
+        start, end = period_containing(noon, building.share_period)
     else:  # from where the last one ended (after a switch of share_period, a part period)
         start, end = last_end, period_containing(last_end, building.share_period)[1]
     periods = []
@@ -113,12 +118,28 @@ def share_due(engine, now: dt.datetime | None = None) -> list[ShareRun]:
     return runs
 
 
-async def run_billing_jobs(engine, *, every_s: float = SWEEP_EVERY_S) -> None:
-    """`share_due` every `every_s` seconds until cancelled, and the balance check at the first
-    sweep of each local day (the first after the process started included); a failing sweep is
-    logged and the next one comes all the same."""
+async def run_billing_jobs(engine, *, every_s: float = SWEEP_EVERY_S,
+                           retention_days: int = 7) -> None:
+    """Every `every_s` seconds until cancelled: the accrued charges of past hours posted
+    (`post_stale_accruals`), `share_due`, and the raw readings older than `retention_days`
+    dropped (`drop_old_readings`); the balance check at the first sweep of each local day (the
+    first after the process started included). A failing part is logged and the next sweep
+    comes all the same."""
     checked_on = None
     while True:
+        try:
+            dropped = await asyncio.to_thread(drop_old_readings, engine, utcnow(),
+                                              retention_days)
+            if dropped:
+                log.info("raw readings older than %d days dropped: %d", retention_days, dropped)
+        except Exception:
+            log.exception("billing jobs: dropping old readings failed")
+        try:
+            fen = await asyncio.to_thread(post_stale_accruals, engine)
+            if fen:
+                log.info("accrued charges of past hours posted: %d fen", fen)
+        except Exception:
+            log.exception("billing jobs: posting accrued charges failed")
         try:
             runs = await asyncio.to_thread(share_due, engine)
             if runs:

@@ -182,6 +182,58 @@ def describe(priced: Priced) -> str:
     return text[:500]
 
 
+def accrue_lines(accrued: str | None, priced: Priced | None, *, energy_wh: int = 0,
+                 price: Decimal | None = None) -> str:
+    """What an accrual of several readings was priced at, kept in one short text on the meter
+    (`Meter.accrued_lines`) so that its one ledger entry can say it (`describe_accrued`): Wh per
+    (tier, period, price), "tier|period|price|Wh" joined by ";", and ";T" once any reading's
+    periods were shared by time. `priced`: a tariff reading's pricing; else a flat reading of
+    `energy_wh` at `price`."""
+    wh_of: dict[tuple[str, str, str], int] = {}
+    by_time = False
+    for part in (accrued or "").split(";"):
+        if part == "T":
+            by_time = True
+        elif part:
+            tier, period, unit, wh = part.split("|")
+            wh_of[(tier, period, unit)] = wh_of.get((tier, period, unit), 0) + int(wh)
+    if priced is None:
+        lines = [("", "", str(price), energy_wh)]
+    else:
+        by_time = by_time or priced.periods_from == BY_TIME
+        lines = [(str(line.tier or ""), _clean(line.period), str(line.price_yuan_per_kwh),
+                  line.energy_wh) for line in priced.quote.lines]
+    for tier, period, unit, wh in lines:
+        wh_of[(tier, period, unit)] = wh_of.get((tier, period, unit), 0) + wh
+    text = ";".join(f"{t}|{p}|{u}|{wh}" for (t, p, u), wh in wh_of.items())
+    return text + (";T" if by_time else "")
+
+
+def _clean(name: str | None) -> str:
+    return (name or "").replace("|", "/").replace(";", ",")
+
+
+def describe_accrued(accrued: str | None) -> str:
+    """A ledger memo for an accrual (`accrue_lines`), in `describe`'s words: each tier and
+    period's energy and price; a flat price with its unit."""
+    parts, by_time = [], False
+    for part in (accrued or "").split(";"):
+        if part == "T":
+            by_time = True
+        elif part:
+            tier, period, unit, wh = part.split("|")
+            if not tier and not period:
+                parts.append(f"{wh} Wh × {unit} 元/kWh")
+            else:
+                label = "".join(x for x in (f"第{tier}档 " if tier else "",
+                                            f"{period} " if period else ""))
+                parts.append(f"{label}{wh} Wh × {unit}")
+    text = "; ".join(parts) or "0 Wh"
+    if by_time:
+        text += " (periods shared by time: no usable period registers)"
+    return text[:500]
+
+
 def price_readings(tariff, before_wh: int, intervals: Sequence, *, month: int,
                    uplift_kwh=0) -> Quote:
     """Price consecutive intervals (each an int Wh, or a mapping of period name to Wh; whole

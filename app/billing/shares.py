@@ -2,9 +2,12 @@
 
 Rules (docs/billing.md says the same):
 - The period's common energy is, for each common-area meter of the building (`Meter.common_area`,
-  `Meter.building_id`), its register at the last reading at or before the period's end minus
-  its register at the last reading at or before the start (the first reading inside the period
-  when there is none before; never below 0). It is priced at the building's
+  `Meter.building_id`), its register at the last reading before the period's end minus its
+  register at the last reading before the start (the first reading inside the period when there
+  is none before; never below 0). Periods of whole local days (days, months) read the meters'
+  days (`DailyFrozen`), kept for good, where a reading at midnight belongs to the day it starts;
+  other periods read the raw readings (kept for `reading_retention_days`), "at or before". It
+  is priced at the building's
   `common_price_yuan_per_kwh`; the fen to share come from the one rounding rule
   (`app.money.post_increment` over the building's running exact total, the sub-fen remainder
   carried to the next period).
@@ -39,7 +42,7 @@ from sqlmodel import Session, select
 from app.billing.services import E7, insert_entries
 from app.ledger.services import lock_balances
 from app.db import utcnow
-from app.estate.models import Account, Building, Meter, Reading, ShareRun
+from app.estate.models import Account, Building, DailyFrozen as Day, Meter, Reading, ShareRun
 from app.ledger.models import CHARGE, SHARE, LedgerEntry
 from app.money import energy_cost, fen_to_yuan_str, post_increment
 from app.tariffs import CHINA_TZ
@@ -91,18 +94,34 @@ def common_energy_wh(session: Session, building_id: int, start: dt.datetime,
 def common_energies_wh(session: Session, building_ids: Sequence[int], start: dt.datetime,
                        end: dt.datetime) -> dict[int, int]:
     """`common_energy_wh` of many buildings in one query: Wh by building id (buildings without a
-    common-area meter, or without the readings to measure one, are left out)."""
+    common-area meter, or without the readings to measure one, are left out). A period of
+    whole local days (the billing jobs' days and months) is measured on the meters' days
+    (`DailyFrozen`: the register at the last reading of the day before each end; the opening
+    register of the first day inside when there is none before), which last; any other period on
+    the raw readings, which are kept only for the retention period."""
+    if _local_midnight(start) and _local_midnight(end):
+        first, last = _local_day(start), _local_day(end)
 
-    def register(*where, newest: bool = True):
-        order = (Reading.read_at.desc(), Reading.id.desc()) if newest else \
-            (Reading.read_at, Reading.id)
-        return (select(Reading.energy_wh).where(Reading.meter_id == Meter.id, *where)
-                .order_by(*order).limit(1).correlate(Meter).scalar_subquery())
+        def register(*where, newest: bool = True, column=Day.register_wh):
+            return (select(column).where(Day.meter_id == Meter.id, *where)
+                    .order_by(Day.day.desc() if newest else Day.day).limit(1)
+                    .correlate(Meter).scalar_subquery())
 
-    rows = session.execute(select(
-        Meter.building_id, register(Reading.read_at <= end), register(Reading.read_at <= start),
-        register(Reading.read_at > start, Reading.read_at <= end, newest=False))  # first inside
-        .where(Meter.building_id.in_(building_ids), Meter.common_area.is_(True))).all()
+        at_end, at_start = register(Day.day < last), register(Day.day < first)
+        first_inside = register(Day.day >= first, Day.day < last, newest=False,
+                                column=Day.opening_wh)
+    else:
+        def register(*where, newest: bool = True):
+            order = (Reading.read_at.desc(), Reading.id.desc()) if newest else \
+                (Reading.read_at, Reading.id)
+            return (select(Reading.energy_wh).where(Reading.meter_id == Meter.id, *where)
+                    .order_by(*order).limit(1).correlate(Meter).scalar_subquery())
+
+        at_end, at_start = register(Reading.read_at <= end), register(Reading.read_at <= start)
+        first_inside = register(Reading.read_at > start, Reading.read_at <= end, newest=False)
+    rows = session.execute(select(Meter.building_id, at_end, at_start, first_inside)
+                           .where(Meter.building_id.in_(building_ids),
+                                  Meter.common_area.is_(True))).all()
     total: dict[int, int] = {}
     for building_id, at_end, at_start, first_inside in rows:
         if at_start is None:  # no reading before the period: its first reading inside it
@@ -110,6 +129,14 @@ def common_energies_wh(session: Session, building_ids: Sequence[int], start: dt.
         if at_end is not None and at_start is not None:
             total[building_id] = total.get(building_id, 0) + max(0, at_end - at_start)
     return total
+
+
+def _local_midnight(moment: dt.datetime) -> bool:
+    return moment.astimezone(CHINA_TZ).time() == dt.time(0)
+
+
+def _local_day(moment: dt.datetime) -> dt.date:
+    return moment.astimezone(CHINA_TZ).date()
 
 
 def post_shares(session: Session, building: Building, period_start: dt.datetime,

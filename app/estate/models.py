@@ -131,6 +131,14 @@ class Meter(SQLModel, table=True):
     max_power_w: int = 13_800  # what the breaker passes (60 A × 230 V): readings above are jumps
     billed_exact_e7: int = Field(default=0, sa_type=sa.BigInteger)
     billed_fen: int = Field(default=0, sa_type=sa.BigInteger)
+    # The charge accrued and not yet posted (app/billing/services.py): the register span it
+    # covers, its energy, and the local hour it belongs to (an aware UTC instant); None/0 when
+    # everything accrued is posted. Its money is `billed_exact_e7` less `billed_fen`.
+    accrued_from_wh: int | None = Field(default=None, sa_type=sa.BigInteger)
+    accrued_to_wh: int | None = Field(default=None, sa_type=sa.BigInteger)
+    accrued_wh: int = Field(default=0, sa_type=sa.BigInteger)
+    accrued_hour: dt.datetime | None = Field(default=None, sa_type=UTCDateTime, index=True)
+    accrued_lines: str | None = None  # what it was priced at (app.billing.pricing.accrue_lines)
     # A common-area meter (lift, corridor lights, pump) has no account: it belongs to a building
     # and its energy is shared among the building's households (app/billing/shares.py).
     building_id: int | None = Field(default=None, foreign_key="building.id", index=True)
@@ -141,7 +149,10 @@ class Meter(SQLModel, table=True):
 
 
 class Reading(SQLModel, table=True):
-    """One poll of one meter that changed something: energy or relay state."""
+    """One poll of one meter that changed something: energy or relay state. Raw: kept for
+    `Settings.reading_retention_days` (judging a meter, the last few days), then dropped by the
+    billing jobs (`app.billing.readings.drop_old_readings`); what lasts is rolled up as they are
+    stored: `DailyFrozen` (with the 15-minute curve) and `RelayChange`."""
 
     # A meter's register at a time (common-area energy of a period, billing) is an index seek.
     __table_args__ = (sa.Index("ix_reading_meter_id_read_at", "meter_id", "read_at"),)
@@ -151,6 +162,44 @@ class Reading(SQLModel, table=True):
     read_at: dt.datetime = Field(sa_type=UTCDateTime)
     energy_wh: int = Field(sa_type=sa.BigInteger)
     relay_open: bool
+
+
+class DailyFrozen(SQLModel, table=True):
+    """A meter's day (local, China time), from its stored readings whose register moved: the
+    daily frozen registers (日冻结: the total and the per-period registers 尖峰平谷, in Wh; None
+    where the meter has none) at the day's last such reading; the register at its first
+    (`opening_wh`); the energy counted in the day that the worker judged plausible (`used_wh`:
+    what is charged, for an account); and the 96-point load curve (96点曲线): that energy by
+    quarter hour, 96 comma-separated Wh, empty for 0 (`app.estate.rollup`). A day without a row
+    used nothing. Kept for as long as the estate exists; raw readings are not (`Reading`)."""
+
+    __tablename__ = "daily_frozen"
+
+    meter_id: int = Field(foreign_key="meter.id", primary_key=True)
+    day: dt.date = Field(primary_key=True)
+    opening_wh: int = Field(sa_type=sa.BigInteger)
+    register_wh: int = Field(sa_type=sa.BigInteger)
+    read_at: dt.datetime = Field(sa_type=UTCDateTime)  # the day's last reading
+    used_wh: int = Field(default=0, sa_type=sa.BigInteger)
+    curve: str = ""
+    spike_wh: int | None = Field(default=None, sa_type=sa.BigInteger)
+    peak_wh: int | None = Field(default=None, sa_type=sa.BigInteger)
+    flat_wh: int | None = Field(default=None, sa_type=sa.BigInteger)
+    valley_wh: int | None = Field(default=None, sa_type=sa.BigInteger)
+
+
+class RelayChange(SQLModel, table=True):
+    """Every change of a meter's relay as we learned it: from a reading, or from a command's
+    read-back. Kept for as long as the estate exists."""
+
+    __tablename__ = "relay_change"
+    __table_args__ = (sa.Index("ix_relay_change_meter_id_at", "meter_id", "at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    meter_id: int = Field(foreign_key="meter.id")
+    at: dt.datetime = Field(sa_type=UTCDateTime)
+    relay_open: bool
+    source: str  # "reading" | "command"
 
 
 class ShareRun(SQLModel, table=True):

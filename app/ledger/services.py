@@ -34,6 +34,11 @@ def balance_fen(session: Session, account_id: int) -> int:
     return funds(session, {account_id})[account_id].balance_fen
 
 
+def kept_balance_fen(session: Session, account_id: int) -> int:
+    """The sum of the account's ledger, as kept (`account_balance`): without what is accrued."""
+    return int(session.execute(_KEPT, {"id": account_id}).scalar() or 0)
+
+
 def balances_fen(session: Session, account_ids: set[int]) -> dict[int, int]:
     """`balance_fen` of many accounts in one query; 0 for an account without a balance row."""
     return {account_id: f.balance_fen for account_id, f in funds(session, account_ids).items()}
@@ -75,6 +80,7 @@ _FUNDS = (sa.select(_BALANCE.c.account_id, _BALANCE.c.balance_fen, _BALANCE.c.ad
                     _METER.c.billed_exact_e7, _METER.c.billed_fen)
           .select_from(_BALANCE.outerjoin(_METER, _METER.c.account_id == _BALANCE.c.account_id))
           .where(_BALANCE.c.account_id.in_(bindparam("ids", expanding=True))))
+_KEPT = sa.select(_BALANCE.c.balance_fen).where(_BALANCE.c.account_id == bindparam("id"))
 _LOCK = (sa.select(_BALANCE.c.account_id)
          .where(_BALANCE.c.account_id.in_(bindparam("ids", expanding=True)))
          .order_by(_BALANCE.c.account_id).with_for_update())

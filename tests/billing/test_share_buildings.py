@@ -12,9 +12,9 @@ import app.billing.shares as shares
 from app.billing.services import insert_entries
 from app.billing.shares import ShareError, common_energies_wh, post_shares, share_buildings
 from app.db import transaction
-from app.estate.models import Account, Building, Meter, Reading, ShareRun
+from app.estate.models import Account, Building, Meter, ShareRun
 from app.ledger.models import CHARGE, LedgerEntry
-from tests.factories import EstateFactory
+from tests.factories import EstateFactory, store_readings
 
 UTC = dt.timezone.utc
 DAY = (dt.datetime(2026, 11, 21, 16, tzinfo=UTC), dt.datetime(2026, 11, 22, 16, tzinfo=UTC))
@@ -30,6 +30,7 @@ def estate(engine):
     factory = EstateFactory(engine)
     gateway = factory.gateway("127.0.0.1", 1)
     unit = iter(range(1, 1000))
+    common: list[tuple[int, list]] = []  # each common meter's readings, stored after
     with transaction(engine) as s:
         buildings = [s.get(Building, factory.building_id)] + [
             Building(estate_id=factory.estate_id, name=f"{n}号楼") for n in range(2, 6)]
@@ -53,8 +54,7 @@ def estate(engine):
                           gateway_id=gateway, unit_id=next(unit), relay_open=False)
             s.add(meter)
             s.flush()
-            for at, wh in readings[i]:
-                s.add(Reading(meter_id=meter.id, read_at=at, energy_wh=wh, relay_open=False))
+            common.append((meter.id, readings[i]))
         opened = [LONG_AGO, LONG_AGO, DAY[0] + 5 * HOUR, LONG_AGO, DAY[0], LONG_AGO,
                   DAY[1] + HOUR, LONG_AGO]
         closed = [None, DAY[0] + 7 * HOUR, None, DAY[1], None, DAY[0] - HOUR, None, None]
@@ -73,6 +73,8 @@ def estate(engine):
                     s.add(LedgerEntry(account_id=account.id, amount_fen=-10, kind=CHARGE,
                                       idempotency_key=f"charge:{account.id}", energy_wh=1_000 + j,
                                       created_at=DAY[0] + 3 * HOUR))
+    for meter_id, readings in common:
+        store_readings(engine, meter_id, readings)
     return ids
 
 

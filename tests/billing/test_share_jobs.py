@@ -8,8 +8,9 @@ from sqlmodel import select
 
 from app.billing.jobs import SHARE_DELAY, due_periods, period_containing, share_due
 from app.db import transaction
-from app.estate.models import Building, Reading, ShareRun
-from tests.factories import EstateFactory, common_meter, entries_of, set_building
+from app.estate.models import Building, ShareRun
+from tests.factories import (EstateFactory, common_meter, entries_of, set_building,
+                             store_readings)
 
 UTC = dt.timezone.utc
 LONG_AGO = dt.datetime(2026, 1, 1, tzinfo=UTC)
@@ -26,10 +27,7 @@ def make_building(engine, readings_kwh):
     gateway = estate.gateway("127.0.0.1", 1)
     meter_id = common_meter(engine, building_id=estate.building_id, gateway_id=gateway,
                             unit_id=99)
-    with transaction(engine) as s:
-        for when, kwh in readings_kwh:
-            s.add(Reading(meter_id=meter_id, read_at=when, energy_wh=kwh * 1000,
-                          relay_open=False))
+    store_readings(engine, meter_id, [(when, kwh * 1000) for when, kwh in readings_kwh])
     numbers = [estate.account(gateway_id=gateway, unit_id=u, created_at=LONG_AGO,
                               number=f"S{estate.building_id}-{u}",
                               floor_area_m2=Decimal(area))

@@ -9,8 +9,9 @@ from sqlmodel import select
 
 from app.billing.shares import ShareError, largest_remainder, period_label, post_shares
 from app.db import transaction
-from app.estate.models import Account, Building, Reading, ShareRun
-from tests.factories import EstateFactory, common_meter, entries_of, set_building
+from app.estate.models import Account, Building, ShareRun
+from tests.factories import (EstateFactory, common_meter, entries_of, set_building,
+                             store_readings)
 
 UTC = dt.timezone.utc
 DAY = (dt.datetime(2026, 11, 21, 16, tzinfo=UTC), dt.datetime(2026, 11, 22, 16, tzinfo=UTC))
@@ -50,11 +51,8 @@ def building(engine):
     gateway = estate.gateway("127.0.0.1", 1)
     meter_id = common_meter(engine, building_id=estate.building_id, gateway_id=gateway,
                             unit_id=99)
-    with transaction(engine) as s:
-        s.add(Reading(meter_id=meter_id, read_at=DAY[0] - dt.timedelta(minutes=1), energy_wh=0,
-                      relay_open=False))
-        s.add(Reading(meter_id=meter_id, read_at=DAY[1] - dt.timedelta(minutes=1),
-                      energy_wh=10_000, relay_open=False))
+    store_readings(engine, meter_id, [(DAY[0] - dt.timedelta(minutes=1), 0),
+                                      (DAY[1] - dt.timedelta(minutes=1), 10_000)])
     estate.unit = 0
 
     def household(area="90", **fields):

@@ -41,7 +41,7 @@ def household(engine):
                 meter = s.exec(select(Meter).where(Meter.account_id == account.id)).one()
                 return post_consumption(s, meter, account, wh, interval=interval,
                                         start_at=at(start), end_at=at(end),
-                                        period_deltas_wh=deltas)
+                                        period_deltas_wh=deltas, every_reading=True)
         return number, charge
     return make
 
@@ -106,13 +106,21 @@ def test_a_price_change_splits_the_interval_at_local_midnight(engine, household)
     assert charge(2000, "2026-11-04 23:00", "2026-11-05 01:00", "0:2000") == 110
 
 
-def test_the_same_interval_twice_charges_once_and_counts_the_cycle_once(engine, household):
+def test_the_same_reading_stored_twice_charges_once_and_counts_the_cycle_once(engine, household):
+    from meters.store import ReadingResult, record_readings
+    from tests.factories import balance_of, meter_of
+
     tariff = make_tariff(engine, "北京居民", ("2020-01-01", BEIJING))
-    number, charge = household(tariff)
-    assert charge(1000, "2026-11-05 10:00", "2026-11-05 11:00", "0:1000") == 49
-    assert charge(1000, "2026-11-05 10:00", "2026-11-05 11:00", "0:1000") == 0
+    number, _charge = household(tariff)
+    meter_id = meter_of(engine, number).id
+    record_readings(engine, [ReadingResult(meter_id, 5_000, False, at("2026-11-05 10:00"))])
+    reading = ReadingResult(meter_id, 6_000, False, at("2026-11-05 11:00"))
+    record_readings(engine, [reading])
+    record_readings(engine, [reading])  # stored again (a retried batch): charges nothing
     assert account(engine, number).cycle_wh == 1000
-    assert len(entries_of(engine, number, "charge")) == 1
+    assert balance_of(engine, number) == -49  # 1 kWh × 0.4883, accrued
+    record_readings(engine, [ReadingResult(meter_id, 6_000, False, at("2026-11-05 12:30"))])
+    assert balance_of(engine, number) == -49
 
 
 def test_an_invalid_tariff_is_not_saved(engine):

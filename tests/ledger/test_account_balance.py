@@ -11,7 +11,6 @@ from alembic import command
 from sqlmodel import select
 
 from app.anomalies.models import BALANCE_MISMATCH, Anomaly
-from app.anomalies.review import resolve_anomaly
 from app.billing.emergency import take_emergency_credit
 from app.db import make_engine, transaction, utcnow
 from app.estate.models import Account
