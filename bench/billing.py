@@ -45,6 +45,7 @@ from app.billing.services import E7, insert_entries
 from app.billing.shares import share_buildings
 from app.db import READ_ONLY, make_engine, transaction
 from app.estate.models import Account, Building, Estate, Gateway, Meter, Reading
+from app.estate.rollup import Rollup
 from app.ledger.models import CHARGE, LedgerEntry
 from app.migrate import upgrade
 from app.money import post_increment
@@ -109,14 +110,16 @@ def make_estate(engine, rng: random.Random) -> dict:
                     "max_power_w": 13_800, "billed_exact_e7": 0, "billed_fen": 0,
                     "common_area": True} for b in range(BUILDINGS)]
         conn.execute(sa.insert(Meter.__table__), meters)
-        readings = []
+        readings, days = [], Rollup()  # the rows the worker stores for these readings
         for b in range(BUILDINGS):
             used = rng.randint(40_000, 120_000)
-            readings += [{"meter_id": ACCOUNTS + b + 1, "read_at": at, "energy_wh": wh,
-                          "relay_open": False}
-                         for at, wh in ((DAY_START - dt.timedelta(minutes=5), 1_000_000),
-                                        (DAY_END - dt.timedelta(minutes=5), 1_000_000 + used))]
+            for at, wh, step in ((DAY_START - dt.timedelta(minutes=5), 1_000_000, 0),
+                                 (DAY_END - dt.timedelta(minutes=5), 1_000_000 + used, used)):
+                readings.append({"meter_id": ACCOUNTS + b + 1, "read_at": at, "energy_wh": wh,
+                                 "relay_open": False})
+                days.reading(ACCOUNTS + b + 1, at, wh, step)
         conn.execute(sa.insert(Reading.__table__), readings)
+        days.write(conn)
     return {beijing: load_tariff(beijing_json), zhejiang: load_tariff(zhejiang_json)}
 
 
