@@ -13,7 +13,8 @@ Rules (docs/billing.md says the same):
   carried to the next period).
 - Weights by the building's `share_scheme`: "area" (floor area, the default: 《民法典》 art. 283
   shares common costs by the owner's area), "equal" (per household), "usage" (the household's
-  charged energy posted in the period). Each weight is multiplied by the seconds the account was
+  energy used in the period: its meters' days for a period of whole days, else its charges
+  posted in the period). Each weight is multiplied by the seconds the account was
   open in the period (from `created_at` to `closed_at`): an account opened or closed mid-period
   pays for the time it was open; one not open at all pays nothing. A vacant household (open,
   no use) pays under "area" and "equal" like any owner, and nothing under "usage"; when no one
@@ -325,8 +326,17 @@ def _households(session: Session, building_ids: Sequence[int], start: dt.datetim
 
 def _used_wh(session: Session, building_ids: Sequence[int], start: dt.datetime,
              end: dt.datetime) -> dict[int, int]:
-    """Energy charged to each account of these buildings in the period (its `charge` entries
-    posted in it), Wh by account id."""
+    """Energy each account of these buildings used in the period, Wh by account id: for a
+    period of whole local days, its meters' plausible energy of those days (`DailyFrozen`,
+    what is charged); for any other, its `charge` entries posted in the period."""
+    if _local_midnight(start) and _local_midnight(end):
+        return {account_id: int(wh) for account_id, wh in session.execute(
+            select(Meter.account_id, func.coalesce(func.sum(Day.used_wh), 0))
+            .join(Day, Day.meter_id == Meter.id)
+            .join(Account, Account.id == Meter.account_id)
+            .where(Account.building_id.in_(building_ids), Day.day >= _local_day(start),
+                   Day.day < _local_day(end))
+            .group_by(Meter.account_id)).all()}
     return {account_id: int(wh) for account_id, wh in session.execute(
         select(LedgerEntry.account_id, func.coalesce(func.sum(LedgerEntry.energy_wh), 0))
         .join(Account, Account.id == LedgerEntry.account_id)

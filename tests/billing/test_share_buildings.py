@@ -31,6 +31,7 @@ def estate(engine):
     gateway = factory.gateway("127.0.0.1", 1)
     unit = iter(range(1, 1000))
     common: list[tuple[int, list]] = []  # each common meter's readings, stored after
+    used: list[tuple[int, list]] = []  # and the households' that used energy
     with transaction(engine) as s:
         buildings = [s.get(Building, factory.building_id)] + [
             Building(estate_id=factory.estate_id, name=f"{n}号楼") for n in range(2, 6)]
@@ -70,10 +71,13 @@ def estate(engine):
                 s.add(account)
                 s.flush()
                 if i == 2 and j % 3 == 0:  # some households of the usage building used energy
-                    s.add(LedgerEntry(account_id=account.id, amount_fen=-10, kind=CHARGE,
-                                      idempotency_key=f"charge:{account.id}", energy_wh=1_000 + j,
-                                      created_at=DAY[0] + 3 * HOUR))
-    for meter_id, readings in common:
+                    meter = Meter(account_id=account.id, gateway_id=gateway,
+                                  unit_id=next(unit), relay_open=False)
+                    s.add(meter)
+                    s.flush()
+                    used.append((meter.id, [(DAY[0] + HOUR, 0),
+                                            (DAY[0] + 3 * HOUR, 1_000 + j)]))
+    for meter_id, readings in common + used:
         store_readings(engine, meter_id, readings)
     return ids
 
