@@ -1,5 +1,5 @@
 """`feikong demo | run | serve | worker | simulate | db upgrade | seed | quote | tariff |
-read | reconcile | refund | review | holidays | ledger`."""
+read | reconcile | refund | review | holidays | ledger | manager`."""
 
 from __future__ import annotations
 
@@ -296,6 +296,41 @@ def cmd_ledger(args) -> int:
     return 1 if result.mismatches else 0
 
 
+def cmd_manager(args) -> int:
+    """`feikong manager add | disable | list`: console users (app/console/managers.py)."""
+    from app.console.managers import ManagerError, add_manager, disable_manager, list_managers
+    from app.console.models import ROLE_ZH
+    from app.db import transaction
+
+    engine = _engine()
+    try:
+        if args.manager_action == "add":
+            if not args.password_stdin:
+                print("feikong manager add: give the password on standard input "
+                      "(--password-stdin)", file=sys.stderr)
+                return 2
+            password = sys.stdin.readline().rstrip("\n")
+            with transaction(engine) as s:
+                m = add_manager(s, args.name, role=args.role, estate_id=args.estate,
+                                password=password, building_ids=args.building or [])
+                print(f"manager {m.name} added ({m.role}, estate {m.estate_id})")
+        elif args.manager_action == "disable":
+            with transaction(engine) as s:
+                m = disable_manager(s, args.name)
+                print(f"manager {m.name} disabled; their sessions are ended")
+        else:
+            with transaction(engine, read_only=True) as s:
+                for row in list_managers(s):
+                    where = (f"buildings {','.join(map(str, row.building_ids))}"
+                             if row.building_ids else "the whole estate")
+                    print(f"{row.name}  {row.role} ({ROLE_ZH[row.role]})  estate {row.estate_id}"
+                          f"  {where}{'  DISABLED' if row.disabled else ''}")
+    except ManagerError as exc:
+        print(f"feikong manager: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def cmd_demo(args) -> int:
     from app.demo import run_demo
 
@@ -350,6 +385,20 @@ def main(argv: list[str] | None = None) -> int:
                                                    "was closed (else refund it: feikong refund)")
     late.add_argument("out_trade_no")
     late.add_argument("--by", required=True, help="the manager who decided")
+    man = sub.add_parser("manager", help="console users: add, disable, list")
+    man_sub = man.add_subparsers(dest="manager_action", required=True)
+    add = man_sub.add_parser("add", help="add a manager (the password on standard input)")
+    add.add_argument("name")
+    add.add_argument("--role", required=True,
+                     choices=["estate_admin", "building_manager", "finance"])
+    add.add_argument("--estate", type=int, required=True, help="the estate's id")
+    add.add_argument("--building", type=int, action="append",
+                     help="a building a building manager manages (repeatable)")
+    add.add_argument("--password-stdin", action="store_true",
+                     help="read the password from standard input (never from the command line)")
+    dis = man_sub.add_parser("disable", help="disable a manager and end their sessions")
+    dis.add_argument("name")
+    man_sub.add_parser("list", help="the managers and their scope")
     led = sub.add_parser("ledger", help="the ledger: verify every kept balance against it")
     led.add_argument("ledger_action", choices=["verify"])
     hol = sub.add_parser("holidays", help="public holidays: load an official arrangement, "
@@ -371,7 +420,7 @@ def main(argv: list[str] | None = None) -> int:
                "db": cmd_db, "seed": cmd_seed, "quote": cmd_quote, "reconcile": cmd_reconcile,
                "refund": cmd_refund, "tariff": cmd_tariff, "read": cmd_read,
                "review": cmd_review, "holidays": cmd_holidays,
-               "ledger": cmd_ledger}[args.command]
+               "ledger": cmd_ledger, "manager": cmd_manager}[args.command]
     return handler(args)
 
 

@@ -9,7 +9,7 @@ from sqlmodel import select
 
 from app.db import make_engine, transaction
 from app.estate.models import Gateway, Meter
-from app.estate.seed import CUT_ACCOUNT, seed_demo
+from app.estate.seed import CUT_ACCOUNT, DEMO_MANAGER_PASSWORD, seed_demo, seed_demo_managers
 from app.migrate import upgrade
 from app.settings import get_settings
 from app.stack import run_system
@@ -35,6 +35,7 @@ async def _run() -> None:
     engine = make_engine(settings.database_url)
     seed_demo(engine, host=settings.sim_host, base_port=settings.sim_base_port,
               gateways=GATEWAYS, per_gateway=PER_GATEWAY)
+    seed_demo_managers(engine)
     sim = Simulator(GATEWAYS, PER_GATEWAY, host=settings.sim_host,
                     base_port=settings.sim_base_port, relay_delay_s=0.3, load_w=600.0)
     resume_meters(engine, sim, settings.sim_base_port)
@@ -46,6 +47,8 @@ async def _run() -> None:
   Feikong demo is running (SQLite: {settings.database_url})
   Resident page (open on a phone-sized window):  {base}/
   A household that was cut, at -5.00 元:          {base}/a/{CUT_ACCOUNT}
+  Property managers' console:                    {base}/manage/
+    demo managers admin (the estate), b1 (1号楼 only), finance; password {DEMO_MANAGER_PASSWORD}
   Sandbox cashiers (Alipay, WeChat Pay) open when you top up: no real money moves
   Simulated gateways: {", ".join(f"{g.host}:{g.port}" for g in sim.gateways)}
   Press Ctrl-C to stop web, worker and simulator.

@@ -41,6 +41,11 @@ def ngettext(singular: str, plural: str, n: int) -> str:
     return catalogue(current_language.get()).ngettext(singular, plural, n)
 
 
+def N_(message: str) -> str:
+    """Marks a message for extraction where it is defined; translated where it is shown."""
+    return message
+
+
 def pick_language(query_lang: str | None, cookie_lang: str | None) -> str:
     for candidate in (query_lang, cookie_lang):
         if candidate in LANGUAGES:

@@ -25,6 +25,7 @@ from app.orders.providers import (
     WECHAT_STANDIN_PATH,
     build_providers,
 )
+from app.console.views import console_mount
 from app.orders.views import alipay_notify, wechat_notify
 from app.resident import views as resident
 from app.sandbox import views as sandbox
@@ -98,6 +99,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         Route(WECHAT_JSAPI_CASHIER_PATH, sandbox.wechat_jsapi_sheet, name="sandbox_wechat_jsapi"),
         Route(WECHAT_JSAPI_CASHIER_PATH + "/pay", sandbox.wechat_jsapi_pay, methods=["POST"],
               name="sandbox_wechat_jsapi_pay"),
+        console_mount(settings),
         Route("/healthz", lambda r: Response("ok"), name="healthz"),
         Mount("/static", StaticFiles(directory=str(ROOT / "static")), name="static"),
     ]

@@ -4,6 +4,8 @@ from sqlmodel import SQLModel
 
 from app.anomalies.models import Anomaly
 from app.commands.models import Command, CommandAttempt
+from app.console.models import (AuditEntry, Manager, ManagerBuilding, ManagerSession,
+                                RateCounter)
 from app.estate.models import (Account, Building, DailyFrozen, Estate, Gateway, Meter,
                                Reading, RelayChange, ShareRun, WorkerHeartbeat)
 from app.ledger.models import AccountBalance, LedgerEntry
@@ -17,10 +19,11 @@ from app.tariffs.models import StoredTariff, StoredTariffVersion
 metadata = SQLModel.metadata
 
 __all__ = [
-    "Account", "AccountBalance", "Anomaly", "Building", "Command", "CommandAttempt",
-    "CutApproval", "CutDecision", "DailyFrozen", "Estate", "Gateway", "HolidayArrangement",
-    "HolidayDay", "LedgerEntry", "ManagerTask", "Meter", "Notice", "Order",
-    "Reading", "ReconcileDifference", "ReconcileRun", "Refund", "RefusedNotification",
-    "RelayChange", "ShareRun", "StoredTariff", "StoredTariffVersion", "WorkerHeartbeat",
+    "Account", "AccountBalance", "Anomaly", "AuditEntry", "Building", "Command",
+    "CommandAttempt", "CutApproval", "CutDecision", "DailyFrozen", "Estate", "Gateway",
+    "HolidayArrangement", "HolidayDay", "LedgerEntry", "Manager", "ManagerBuilding",
+    "ManagerSession", "ManagerTask", "Meter", "Notice", "Order", "RateCounter", "Reading",
+    "ReconcileDifference", "ReconcileRun", "Refund", "RefusedNotification", "RelayChange",
+    "ShareRun", "StoredTariff", "StoredTariffVersion", "WorkerHeartbeat",
     "metadata",
 ]

@@ -35,6 +35,7 @@ class Settings(BaseSettings):
     # Raw readings older than this are dropped (the load curve, daily frozen registers and relay
     # changes they were rolled up into stay); 0 keeps them all.
     reading_retention_days: int = 7
+    console_idle_minutes: int = 30  # a console session ends after this long without a request
     full_check_s: float = 60.0  # unchanged readings are judged again (policy, notices) this often
     modbus_timeout_s: float = 1.0
     confirm_timeout_s: float = 5.0

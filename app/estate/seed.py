@@ -33,6 +33,31 @@ def demo_households(gateways: int = 2, per_gateway: int = 20):
             yield g, unit, number, household, balance, cut
 
 
+DEMO_MANAGER_PASSWORD = "feikong-demo-2026"  # printed by `feikong demo`: a demo, not a secret
+
+
+def seed_demo_managers(engine: Engine) -> bool:
+    """The demo's console managers, unless any manager exists: `admin` (estate administrator),
+    `b1` (building manager of 1号楼 only), `finance`; all with `DEMO_MANAGER_PASSWORD`."""
+    from app.console.managers import add_manager
+    from app.console.models import BUILDING_MANAGER, ESTATE_ADMIN, FINANCE, Manager
+
+    with transaction(engine) as s:
+        if s.exec(select(Manager)).first() is not None:
+            return False
+        estate = s.exec(select(Estate).order_by(Estate.id)).first()
+        if estate is None:
+            return False
+        first = s.exec(select(Building).where(Building.estate_id == estate.id)
+                       .order_by(Building.id)).first()
+        for name, role, buildings in (("admin", ESTATE_ADMIN, []),
+                                      ("b1", BUILDING_MANAGER, [first.id]),
+                                      ("finance", FINANCE, [])):
+            add_manager(s, name, role=role, estate_id=estate.id, password=DEMO_MANAGER_PASSWORD,
+                        building_ids=buildings)
+    return True
+
+
 def seed_demo(engine: Engine, *, host: str, base_port: int, gateways: int = 2,
               per_gateway: int = 20) -> bool:
     """Create the demo estate unless one exists. Returns True when it created it."""

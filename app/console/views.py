@@ -1,0 +1,390 @@
+"""The property managers' console, mounted at /manage/: log in and out, the dashboard of the
+manager's buildings, the accounts list and one account, cut approvals and manager tasks, the
+audit log. Every read goes through `app.console.scope` (outside it: 404); every act through the
+services the worker and the CLI use, recorded in the audit log in the same transaction.
+
+Protection: sessions in the database (`app.console.auth`), CSRF by the maintained `asgi-csrf`
+middleware (double-submit cookie; forms carry `csrftoken`, htmx sends the `x-csrftoken` header),
+security headers on every console response (`SecurityHeaders`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from urllib.parse import quote
+
+import sqlalchemy as sa
+from asgi_csrf import asgi_csrf
+from sqlmodel import select
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Mount, Route
+
+from app.anomalies.models import Anomaly
+from app.commands.models import PENDING as COMMAND_PENDING
+from app.commands.models import Command
+from app.console import audit, scope
+from app.console.auth import COOKIE, LoginLimiter, check_login, open_session, revoke, who_is
+from app.console.models import ROLE_ZH, AuditEntry
+from app.db import transaction, utcnow
+from app.i18n import N_
+from app.estate.models import Account, Building, Meter
+from app.ledger.models import LedgerEntry
+from app.ledger.services import funds
+from app.orders.models import PAID, Order
+from app.policy.models import PENDING as APPROVAL_PENDING
+from app.policy.models import CutApproval, CutDecision, ManagerTask
+from app.policy.services import complete_task, decide_approval
+from app.tariffs import CHINA_TZ
+
+PREFIX = "/manage"
+PAGE = 50  # accounts per page
+STATES = {"low": N_("余额不足"), "exhausted": N_("余额用尽"), "cut": N_("已停电"),
+          "offline": N_("电表离线"), "care": N_("爱心档案")}
+
+
+class SecurityHeaders:
+    """Headers every console response carries: a CSP without inline script, no framing, no
+    MIME sniffing, no referrer to other sites, and no caching of pages with personal data."""
+
+    HEADERS = [
+        (b"content-security-policy", b"default-src 'self'; script-src 'self'; style-src 'self'; "
+                                     b"img-src 'self' data:; frame-ancestors 'none'; "
+                                     b"form-action 'self'; base-uri 'none'; object-src 'none'"),
+        (b"x-content-type-options", b"nosniff"),
+        (b"x-frame-options", b"DENY"),
+        (b"referrer-policy", b"same-origin"),
+        (b"cache-control", b"no-store"),
+    ]
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope_, receive, send):
+        if scope_["type"] != "http":
+            await self.app(scope_, receive, send)
+            return
+
+        async def with_headers(message):
+            if message["type"] == "http.response.start":
+                message["headers"] = list(message.get("headers", [])) + self.HEADERS
+            await send(message)
+
+        await self.app(scope_, receive, with_headers)
+
+
+def _client(request: Request) -> str:
+    return request.client.host if request.client else ""
+
+
+def _render(request: Request, name: str, context: dict, status_code: int = 200) -> Response:
+    context = {"csrftoken": request.scope["csrftoken"](), "prefix": PREFIX,
+               "role_zh": ROLE_ZH, **context}
+    return request.app.state.templates.TemplateResponse(request, name, context,
+                                                        status_code=status_code)
+
+
+def _who(request: Request):
+    settings = request.app.state.settings
+    idle = dt.timedelta(minutes=settings.console_idle_minutes)
+    return who_is(request.app.state.engine, request.cookies.get(COOKIE), idle)
+
+
+def _login_redirect(request: Request) -> Response:
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return RedirectResponse(f"{PREFIX}/login?next={quote(target)}", status_code=303)
+
+
+def _not_found() -> HTTPException:
+    return HTTPException(404, "没有找到")
+
+
+def _local_today_start() -> dt.datetime:
+    local = utcnow().astimezone(CHINA_TZ)
+    return local.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+# --- logging in and out --------------------------------------------------------------------------
+
+async def login(request: Request) -> Response:
+    if request.method == "GET":
+        return _render(request, "console/login.html", {"next": request.query_params.get("next", "")})
+    form = await request.form()
+    name, password = str(form.get("name", "")).strip(), str(form.get("password", ""))
+    target = str(form.get("next", ""))
+    if not target.startswith(PREFIX + "/") or target.startswith("//"):
+        target = PREFIX + "/"
+    engine, client = request.app.state.engine, _client(request)
+    limiter = LoginLimiter(engine)
+    if not limiter.allowed(name, client):
+        return _render(request, "console/login.html",
+                       {"error": N_("登录失败次数过多，请 15 分钟后再试"), "next": target,
+                        "name": name}, status_code=429)
+    with transaction(engine) as s:
+        manager = check_login(s, name, password)
+        if manager is not None:
+            token = open_session(s, manager, client)
+            audit.record(s, None, "login", estate_id=manager.estate_id, object_type="manager",
+                         object_id=manager.id, client=client, after=manager.name)
+    if manager is None:
+        limiter.failed(name, client)
+        return _render(request, "console/login.html",
+                       {"error": N_("用户名或密码不对"), "next": target, "name": name},
+                       status_code=401)
+    response = RedirectResponse(target, status_code=303)
+    response.set_cookie(COOKIE, token, httponly=True, samesite="lax", path=PREFIX,
+                        secure=request.app.state.settings.base_url.startswith("https://"))
+    return response
+
+
+async def logout(request: Request) -> Response:
+    who = _who(request)
+    if who is not None:
+        everywhere = request.url.path.endswith("/everywhere")
+        with transaction(request.app.state.engine) as s:
+            if everywhere:
+                revoke(s, manager_id=who.manager_id)
+            else:
+                revoke(s, token_sha256=who.token_sha256)
+            audit.record(s, who, "logout.everywhere" if everywhere else "logout",
+                         object_type="manager", object_id=who.manager_id,
+                         client=_client(request))
+    response = RedirectResponse(f"{PREFIX}/login", status_code=303)
+    response.delete_cookie(COOKIE, path=PREFIX)
+    return response
+
+
+# --- the dashboard -------------------------------------------------------------------------------
+
+def _account_states(s, accounts: list[Account]) -> dict[int, set[str]]:
+    """Each account's states (low, exhausted, cut, offline, care) and its balance in `balance`."""
+    money = funds(s, {a.id for a in accounts})
+    meters = defaultdict(list)
+    if accounts:
+        ids = [a.id for a in accounts]
+        for i in range(0, len(ids), 1000):
+            for m in s.exec(select(Meter).where(Meter.account_id.in_(ids[i:i + 1000]))):
+                meters[m.account_id].append(m)
+    states = {}
+    for a in accounts:
+        balance = money[a.id].balance_fen
+        found = set()
+        if balance < a.low_balance_threshold_fen:
+            found.add("low")
+        if balance < a.cut_below_fen:
+            found.add("exhausted")
+        if any(m.relay_open is True for m in meters[a.id]):
+            found.add("cut")
+        if any(not m.online for m in meters[a.id]):
+            found.add("offline")
+        if a.care_list:
+            found.add("care")
+        states[a.id] = (found, balance)
+    return states
+
+
+async def dashboard(request: Request) -> Response:
+    who = _who(request)
+    if who is None:
+        return _login_redirect(request)
+    today = _local_today_start()
+    with transaction(request.app.state.engine, read_only=True) as s:
+        buildings = scope.buildings(s, who)
+        ids = [b.id for b in buildings]
+        accounts = list(s.exec(scope.accounts_query(who).where(Account.closed_at.is_(None))))
+        states = _account_states(s, accounts)
+        rows = []
+        for b in buildings:
+            mine = [a for a in accounts if a.building_id == b.id]
+            row = {"building": b, "households": len(mine),
+                   "balance": sum(states[a.id][1] for a in mine)}
+            for state in ("low", "exhausted", "cut", "offline"):
+                row[state] = sum(1 for a in mine if state in states[a.id][0])
+            rows.append(row)
+        in_scope = Account.building_id.in_(ids or [-1])
+        payments = s.execute(sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(
+            Order.amount_fen), 0)).join(Account, Account.id == Order.account_id)
+            .where(in_scope, Order.status == PAID, Order.paid_at >= today)).one()
+        pending_commands = s.execute(sa.select(sa.func.count()).select_from(Command)
+                                     .join(Meter, Meter.id == Command.meter_id)
+                                     .join(Account, Account.id == Meter.account_id)
+                                     .where(in_scope, Command.state == COMMAND_PENDING)).scalar()
+        anomalies = s.execute(sa.select(sa.func.count()).select_from(Anomaly)
+                              .join(Account, Account.id == Anomaly.account_id)
+                              .where(in_scope, Anomaly.resolved_at.is_(None))).scalar()
+        approvals = s.execute(sa.select(sa.func.count()).select_from(CutApproval)
+                              .join(Account, Account.id == CutApproval.account_id)
+                              .where(in_scope, CutApproval.state == APPROVAL_PENDING)).scalar()
+        tasks = s.execute(sa.select(sa.func.count()).select_from(ManagerTask)
+                          .join(Account, Account.id == ManagerTask.account_id)
+                          .where(in_scope, ManagerTask.done_at.is_(None))).scalar()
+    return _render(request, "console/dashboard.html", {
+        "who": who, "rows": rows, "payments": payments, "pending_commands": pending_commands,
+        "anomalies": anomalies, "approvals": approvals, "tasks": tasks})
+
+
+# --- accounts ----------------------------------------------------------------------------------
+
+async def accounts(request: Request) -> Response:
+    who = _who(request)
+    if who is None:
+        return _login_redirect(request)
+    q = request.query_params
+    state, text, after = q.get("state", ""), q.get("q", "").strip(), q.get("after", "")
+    building_id = q.get("building", "")
+    with transaction(request.app.state.engine, read_only=True) as s:
+        query = scope.accounts_query(who)
+        if building_id:
+            if not building_id.isdigit() or scope.building(s, who, int(building_id)) is None:
+                raise _not_found()
+            query = query.where(Account.building_id == int(building_id))
+        if text:
+            like = f"%{text}%"
+            query = query.where(sa.or_(Account.number.like(like), Account.household.like(like)))
+        if state == "care":
+            query = query.where(Account.care_list.is_(True))
+        if after:
+            query = query.where(Account.number > after)
+        query = query.order_by(Account.number)
+        if state in ("low", "exhausted", "cut", "offline"):
+            found: list = []
+            for a in s.exec(query):  # judged in pages of candidates, in 户号 order
+                found.append(a)
+            states = _account_states(s, found)
+            found = [a for a in found if state in states[a.id][0]]
+            page = found[:PAGE + 1]
+        else:
+            page = list(s.exec(query.limit(PAGE + 1)))
+            states = _account_states(s, page)
+        more = len(page) > PAGE
+        page = page[:PAGE]
+        names = {b.id: b.name for b in scope.buildings(s, who)}
+    return _render(request, "console/accounts.html", {
+        "who": who, "accounts": page, "states": states, "more": more, "state": state,
+        "q": text, "building": building_id, "buildings": names, "state_names": STATES})
+
+
+async def account(request: Request) -> Response:
+    who = _who(request)
+    if who is None:
+        return _login_redirect(request)
+    with transaction(request.app.state.engine, read_only=True) as s:
+        a = scope.account(s, who, request.path_params["number"])
+        if a is None:
+            raise _not_found()
+        building = s.get(Building, a.building_id)
+        money = funds(s, {a.id})[a.id]
+        meters = list(s.exec(select(Meter).where(Meter.account_id == a.id).order_by(Meter.id)))
+        meter_ids = [m.id for m in meters] or [-1]
+        entries = list(s.exec(select(LedgerEntry).where(LedgerEntry.account_id == a.id)
+                              .order_by(LedgerEntry.created_at.desc(), LedgerEntry.id.desc())
+                              .limit(50)))
+        commands = list(s.exec(select(Command).where(Command.meter_id.in_(meter_ids))
+                               .order_by(Command.id.desc()).limit(20)))
+        decisions = list(s.exec(select(CutDecision).where(CutDecision.account_id == a.id)
+                                .order_by(CutDecision.id.desc()).limit(20)))
+    return _render(request, "console/account.html", {
+        "who": who, "a": a, "building": building, "funds": money, "meters": meters,
+        "entries": entries, "commands": commands, "decisions": decisions})
+
+
+# --- approvals and tasks -------------------------------------------------------------------------
+
+async def approvals(request: Request) -> Response:
+    who = _who(request)
+    if who is None:
+        return _login_redirect(request)
+    with transaction(request.app.state.engine, read_only=True) as s:
+        in_scope = Account.building_id.in_(scope.building_ids(s, who) or [-1])
+        waiting = list(s.execute(select(CutApproval, Account)
+                                 .join(Account, Account.id == CutApproval.account_id)
+                                 .where(in_scope, CutApproval.state == APPROVAL_PENDING)
+                                 .order_by(CutApproval.requested_at)).all())
+        tasks = list(s.execute(select(ManagerTask, Account)
+                               .join(Account, Account.id == ManagerTask.account_id)
+                               .where(in_scope, ManagerTask.done_at.is_(None))
+                               .order_by(ManagerTask.created_at)).all())
+    return _render(request, "console/approvals.html", {
+        "who": who, "waiting": waiting, "tasks": tasks, "may_decide": scope.may_decide_cuts(who),
+        "error": request.query_params.get("error", "")})
+
+
+async def decide(request: Request) -> Response:
+    """Approve or reject a waiting cut (`decide_approval`), or close a task
+    (`complete_task`), with a reason; 404 outside the manager's scope or for finance."""
+    who = _who(request)
+    if who is None:
+        return _login_redirect(request)
+    if not scope.may_decide_cuts(who):
+        raise _not_found()
+    form = await request.form()
+    reason, verb = str(form.get("reason", "")).strip(), request.path_params["verb"]
+    item_id = request.path_params["item_id"]
+    if not reason:
+        return RedirectResponse(f"{PREFIX}/approvals?error={quote(N_('请写明理由'))}", status_code=303)
+    with transaction(request.app.state.engine) as s:
+        in_scope = Account.building_id.in_(scope.building_ids(s, who) or [-1])
+        if verb in ("approve", "reject"):
+            row = s.execute(select(CutApproval).join(Account, Account.id == CutApproval.account_id)
+                            .where(CutApproval.id == item_id, in_scope)
+                            .with_for_update()).scalar()
+            if row is None:
+                raise _not_found()
+            if row.state != APPROVAL_PENDING:
+                return RedirectResponse(f"{PREFIX}/approvals?error={quote(N_('该审批已处理'))}",
+                                        status_code=303)
+            decide_approval(s, row, approve=verb == "approve", by=who.name, now=utcnow(),
+                            note=reason)
+            audit.record(s, who, f"cut.{verb}", object_type="cut_approval", object_id=row.id,
+                         before=APPROVAL_PENDING, after=row.state, reason=reason,
+                         client=_client(request))
+        elif verb == "done":
+            task = s.execute(select(ManagerTask).join(Account, Account.id == ManagerTask.account_id)
+                             .where(ManagerTask.id == item_id, in_scope)).scalar()
+            if task is None:
+                raise _not_found()
+            if task.done_at is None:
+                complete_task(s, task, by=who.name, now=utcnow(), resolution=reason)
+                audit.record(s, who, "task.done", object_type="manager_task", object_id=task.id,
+                             before="open", after="done", reason=reason,
+                             client=_client(request))
+        else:
+            raise _not_found()
+    return RedirectResponse(f"{PREFIX}/approvals", status_code=303)
+
+
+# --- the audit log ----------------------------------------------------------------------------
+
+async def audit_log(request: Request) -> Response:
+    who = _who(request)
+    if who is None:
+        return _login_redirect(request)
+    with transaction(request.app.state.engine, read_only=True) as s:
+        entries = list(s.exec(select(AuditEntry).where(AuditEntry.estate_id == who.estate_id)
+                              .order_by(AuditEntry.at.desc(), AuditEntry.id.desc()).limit(200)))
+    return _render(request, "console/audit.html", {"who": who, "entries": entries})
+
+
+def console_mount(settings) -> Mount:
+    """/manage/ with its middleware: security headers outside, CSRF inside."""
+    routes = [
+        Route("/", dashboard, name="console_dashboard"),
+        Route("/login", login, methods=["GET", "POST"], name="console_login"),
+        Route("/logout", logout, methods=["POST"], name="console_logout"),
+        Route("/logout/everywhere", logout, methods=["POST"], name="console_logout_everywhere"),
+        Route("/accounts", accounts, name="console_accounts"),
+        Route("/accounts/{number}", account, name="console_account"),
+        Route("/approvals", approvals, name="console_approvals"),
+        Route("/approvals/{item_id:int}/{verb}", decide, methods=["POST"],
+              name="console_decide"),
+        Route("/audit", audit_log, name="console_audit"),
+    ]
+    return Mount(PREFIX, routes=routes, middleware=[
+        Middleware(SecurityHeaders),
+        Middleware(asgi_csrf, signing_secret=f"{settings.secret_key}:console-csrf",
+                   cookie_path=PREFIX, always_protect={f"{PREFIX}/login"},
+                   cookie_secure=settings.base_url.startswith("https://")),
+    ])

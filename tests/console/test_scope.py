@@ -1,0 +1,106 @@
+"""Every console route and action, as the building manager of 1号楼, against 2号楼's objects:
+404 (its existence is not revealed) and nothing changes. And what each role may do."""
+
+import sqlalchemy as sa
+from sqlmodel import select
+
+from app.console.models import AuditEntry
+from app.db import transaction
+from app.estate.models import Account, Meter
+from app.policy.models import APPROVED, PENDING, CutApproval, ManagerTask
+from tests.console.conftest import csrf
+from tests.factories import account_by_number
+
+
+def waiting(engine, number: str) -> tuple[int, int]:
+    """A pending cut approval and an open task for the account: (approval id, task id)."""
+    account = account_by_number(engine, number)
+    with transaction(engine) as s:
+        meter_id = s.exec(select(Meter.id).where(Meter.account_id == account.id)).one()
+        approval = CutApproval(meter_id=meter_id, account_id=account.id, state=PENDING,
+                               balance_fen=-200)
+        task = ManagerTask(kind="care_list_exhausted", account_id=account.id, meter_id=meter_id,
+                           detail=f"{number} 爱心档案")
+        s.add_all([approval, task])
+        s.flush()
+        return approval.id, task.id
+
+
+def snapshot(engine) -> tuple:
+    with transaction(engine, read_only=True) as s:
+        return (s.exec(select(CutApproval.id, CutApproval.state).order_by(CutApproval.id)).all(),
+                s.exec(select(ManagerTask.id, ManagerTask.done_at).order_by(ManagerTask.id)).all(),
+                s.execute(sa.select(sa.func.count()).select_from(AuditEntry)).scalar())
+
+
+def test_building_b_is_not_found_by_b1_anywhere(console, engine, estate):
+    stranger = estate.b_accounts[0]
+    approval_b, task_b = waiting(engine, stranger)
+    client = console("b1")
+    before = snapshot(engine)
+    for path in (f"/manage/accounts/{stranger}", f"/manage/accounts?building={estate.building_b}",
+                 f"/manage/accounts?building={estate.building_b}&state=exhausted"):
+        assert client.get(path).status_code == 404, path
+    token = csrf(client)
+    for verb, item in (("approve", approval_b), ("reject", approval_b), ("done", task_b)):
+        reply = client.post(f"/manage/approvals/{item}/{verb}",
+                            data={"reason": "越权", "csrftoken": token})
+        assert reply.status_code == 404, verb
+    assert snapshot(engine) == before
+    # And nothing of 2号楼 shows on b1's pages.
+    for path in ("/manage/", "/manage/accounts", "/manage/approvals", "/manage/accounts?q=20"):
+        page = client.get(path)
+        assert page.status_code == 200 and stranger not in page.text and "2号楼" not in page.text
+
+
+def test_the_estate_administrator_sees_both_buildings(console, estate):
+    page = console("admin").get("/manage/").text
+    assert "1号楼" in page and "2号楼" in page
+    accounts = console("admin").get("/manage/accounts").text
+    assert all(n in accounts for n in estate.a_accounts + estate.b_accounts)
+
+
+def test_the_dashboard_counts_what_the_lists_show(console, estate):
+    client = console("b1")
+    page = client.get("/manage/").text
+    assert "1号楼" in page
+    low = client.get(f"/manage/accounts?building={estate.building_a}&state=low").text
+    exhausted = client.get(f"/manage/accounts?building={estate.building_a}&state=exhausted").text
+    # 5,000 fen is fine; 300 fen is low; -500 fen is low and exhausted
+    assert estate.a_accounts[1] in low and estate.a_accounts[2] in low
+    assert estate.a_accounts[0] not in low
+    assert estate.a_accounts[2] in exhausted and estate.a_accounts[1] not in exhausted
+
+
+def test_finance_reads_but_does_not_decide(console, engine, estate):
+    approval, _ = waiting(engine, estate.a_accounts[2])
+    client = console("finance")
+    page = client.get("/manage/approvals").text
+    assert estate.a_accounts[2] in page and "只读" in page
+    reply = client.post(f"/manage/approvals/{approval}/approve",
+                        data={"reason": "月底清欠", "csrftoken": csrf(client)})
+    assert reply.status_code == 404
+    assert snapshot(engine)[0] == [(approval, PENDING)]
+
+
+def test_b1_approves_a_cut_with_a_reason_and_the_audit_log_says_so(console, engine, estate):
+    number = estate.a_accounts[2]
+    approval, task = waiting(engine, number)
+    client = console("b1")
+    token = csrf(client)
+    no_reason = client.post(f"/manage/approvals/{approval}/approve",
+                            data={"reason": " ", "csrftoken": token})
+    assert "请写明理由" in client.get(no_reason.headers["location"]).text
+    assert snapshot(engine)[0] == [(approval, PENDING)]
+    reply = client.post(f"/manage/approvals/{approval}/approve",
+                        data={"reason": "已电话通知住户", "csrftoken": token})
+    assert reply.status_code == 303
+    client.post(f"/manage/approvals/{task}/done", data={"reason": "已上门", "csrftoken": token})
+    with transaction(engine, read_only=True) as s:
+        decided = s.get(CutApproval, approval)
+        assert (decided.state, decided.decided_by, decided.note) == (APPROVED, "b1",
+                                                                      "已电话通知住户")
+        assert s.get(ManagerTask, task).done_by == "b1"
+    log = client.get("/manage/audit").text
+    assert "cut.approve" in log and "已电话通知住户" in log and "task.done" in log
+    assert number not in client.get("/manage/approvals").text  # nothing waits any more
