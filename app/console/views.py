@@ -26,6 +26,7 @@ from starlette.routing import Mount, Route
 from app.anomalies.models import Anomaly
 from app.commands.models import PENDING as COMMAND_PENDING
 from app.commands.models import Command
+from app.commands.services import queue_cut, queue_read, queue_restore
 from app.console import audit, scope
 from app.console.auth import COOKIE, LoginLimiter, check_login, open_session, revoke, who_is
 from app.console.models import ROLE_ZH, AuditEntry
@@ -278,17 +279,70 @@ async def account(request: Request) -> Response:
         building = s.get(Building, a.building_id)
         money = funds(s, {a.id})[a.id]
         meters = list(s.exec(select(Meter).where(Meter.account_id == a.id).order_by(Meter.id)))
-        meter_ids = [m.id for m in meters] or [-1]
         entries = list(s.exec(select(LedgerEntry).where(LedgerEntry.account_id == a.id)
                               .order_by(LedgerEntry.created_at.desc(), LedgerEntry.id.desc())
                               .limit(50)))
-        commands = list(s.exec(select(Command).where(Command.meter_id.in_(meter_ids))
-                               .order_by(Command.id.desc()).limit(20)))
+        commands = _commands_of(s, meters)
         decisions = list(s.exec(select(CutDecision).where(CutDecision.account_id == a.id)
                                 .order_by(CutDecision.id.desc()).limit(20)))
     return _render(request, "console/account.html", {
         "who": who, "a": a, "building": building, "funds": money, "meters": meters,
-        "entries": entries, "commands": commands, "decisions": decisions})
+        "entries": entries, "commands": commands, "decisions": decisions,
+        "may_act": scope.may_decide_cuts(who), "error": request.query_params.get("error", "")})
+
+
+async def account_commands(request: Request) -> Response:
+    """The household's commands, as an htmx fragment the page polls while one is under way."""
+    who = _who(request)
+    if who is None:
+        return Response(status_code=401)
+    with transaction(request.app.state.engine, read_only=True) as s:
+        a = scope.account(s, who, request.path_params["number"])
+        if a is None:
+            raise _not_found()
+        meters = list(s.exec(select(Meter).where(Meter.account_id == a.id).order_by(Meter.id)))
+        commands = _commands_of(s, meters)
+    return _render(request, "console/_commands.html", {"a": a, "meters": meters,
+                                                       "commands": commands})
+
+
+def _commands_of(s, meters: list[Meter]) -> list[Command]:
+    return list(s.exec(select(Command).where(Command.meter_id.in_([m.id for m in meters] or [-1]))
+                       .order_by(Command.id.desc()).limit(20)))
+
+
+async def manual_command(request: Request) -> Response:
+    """A manual cut or restore of every meter of a household, with a reason: the same command
+    rows the cut policy and a payment queue (`queue_cut`, `queue_restore`), confirmed by the
+    worker's read-back; 404 outside the manager's scope or for finance."""
+    who = _who(request)
+    if who is None:
+        return _login_redirect(request)
+    if not scope.may_decide_cuts(who):
+        raise _not_found()
+    action = request.path_params["action"]
+    if action not in ("cut", "restore"):
+        raise _not_found()
+    form = await request.form()
+    reason = str(form.get("reason", "")).strip()
+    number = request.path_params["number"]
+    with transaction(request.app.state.engine) as s:
+        a = scope.account(s, who, number)
+        if a is None:
+            raise _not_found()
+        if not reason:
+            return RedirectResponse(f"{PREFIX}/accounts/{number}?error="
+                                    f"{quote(N_('请写明理由'))}", status_code=303)
+        queued = []
+        for meter in s.exec(select(Meter).where(Meter.account_id == a.id).order_by(Meter.id)):
+            why = f"manual {action} by {who.name}: {reason}"
+            command = (queue_restore(s, meter, why) if action == "restore"
+                       else queue_cut(s, meter, why))
+            if command is not None:
+                queued.append(command.id)
+        audit.record(s, who, f"account.{action}", object_type="account", object_id=a.number,
+                     after=f"commands {queued}", reason=reason, client=_client(request))
+    return RedirectResponse(f"{PREFIX}/accounts/{number}", status_code=303)
 
 
 # --- approvals and tasks -------------------------------------------------------------------------
@@ -338,6 +392,10 @@ async def decide(request: Request) -> Response:
                                         status_code=303)
             decide_approval(s, row, approve=verb == "approve", by=who.name, now=utcnow(),
                             note=reason)
+            if verb == "approve":  # the worker reads the meter now and applies the policy
+                meter = s.get(Meter, row.meter_id)
+                if meter is not None:
+                    queue_read(s, meter, f"cut approved by {who.name}")
             audit.record(s, who, f"cut.{verb}", object_type="cut_approval", object_id=row.id,
                          before=APPROVAL_PENDING, after=row.state, reason=reason,
                          client=_client(request))
@@ -377,6 +435,9 @@ def console_mount(settings) -> Mount:
         Route("/logout/everywhere", logout, methods=["POST"], name="console_logout_everywhere"),
         Route("/accounts", accounts, name="console_accounts"),
         Route("/accounts/{number}", account, name="console_account"),
+        Route("/accounts/{number}/_commands", account_commands, name="console_commands"),
+        Route("/accounts/{number}/{action}", manual_command, methods=["POST"],
+              name="console_manual_command"),
         Route("/approvals", approvals, name="console_approvals"),
         Route("/approvals/{item_id:int}/{verb}", decide, methods=["POST"],
               name="console_decide"),
