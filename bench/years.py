@@ -348,32 +348,20 @@ def bulk_engine(url: str):
 
 
 def drop_for_load(conn) -> list[str]:
-    """Drop the ledger trigger (SQLite) and the secondary indexes and UNIQUE constraints
-    (PostgreSQL; SQLite's UNIQUE index stays, filled in key order) of `ledger_entry` and
-    `reading`; returns the statements that put them back as they were."""
-    tables = "('ledger_entry', 'reading')"
+    """Drop what the load must not pay for row by row: the ledger's `created_at` index (the
+    rows come in meter order, so every other index of theirs is only appended to) and, on
+    SQLite, the ledger trigger; returns the statements that put them back as they were."""
     if conn.dialect.name == "sqlite":
         found = conn.exec_driver_sql(
-            f"SELECT type, name, sql FROM sqlite_master WHERE tbl_name IN {tables} AND sql "
-            "IS NOT NULL AND (name = 'ix_ledger_entry_created_at' OR name = 'ledger_entry_post')").all()
-        for kind, name, _ in found:
-            conn.exec_driver_sql(f"DROP {kind} {name}")
-        return [sql for *_, sql in found]
-    unique = conn.exec_driver_sql(
-        "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) FROM pg_constraint "
-        f"WHERE conrelid::regclass::text IN {tables} AND contype = 'u'").all()
-    indexes = conn.exec_driver_sql(
-        f"SELECT indexname, indexdef FROM pg_indexes WHERE tablename IN {tables} AND indexname "
-        "NOT LIKE '%%_pkey'").all()
-    restore = []
-    for table, name, definition in unique:
-        conn.exec_driver_sql(f"ALTER TABLE {table} DROP CONSTRAINT {name}")
-        restore.append(f"ALTER TABLE {table} ADD CONSTRAINT {name} {definition}")
-    for name, definition in indexes:
-        if name not in {u[1] for u in unique}:
-            conn.exec_driver_sql(f"DROP INDEX {name}")
-            restore.append(definition)
-    return restore
+            "SELECT type, name, sql FROM sqlite_master WHERE name IN "
+            "('ix_ledger_entry_created_at', 'ledger_entry_post')").all()
+    else:
+        found = conn.exec_driver_sql(
+            "SELECT 'index', indexname, indexdef FROM pg_indexes "
+            "WHERE indexname = 'ix_ledger_entry_created_at'").all()
+    for kind, name, _ in found:
+        conn.exec_driver_sql(f"DROP {kind} {name}")
+    return [sql for *_, sql in found]
 
 
 def build(url: str, plan: Plan) -> float:

@@ -11,6 +11,7 @@ security headers on every console response (`SecurityHeaders`).
 from __future__ import annotations
 
 import datetime as dt
+import secrets
 from collections import defaultdict
 from urllib.parse import quote
 
@@ -19,8 +20,8 @@ from asgi_csrf import asgi_csrf
 from sqlmodel import select
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 
 from app.anomalies.models import Anomaly
@@ -36,6 +37,8 @@ from app.estate.models import Account, Building, Meter
 from app.ledger.models import LedgerEntry
 from app.ledger.services import funds
 from app.orders.models import PAID, Order
+from app.policy.arrangements import (ArrangementError, calendar_status, decode_file,
+                                     load_arrangement, parse_arrangement, year_listing)
 from app.policy.models import PENDING as APPROVAL_PENDING
 from app.policy.models import CutApproval, CutDecision, ManagerTask
 from app.policy.services import complete_task, decide_approval
@@ -75,6 +78,28 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope_, receive, with_headers)
+
+
+class MultipartTokenInHeader:
+    """A multipart POST must carry its CSRF token in the `x-csrftoken` header (the console's
+    htmx upload forms do), else 403 here. asgi-csrf 0.11 falls back to parsing a multipart
+    body for the token, which fails with python-multipart 0.0.34 (an exception, not a refusal);
+    a matching header it verifies itself, never reaching that code."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope_, receive, send):
+        if scope_["type"] == "http" and scope_["method"] == "POST":
+            headers = dict(scope_.get("headers") or [])
+            if headers.get(b"content-type", b"").startswith(b"multipart/form-data"):
+                token = headers.get(b"x-csrftoken", b"").decode("latin-1")
+                cookie = HTTPConnection(scope_).cookies.get("csrftoken", "")
+                if not token or not secrets.compare_digest(token, cookie):
+                    await PlainTextResponse("CSRF check failed", status_code=403)(
+                        scope_, receive, send)
+                    return
+        await self.app(scope_, receive, send)
 
 
 def _client(request: Request) -> str:
@@ -222,9 +247,12 @@ async def dashboard(request: Request) -> Response:
         tasks = s.execute(sa.select(sa.func.count()).select_from(ManagerTask)
                           .join(Account, Account.id == ManagerTask.account_id)
                           .where(in_scope, ManagerTask.done_at.is_(None))).scalar()
+        status = calendar_status(s, utcnow().astimezone(CHINA_TZ).date())
     return _render(request, "console/dashboard.html", {
         "who": who, "rows": rows, "payments": payments, "pending_commands": pending_commands,
-        "anomalies": anomalies, "approvals": approvals, "tasks": tasks})
+        "anomalies": anomalies, "approvals": approvals, "tasks": tasks,
+        "calendar_warning": status.warning if status else None,
+        "may_administer": scope.may_administer(who)})
 
 
 # --- accounts ----------------------------------------------------------------------------------
@@ -414,6 +442,50 @@ async def decide(request: Request) -> Response:
     return RedirectResponse(f"{PREFIX}/approvals", status_code=303)
 
 
+# --- public holidays -------------------------------------------------------------------------------
+
+async def holidays(request: Request) -> Response:
+    """A year's arrangement with its sources; an estate administrator loads a file here, as
+    `feikong holidays load` does (app/policy/arrangements.py, docs/holidays.md)."""
+    who = _who(request)
+    if who is None:
+        return _login_redirect(request)
+    engine = request.app.state.engine
+    year_text = request.query_params.get("year", "")
+    today = utcnow().astimezone(CHINA_TZ).date()
+    year = int(year_text) if year_text.isdigit() and 2000 <= int(year_text) <= 2199 \
+        else today.year + 1
+    problems, loaded = [], None
+    if request.method == "POST":
+        if not scope.may_administer(who):
+            raise _not_found()
+        form = await request.form()
+        upload = form.get("file")
+        data = await upload.read() if hasattr(upload, "read") else b""
+        try:
+            parsed = parse_arrangement(decode_file(data))
+        except ArrangementError as exc:
+            problems = exc.problems
+        else:
+            with transaction(engine) as s:
+                row = load_arrangement(s, parsed, by=who.name,
+                                       file_name=getattr(upload, "filename", "") or "",
+                                       now=utcnow())
+                if row is not None:
+                    audit.record(s, who, "holidays.load", object_type="holiday_arrangement",
+                                 object_id=row.id, after=f"{parsed.year}: {parsed.source}",
+                                 client=_client(request))
+            loaded, year = parsed.year, parsed.year
+    with transaction(engine, read_only=True) as s:
+        listing = year_listing(s, year)
+        status = calendar_status(s, today)
+    return _render(request, "console/holidays.html", {
+        "who": who, "year": year, "listing": listing.splitlines(), "problems": problems,
+        "loaded": loaded, "calendar_warning": status.warning if status else None,
+        "may_administer": scope.may_administer(who)},
+        status_code=400 if problems else 200)
+
+
 # --- the audit log ----------------------------------------------------------------------------
 
 async def audit_log(request: Request) -> Response:
@@ -442,9 +514,11 @@ def console_mount(settings) -> Mount:
         Route("/approvals/{item_id:int}/{verb}", decide, methods=["POST"],
               name="console_decide"),
         Route("/audit", audit_log, name="console_audit"),
+        Route("/holidays", holidays, methods=["GET", "POST"], name="console_holidays"),
     ]
     return Mount(PREFIX, routes=routes, middleware=[
         Middleware(SecurityHeaders),
+        Middleware(MultipartTokenInHeader),
         Middleware(asgi_csrf, signing_secret=f"{settings.secret_key}:console-csrf",
                    cookie_path=PREFIX, always_protect={f"{PREFIX}/login"},
                    cookie_secure=settings.base_url.startswith("https://")),
