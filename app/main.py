@@ -31,6 +31,7 @@ from app.resident import views as resident
 from app.sandbox import views as sandbox
 from app.sandbox.delivery import SandboxNotifier
 from app.settings import ROOT, Settings, get_settings, use_settings
+from app.web import health
 from app.web.templating import make_templates
 from payments.wechat_oauth_standin import make_oauth_app
 from payments.wechat_standin import make_wechat_api_app
@@ -100,7 +101,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         Route(WECHAT_JSAPI_CASHIER_PATH + "/pay", sandbox.wechat_jsapi_pay, methods=["POST"],
               name="sandbox_wechat_jsapi_pay"),
         console_mount(settings),
-        Route("/healthz", lambda r: Response("ok"), name="healthz"),
+        Route("/healthz", health.healthz, name="healthz"),
+        Route("/readyz", health.readyz, name="readyz"),
         Mount("/static", StaticFiles(directory=str(ROOT / "static")), name="static"),
     ]
     if providers.wechat_standin is not None:  # WeChat's API, played for our own provider
