@@ -36,7 +36,8 @@ from app.i18n import N_
 from app.estate.models import Account, Building, Meter
 from app.ledger.models import LedgerEntry
 from app.ledger.services import funds
-from app.orders.models import PAID, Order
+from app.anomalies.review import resolve_anomaly
+from app.orders.models import PAID, PAID_AFTER_CLOSE, Order, RefusedNotification
 from app.policy.arrangements import (ArrangementError, calendar_status, decode_file,
                                      load_arrangement, parse_arrangement, year_listing)
 from app.policy.models import PENDING as APPROVAL_PENDING
@@ -442,6 +443,69 @@ async def decide(request: Request) -> Response:
     return RedirectResponse(f"{PREFIX}/approvals", status_code=303)
 
 
+# --- anomalies ----------------------------------------------------------------------------------
+
+def _anomaly_scope(s, who):
+    """Anomalies of accounts in scope, or of common-area meters of buildings in scope."""
+    ids = scope.building_ids(s, who) or [-1]
+    return (select(Anomaly, Account.number, Account.household)
+            .outerjoin(Account, Account.id == Anomaly.account_id)
+            .outerjoin(Meter, Meter.id == Anomaly.meter_id)
+            .where(sa.or_(Account.building_id.in_(ids), sa.and_(Anomaly.account_id.is_(None),
+                                                                 Meter.building_id.in_(ids)))))
+
+
+async def anomalies(request: Request) -> Response:
+    who = _who(request)
+    if who is None:
+        return _login_redirect(request)
+    since = utcnow() - dt.timedelta(days=7)
+    with transaction(request.app.state.engine, read_only=True) as s:
+        rows = list(s.execute(_anomaly_scope(s, who).where(Anomaly.resolved_at.is_(None))
+                              .order_by(Anomaly.created_at, Anomaly.id)).all())
+        late = list(s.execute(
+            select(Order, Account.number).join(Account, Account.id == Order.account_id)
+            .where(Account.building_id.in_(scope.building_ids(s, who) or [-1]),
+                   Order.status == PAID_AFTER_CLOSE).order_by(Order.closed_at)).all())
+        refused = []
+        if who.building_ids is None:  # not tied to a building: the estate-wide roles see them
+            refused = list(s.execute(
+                sa.select(RefusedNotification.channel, RefusedNotification.reason,
+                          sa.func.count(), sa.func.max(RefusedNotification.received_at))
+                .where(RefusedNotification.received_at >= since)
+                .group_by(RefusedNotification.channel, RefusedNotification.reason)
+                .order_by(sa.func.count().desc())).all())
+    return _render(request, "console/anomalies.html", {
+        "who": who, "rows": rows, "late": late, "refused": refused,
+        "may_act": scope.may_decide_cuts(who), "error": request.query_params.get("error", "")})
+
+
+async def resolve(request: Request) -> Response:
+    """Resolve an anomaly with a note (`resolve_anomaly`); 404 outside scope or for finance."""
+    who = _who(request)
+    if who is None:
+        return _login_redirect(request)
+    if not scope.may_decide_cuts(who):
+        raise _not_found()
+    note = str((await request.form()).get("note", "")).strip()
+    anomaly_id = request.path_params["anomaly_id"]
+    with transaction(request.app.state.engine) as s:
+        found = s.execute(_anomaly_scope(s, who).where(Anomaly.id == anomaly_id)).first()
+        if found is None:
+            raise _not_found()
+        if not note:
+            return RedirectResponse(f"{PREFIX}/anomalies?error={quote(N_('请写明处理结果'))}",
+                                    status_code=303)
+        try:
+            anomaly = resolve_anomaly(s, anomaly_id, by=who.name, note=note)
+        except ValueError:
+            return RedirectResponse(f"{PREFIX}/anomalies?error={quote(N_('该异常已处理'))}",
+                                    status_code=303)
+        audit.record(s, who, "anomaly.resolve", object_type="anomaly", object_id=anomaly.id,
+                     before=anomaly.kind, after="resolved", reason=note, client=_client(request))
+    return RedirectResponse(f"{PREFIX}/anomalies", status_code=303)
+
+
 # --- public holidays -------------------------------------------------------------------------------
 
 async def holidays(request: Request) -> Response:
@@ -514,6 +578,9 @@ def console_mount(settings) -> Mount:
         Route("/approvals/{item_id:int}/{verb}", decide, methods=["POST"],
               name="console_decide"),
         Route("/audit", audit_log, name="console_audit"),
+        Route("/anomalies", anomalies, name="console_anomalies"),
+        Route("/anomalies/{anomaly_id:int}/resolve", resolve, methods=["POST"],
+              name="console_resolve"),
         Route("/holidays", holidays, methods=["GET", "POST"], name="console_holidays"),
     ]
     return Mount(PREFIX, routes=routes, middleware=[

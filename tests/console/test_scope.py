@@ -104,3 +104,36 @@ def test_b1_approves_a_cut_with_a_reason_and_the_audit_log_says_so(console, engi
     log = client.get("/manage/audit").text
     assert "cut.approve" in log and "已电话通知住户" in log and "task.done" in log
     assert number not in client.get("/manage/approvals").text  # nothing waits any more
+
+
+def offline(engine, number: str) -> int:
+    """A meter_offline anomaly of the account's meter; its id."""
+    from app.anomalies.models import METER_OFFLINE, Anomaly
+
+    account = account_by_number(engine, number)
+    with transaction(engine) as s:
+        meter_id = s.exec(select(Meter.id).where(Meter.account_id == account.id)).one()
+        anomaly = Anomaly(kind=METER_OFFLINE, meter_id=meter_id, account_id=account.id,
+                          detail="3 failed polls in a row")
+        s.add(anomaly)
+        s.flush()
+        return anomaly.id
+
+
+def test_anomalies_are_resolved_with_a_note_within_scope(console, engine, estate):
+    from app.anomalies.models import Anomaly
+
+    mine, theirs = offline(engine, estate.a_accounts[0]), offline(engine, estate.b_accounts[0])
+    client = console("b1")
+    page = client.get("/manage/anomalies").text
+    assert f'id="anomaly-{mine}"' in page and f'id="anomaly-{theirs}"' not in page
+    token = csrf(client)
+    assert client.post(f"/manage/anomalies/{theirs}/resolve",
+                       data={"note": "越权", "csrftoken": token}).status_code == 404
+    reply = client.post(f"/manage/anomalies/{mine}/resolve",
+                        data={"note": "集中器断电，已恢复", "csrftoken": token})
+    assert reply.status_code == 303
+    with transaction(engine, read_only=True) as s:
+        assert s.get(Anomaly, mine).resolution == "b1: 集中器断电，已恢复"
+        assert s.get(Anomaly, theirs).resolved_at is None
+    assert "anomaly.resolve" in client.get("/manage/audit").text
