@@ -154,6 +154,8 @@ class Plan:
         opened, self.starts = start - 2 * HOUR, [start + i * DAY for i in range(days)]
         local = [(s.astimezone(CHINA_TZ).date()) for s in self.starts]
         epochs = [int(s.timestamp()) for s in self.starts]
+        texts = [day.isoformat() for day in local]
+        dates = [(f"{s:%Y-%m-%d}", f"{s + DAY:%Y-%m-%d}") for s in self.starts]  # UTC dates
         self.cutoff = int((END - RETENTION_DAYS * DAY).timestamp())
         buildings = households // PER_BUILDING
         self.ids = list(range(FIRST, FIRST + households))
@@ -171,12 +173,13 @@ class Plan:
             size = rng.choices(range(len(SIZES_KWH)), SIZE_WEIGHTS)[0]
             areas[a] = Decimal(rng.randrange(500, 1500)) / 10
             reg0, sec = rng.randrange(1_000_000, 5_000_000) * 10, poll_second(a)
+            prefix, secs = f"charge:{a}:", f"{sec:02d}.000000"
             picks = [min(3, size + (local[i].month in (1, 7, 8, 12))) * VARIANTS
                      + rng.randrange(VARIANTS) for i in range(days - 1, -1, -1)][::-1]
             used, charges[a] = 0, []
             for i, shape in enumerate(picks):
-                self.day_rows.append((a, epochs[i], local[i].isoformat(), shape, reg0 + used,
-                                      used, sec))
+                self.day_rows.append((a, epochs[i], texts[i], shape, reg0 + used, used, sec,
+                                      prefix, *dates[i], secs))
                 charges[a].append(fen(used + SHAPES[shape].total) - fen(used))
                 used += SHAPES[shape].total
             last = SHAPES[picks[-1]]
@@ -285,31 +288,44 @@ assert describe_accrued(accrue_lines(None, None, energy_wh=280, price=PRICE)) ==
 assert energy_cost(280, PRICE) * E7 == 280 * E7_PER_WH
 
 # The build's own tables (temporary): a household's day, and the shapes by hour, poll and day.
+# A time in a day is `after_s` past its local midnight, 16:00 UTC the day before: on SQLite,
+# the text SQLAlchemy stores is put together from the day's UTC dates (`date0`, `date1` when
+# `next_day`), the time's `clock` and the meter's second (`secs`).
 SCRATCH = [
     "CREATE TEMP TABLE b_day (meter_id INTEGER, day_start BIGINT, day_text VARCHAR(10), "
-    "shape_id INTEGER, reg_before BIGINT, used_before BIGINT, sec INTEGER, "
-    "PRIMARY KEY (meter_id, day_start)) {rowid}",
+    "shape_id INTEGER, reg_before BIGINT, used_before BIGINT, sec INTEGER, prefix VARCHAR, "
+    "date0 VARCHAR, date1 VARCHAR, secs VARCHAR, PRIMARY KEY (meter_id, day_start)) {rowid}",
     "CREATE TEMP TABLE b_hour (shape_id INTEGER, hour INTEGER, wh BIGINT, used_end BIGINT, "
-    "PRIMARY KEY (shape_id, hour)) {rowid}",
-    "CREATE TEMP TABLE b_poll (shape_id INTEGER, minute INTEGER, used BIGINT, "
+    "memo VARCHAR, {when}, PRIMARY KEY (shape_id, hour)) {rowid}",
+    "CREATE TEMP TABLE b_poll (shape_id INTEGER, minute INTEGER, used BIGINT, {when}, "
     "PRIMARY KEY (shape_id, minute)) {rowid}",
     "CREATE TEMP TABLE b_shape (shape_id INTEGER PRIMARY KEY, first_wh BIGINT, total_wh BIGINT, "
-    "last_minute INTEGER, curve VARCHAR)",
+    "curve VARCHAR, {when})",
 ]
-CHARGES = (  # every hour of every household-day: 24 charges a day
+WHEN = ("after_s", "clock", "next_day")
+CHARGES = (  # every hour of every household-day, posted at the next hour's first poll
     "INSERT INTO ledger_entry (account_id, amount_fen, kind, idempotency_key, memo, energy_wh, "
     "created_at) SELECT d.meter_id, ((d.used_before + h.used_end - h.wh) * {e7} + 50000) / 100000"
-    " - ((d.used_before + h.used_end) * {e7} + 50000) / 100000, 'charge', 'charge:' || d.meter_id"
-    " || ':' || (d.reg_before + h.used_end - h.wh) || ':' || (d.reg_before + h.used_end), "
-    "h.wh || '{memo}', h.wh, {at} FROM b_day d JOIN b_hour h ON h.shape_id = d.shape_id {order}")
-READINGS = (
-    "INSERT INTO reading (meter_id, read_at, energy_wh, relay_open) SELECT d.meter_id, {at}, "
+    " - ((d.used_before + h.used_end) * {e7} + 50000) / 100000, 'charge', d.prefix || "
+    "(d.reg_before + h.used_end - h.wh) || ':' || (d.reg_before + h.used_end), h.memo, h.wh, "
+    "{at_h} FROM b_day d JOIN b_hour h ON h.shape_id = d.shape_id")
+READINGS = (  # the polls that saw the register move, in the days kept
+    "INSERT INTO reading (meter_id, read_at, energy_wh, relay_open) SELECT d.meter_id, {at_p}, "
     "d.reg_before + p.used, {false} FROM b_day d JOIN b_poll p ON p.shape_id = d.shape_id "
-    "WHERE d.day_start >= {cutoff} {order}")
+    "WHERE d.day_start >= {cutoff}")
 DAYS_SQL = (
     "INSERT INTO daily_frozen (meter_id, day, opening_wh, register_wh, read_at, used_wh, curve) "
-    "SELECT d.meter_id, {day}, d.reg_before + s.first_wh, d.reg_before + s.total_wh, {at}, "
+    "SELECT d.meter_id, {day}, d.reg_before + s.first_wh, d.reg_before + s.total_wh, {at_s}, "
     "s.total_wh, s.curve FROM b_day d JOIN b_shape s ON s.shape_id = d.shape_id")
+AT = {"sqlite": "CASE WHEN {x}.next_day = 1 THEN d.date1 ELSE d.date0 END || {x}.clock || d.secs",
+      "postgresql": "to_timestamp(d.day_start + d.sec + {x}.after_s)"}
+assert END.hour == 16 and END.minute == 0  # China time: UTC+8, no summer time
+
+
+def when(after_s: int) -> tuple[int, str, int]:
+    """`after_s` past a local midnight as the scratch tables keep it (see `SCRATCH`)."""
+    t = 16 * 3600 + after_s
+    return after_s, f" {t // 3600 % 24:02d}:{t // 60 % 60:02d}:", int(t >= 86_400)
 
 
 def put(conn, table, columns, rows) -> None:
@@ -337,7 +353,7 @@ def bulk_engine(url: str):
         cur = dbapi.cursor()
         if engine.dialect.name == "sqlite":
             for pragma in ("foreign_keys=OFF", "journal_mode=OFF", "synchronous=OFF",
-                           "cache_size=-1000000", "temp_store=MEMORY"):
+                           "cache_size=-1000000", "temp_store=MEMORY", "threads=2"):
                 cur.execute(f"PRAGMA {pragma}")
         else:
             cur.execute("SET session_replication_role = replica")
@@ -348,20 +364,32 @@ def bulk_engine(url: str):
 
 
 def drop_for_load(conn) -> list[str]:
-    """Drop what the load must not pay for row by row: the ledger's `created_at` index (the
-    rows come in meter order, so every other index of theirs is only appended to) and, on
-    SQLite, the ledger trigger; returns the statements that put them back as they were."""
+    """Drop what the load must not pay for row by row, and return the statements that put it
+    back as the migrations made it. SQLite: the ledger trigger and `created_at` index (the rows
+    come in meter order, so its other indexes, `reading`'s too, are only appended to).
+    PostgreSQL (no trigger fires in the replica role): every index and UNIQUE constraint of
+    `ledger_entry` and `reading` but their primary keys (built afterwards in one sort each)."""
     if conn.dialect.name == "sqlite":
         found = conn.exec_driver_sql(
             "SELECT type, name, sql FROM sqlite_master WHERE name IN "
             "('ix_ledger_entry_created_at', 'ledger_entry_post')").all()
-    else:
-        found = conn.exec_driver_sql(
-            "SELECT 'index', indexname, indexdef FROM pg_indexes "
-            "WHERE indexname = 'ix_ledger_entry_created_at'").all()
-    for kind, name, _ in found:
-        conn.exec_driver_sql(f"DROP {kind} {name}")
-    return [sql for *_, sql in found]
+        for kind, name, _ in found:
+            conn.exec_driver_sql(f"DROP {kind} {name}")
+        return [sql for *_, sql in found]
+    tables = "('ledger_entry', 'reading')"
+    unique = conn.exec_driver_sql(
+        "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) FROM pg_constraint "
+        f"WHERE conrelid::regclass::text IN {tables} AND contype = 'u'").all()
+    indexes = conn.exec_driver_sql(
+        f"SELECT indexname, indexdef FROM pg_indexes WHERE tablename IN {tables} "
+        f"AND indexname NOT LIKE '%%_pkey' AND indexname NOT IN "
+        f"({', '.join(repr(name) for _, name, _ in unique) or 'NULL'})").all()
+    for table, name, _ in unique:
+        conn.exec_driver_sql(f"ALTER TABLE {table} DROP CONSTRAINT {name}")
+    for name, _ in indexes:
+        conn.exec_driver_sql(f"DROP INDEX {name}")
+    return ([f"ALTER TABLE {table} ADD CONSTRAINT {name} {definition}"
+             for table, name, definition in unique] + [definition for _, definition in indexes])
 
 
 def build(url: str, plan: Plan) -> float:
@@ -377,32 +405,35 @@ def build(url: str, plan: Plan) -> float:
     engine.dispose()
     engine = bulk_engine(url)
     pg = engine.dialect.name == "postgresql"
-    at = "to_timestamp({})" if pg else "strftime('%Y-%m-%d %H:%M:%S', {}, 'unixepoch') || '.000000'"
-    sql = dict(e7=E7_PER_WH, memo=MEMO, false="false" if pg else "0", cutoff=plan.cutoff,
-               day="CAST(d.day_text AS DATE)" if pg else "d.day_text")
+    at = AT[engine.dialect.name]
+    sql = dict(e7=E7_PER_WH, false="false" if pg else "0", cutoff=plan.cutoff,
+               day="CAST(d.day_text AS DATE)" if pg else "d.day_text",
+               at_h=at.format(x="h"), at_p=at.format(x="p"), at_s=at.format(x="s"))
     with engine.begin() as conn:
         for statement in SCRATCH:
-            conn.exec_driver_sql(statement.format(rowid="" if pg else "WITHOUT ROWID"))
+            conn.exec_driver_sql(statement.format(rowid="" if pg else "WITHOUT ROWID",
+                                                  when="after_s BIGINT, clock VARCHAR, "
+                                                       "next_day INTEGER"))
         put(conn, "b_day", ("meter_id", "day_start", "day_text", "shape_id", "reg_before",
-                            "used_before", "sec"), plan.day_rows)
-        put(conn, "b_hour", ("shape_id", "hour", "wh", "used_end"),
-            [(i, h, wh, sum(s.hours[:h + 1])) for i, s in enumerate(SHAPES)
-             for h, wh in enumerate(s.hours)])
-        put(conn, "b_poll", ("shape_id", "minute", "used"),
-            [(i, minute, used) for i, s in enumerate(SHAPES) for minute, used in s.polls()])
-        put(conn, "b_shape", ("shape_id", "first_wh", "total_wh", "last_minute", "curve"),
-            [(i, s.first_wh, s.total, s.last_minute, s.curve) for i, s in enumerate(SHAPES)])
+                            "used_before", "sec", "prefix", "date0", "date1", "secs"),
+            plan.day_rows)
+        put(conn, "b_hour", ("shape_id", "hour", "wh", "used_end", "memo", *WHEN),
+            [(i, h, wh, sum(s.hours[:h + 1]), f"{wh}{MEMO}", *when(3600 * (h + 1)))
+             for i, s in enumerate(SHAPES) for h, wh in enumerate(s.hours)])
+        put(conn, "b_poll", ("shape_id", "minute", "used", *WHEN),
+            [(i, minute, used, *when(60 * minute)) for i, s in enumerate(SHAPES)
+             for minute, used in s.polls()])
+        put(conn, "b_shape", ("shape_id", "first_wh", "total_wh", "curve", *WHEN),
+            [(i, s.first_wh, s.total, s.curve, *when(60 * s.last_minute))
+             for i, s in enumerate(SHAPES)])
         restore = drop_for_load(conn)
-        conn.exec_driver_sql(CHARGES.format(
-            **sql, order="", at=at.format("d.day_start + 3600 * (h.hour + 1) + d.sec")))
+        conn.exec_driver_sql(CHARGES.format(**sql))
         put(conn, LedgerEntry.__table__, ENTRY, plan.topups)
         put(conn, LedgerEntry.__table__, ENTRY, plan.shares)
-        conn.exec_driver_sql(READINGS.format(**sql, order="",
-                                             at=at.format("d.day_start + 60 * p.minute + d.sec")))
+        conn.exec_driver_sql(READINGS.format(**sql))
         put(conn, Reading.__table__, ("meter_id", "read_at", "energy_wh", "relay_open"),
             plan.readings)
-        conn.exec_driver_sql(DAYS_SQL.format(**sql, at=at.format(
-            "d.day_start + 60 * s.last_minute + d.sec")))
+        conn.exec_driver_sql(DAYS_SQL.format(**sql))
         put(conn, DailyFrozen.__table__, ("meter_id", "day", "opening_wh", "register_wh",
                                           "read_at", "used_wh", "curve"), plan.frozen)
         put(conn, RelayChange.__table__, ("meter_id", "at", "relay_open", "source"), plan.relays)

@@ -33,9 +33,10 @@ from app.console.auth import COOKIE, LoginLimiter, check_login, open_session, re
 from app.console.models import ROLE_ZH, AuditEntry
 from app.db import transaction, utcnow
 from app.i18n import N_
-from app.estate.models import Account, Building, Meter
+from app.estate.models import Account, Building, DailyFrozen, Meter
 from app.ledger.models import LedgerEntry
-from app.ledger.services import funds
+from app.ledger.services import funds, kept_balance_fen
+from app.web.charts import usage_chart
 from app.anomalies.review import resolve_anomaly
 from app.orders.models import PAID, PAID_AFTER_CLOSE, Order, RefusedNotification
 from app.policy.arrangements import (ArrangementError, calendar_status, decode_file,
@@ -314,9 +315,33 @@ async def account(request: Request) -> Response:
         commands = _commands_of(s, meters)
         decisions = list(s.exec(select(CutDecision).where(CutDecision.account_id == a.id)
                                 .order_by(CutDecision.id.desc()).limit(20)))
+        kept = kept_balance_fen(s, a.id)
+        today = utcnow().astimezone(CHINA_TZ).date()
+        days = dict(s.execute(
+            sa.select(DailyFrozen.day, sa.func.sum(DailyFrozen.used_wh))
+            .where(DailyFrozen.meter_id.in_([m.id for m in meters] or [-1]),
+                   DailyFrozen.day > today - dt.timedelta(days=366))
+            .group_by(DailyFrozen.day)).all())
+    running, after = [], kept  # the ledger's balance after each entry, newest first
+    for entry in entries:
+        running.append(after)
+        after -= entry.amount_fen
+    daily = usage_chart([(today - dt.timedelta(days=k), int(days.get(
+        today - dt.timedelta(days=k), 0))) for k in range(29, -1, -1)], label="%m-%d")
+    months: dict = {}
+    for day, wh in days.items():
+        months[(day.year, day.month)] = months.get((day.year, day.month), 0) + int(wh)
+    month_keys = []
+    y, m = today.year, today.month
+    for _ in range(12):
+        month_keys.append((y, m))
+        y, m = (y, m - 1) if m > 1 else (y - 1, 12)
+    monthly = usage_chart([(dt.date(y, m, 1), months.get((y, m), 0))
+                           for y, m in reversed(month_keys)], label="%Y-%m")
     return _render(request, "console/account.html", {
         "who": who, "a": a, "building": building, "funds": money, "meters": meters,
-        "entries": entries, "commands": commands, "decisions": decisions,
+        "entries": list(zip(entries, running)), "commands": commands, "decisions": decisions,
+        "daily": daily, "monthly": monthly,
         "may_act": scope.may_decide_cuts(who), "error": request.query_params.get("error", "")})
 
 
