@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-WIDTH, HEIGHT, PAD_BOTTOM, PAD_TOP = 720, 180, 28, 18
+WIDTH, HEIGHT, PAD_BOTTOM, PAD_TOP, PAD_SIDE = 720, 180, 28, 18, 24
 
 
 @dataclass(frozen=True)
@@ -37,13 +37,13 @@ def usage_chart(points: list[tuple[dt.date, int]], *, label: str) -> Chart:
     """Bars of Wh per period (day or month), oldest first; the template draws them."""
     top = max((wh for _, wh in points), default=0) or 1
     n = max(len(points), 1)
-    slot = WIDTH / n
+    slot = (WIDTH - 2 * PAD_SIDE) / n
     plot = HEIGHT - PAD_BOTTOM - PAD_TOP
     every = max(1, n // 10)  # at most about ten labels under the bars
     bars = []
     for i, (day, wh) in enumerate(points):
         h = plot * wh / top
-        bars.append(Bar(x=round(i * slot + slot * 0.15, 1), y=round(PAD_TOP + plot - h, 1),
+        bars.append(Bar(x=round(PAD_SIDE + i * slot + slot * 0.15, 1), y=round(PAD_TOP + plot - h, 1),
                         width=round(slot * 0.7, 1), height=round(h, 1), kwh=_kwh(wh),
                         label=day.strftime(label), show_label=(n - 1 - i) % every == 0))
     return Chart(bars, WIDTH, HEIGHT, _kwh(top if top > 1 else 0),
