@@ -25,26 +25,28 @@ from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 
 from app.anomalies.models import Anomaly
+from app.anomalies.review import resolve_anomaly
 from app.commands.models import PENDING as COMMAND_PENDING
 from app.commands.models import Command
 from app.commands.services import queue_cut, queue_read, queue_restore
 from app.console import audit, scope
+from app.console import settings as rules
 from app.console.auth import COOKIE, LoginLimiter, check_login, open_session, revoke, who_is
 from app.console.models import ROLE_ZH, AuditEntry
 from app.db import transaction, utcnow
+from app.estate.models import Account, Building, DailyFrozen, Estate, Meter, ShareRun
 from app.i18n import N_
-from app.estate.models import Account, Building, DailyFrozen, Meter
 from app.ledger.models import LedgerEntry
 from app.ledger.services import funds, kept_balance_fen
-from app.web.charts import usage_chart
-from app.anomalies.review import resolve_anomaly
 from app.orders.models import PAID, PAID_AFTER_CLOSE, Order, RefusedNotification
 from app.policy.arrangements import (ArrangementError, calendar_status, decode_file,
                                      load_arrangement, parse_arrangement, year_listing)
 from app.policy.models import PENDING as APPROVAL_PENDING
 from app.policy.models import CutApproval, CutDecision, ManagerTask
 from app.policy.services import complete_task, decide_approval
+from app.policy.strategies import STRATEGIES
 from app.tariffs import CHINA_TZ
+from app.web.charts import usage_chart
 
 PREFIX = "/manage"
 PAGE = 50  # accounts per page
@@ -341,7 +343,9 @@ async def account(request: Request) -> Response:
     return _render(request, "console/account.html", {
         "who": who, "a": a, "building": building, "funds": money, "meters": meters,
         "entries": list(zip(entries, running)), "commands": commands, "decisions": decisions,
-        "daily": daily, "monthly": monthly,
+        "daily": daily, "monthly": monthly, "strategies": STRATEGIES,
+        "may_administer": scope.may_administer(who),
+        "saved": request.query_params.get("saved") == "1",
         "may_act": scope.may_decide_cuts(who), "error": request.query_params.get("error", "")})
 
 
@@ -466,6 +470,105 @@ async def decide(request: Request) -> Response:
         else:
             raise _not_found()
     return RedirectResponse(f"{PREFIX}/approvals", status_code=303)
+
+
+# --- settings ------------------------------------------------------------------------------------
+
+async def estate_settings(request: Request) -> Response:
+    """The estate's cut policy and contact (estate administrators change them)."""
+    who = _who(request)
+    if who is None:
+        return _login_redirect(request)
+    errors, saved = {}, False
+    engine = request.app.state.engine
+    if request.method == "POST":
+        if not scope.may_administer(who):
+            raise _not_found()
+        form = await request.form()
+        changes, errors = rules.validate_estate(form)
+        if not errors:
+            with transaction(engine) as s:
+                estate = s.get(Estate, who.estate_id)
+                before, after = rules.apply(estate, changes)
+                if after:
+                    s.add(estate)
+                    audit.record(s, who, "estate.settings", object_type="estate",
+                                 object_id=estate.id, before=before, after=after,
+                                 client=_client(request))
+            saved = True
+    with transaction(engine, read_only=True) as s:
+        estate = s.get(Estate, who.estate_id)
+        buildings = scope.buildings(s, who)
+    form = (await request.form()) if errors else None
+    return _render(request, "console/settings.html", {
+        "who": who, "estate": estate, "buildings": buildings, "errors": errors, "saved": saved,
+        "form": form, "may_administer": scope.may_administer(who)},
+        status_code=400 if errors else 200)
+
+
+async def account_settings(request: Request) -> Response:
+    """A household's thresholds, care list, emergency credit and strategy."""
+    who = _who(request)
+    if who is None:
+        return _login_redirect(request)
+    if not scope.may_administer(who):
+        raise _not_found()
+    number = request.path_params["number"]
+    form = await request.form()
+    changes, errors = rules.validate_account(form)
+    with transaction(request.app.state.engine) as s:
+        a = scope.account(s, who, number)
+        if a is None:
+            raise _not_found()
+        if errors:
+            message = "；".join(errors.values())
+            return RedirectResponse(f"{PREFIX}/accounts/{number}?error={quote(message)}",
+                                    status_code=303)
+        before, after = rules.apply(a, changes)
+        if after:
+            s.add(a)
+            audit.record(s, who, "account.settings", object_type="account", object_id=a.number,
+                         before=before, after=after, client=_client(request))
+    return RedirectResponse(f"{PREFIX}/accounts/{number}?saved=1", status_code=303)
+
+
+async def building_page(request: Request) -> Response:
+    """A building: its share scheme and period (estate administrators change them) and its
+    latest common-area shares."""
+    who = _who(request)
+    if who is None:
+        return _login_redirect(request)
+    engine, errors, saved = request.app.state.engine, {}, False
+    building_id = request.path_params["building_id"]
+    if request.method == "POST":
+        if not scope.may_administer(who):
+            raise _not_found()
+        changes, errors = rules.validate_building(await request.form())
+        with transaction(engine) as s:
+            building = scope.building(s, who, building_id)
+            if building is None:
+                raise _not_found()
+            if not errors:
+                before, after = rules.apply(building, changes)
+                if after:
+                    s.add(building)
+                    audit.record(s, who, "building.settings", object_type="building",
+                                 object_id=building.id, before=before, after=after,
+                                 client=_client(request))
+                saved = True
+    with transaction(engine, read_only=True) as s:
+        building = scope.building(s, who, building_id)
+        if building is None:
+            raise _not_found()
+        runs = list(s.exec(select(ShareRun).where(ShareRun.building_id == building.id)
+                           .order_by(ShareRun.period_start.desc()).limit(31)))
+    return _render(request, "console/building.html", {
+        "who": who, "building": building, "runs": runs, "errors": errors, "saved": saved,
+        "schemes": SCHEME_NAMES, "may_administer": scope.may_administer(who)},
+        status_code=400 if errors else 200)
+
+
+SCHEME_NAMES = {"area": N_("按面积"), "equal": N_("平均"), "usage": N_("按用电")}
 
 
 # --- anomalies ----------------------------------------------------------------------------------
@@ -597,6 +700,8 @@ def console_mount(settings) -> Mount:
         Route("/accounts", accounts, name="console_accounts"),
         Route("/accounts/{number}", account, name="console_account"),
         Route("/accounts/{number}/_commands", account_commands, name="console_commands"),
+        Route("/accounts/{number}/settings", account_settings, methods=["POST"],
+              name="console_account_settings"),
         Route("/accounts/{number}/{action}", manual_command, methods=["POST"],
               name="console_manual_command"),
         Route("/approvals", approvals, name="console_approvals"),
@@ -604,6 +709,9 @@ def console_mount(settings) -> Mount:
               name="console_decide"),
         Route("/audit", audit_log, name="console_audit"),
         Route("/anomalies", anomalies, name="console_anomalies"),
+        Route("/settings", estate_settings, methods=["GET", "POST"], name="console_settings"),
+        Route("/buildings/{building_id:int}", building_page, methods=["GET", "POST"],
+              name="console_building"),
         Route("/anomalies/{anomaly_id:int}/resolve", resolve, methods=["POST"],
               name="console_resolve"),
         Route("/holidays", holidays, methods=["GET", "POST"], name="console_holidays"),

@@ -10,6 +10,8 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
+from app.i18n import N_
+
 
 @dataclass(frozen=True)
 class Strategy:
@@ -20,10 +22,10 @@ class Strategy:
     automatic_cut: bool  # False: an exhausted balance becomes a manager task, never a command
 
 
-RESIDENTIAL = Strategy("residential", "居民", dt.timedelta(hours=24), 7, True)
-SHOP = Strategy("shop", "商铺", dt.timedelta(hours=24), 7, True)
+RESIDENTIAL = Strategy("residential", N_("居民"), dt.timedelta(hours=24), 7, True)
+SHOP = Strategy("shop", N_("商铺"), dt.timedelta(hours=24), 7, True)
 # Lifts, pumps and corridor lights are not cut by a machine.
-COMMON_AREA = Strategy("common_area", "公共区域", dt.timedelta(hours=24), 7, False)
+COMMON_AREA = Strategy("common_area", N_("公共区域"), dt.timedelta(hours=24), 7, False)
 
 STRATEGIES = {s.name: s for s in (RESIDENTIAL, SHOP, COMMON_AREA)}
 
