@@ -31,7 +31,7 @@ def _time(value: str) -> str | None:
     return value
 
 
-def _yuan(value: str, *, negative: bool = False) -> int | None:
+def yuan(value: str, *, negative: bool = False) -> int | None:
     """Whole fen from a yuan amount with at most two decimals; None when it is not one."""
     try:
         amount = Decimal(value.strip())
@@ -73,7 +73,7 @@ def validate_account(form) -> tuple[dict, dict]:
               "cut_below_fen": ("cut_below", True, "停电线"),
               "restore_threshold_fen": ("restore_above", True, "复电线")}
     for column, (field, negative, label) in limits.items():
-        fen = _yuan(str(form.get(field, "")), negative=negative)
+        fen = yuan(str(form.get(field, "")), negative=negative)
         if fen is None:
             errors[field] = (f"{label}应为金额（元），最多两位小数"
                              + ("" if negative else "，不能为负"))
@@ -81,7 +81,7 @@ def validate_account(form) -> tuple[dict, dict]:
             changes[column] = fen
     if not errors and changes["restore_threshold_fen"] < changes["cut_below_fen"]:
         errors["restore_above"] = "复电线不能低于停电线"
-    emergency = _yuan(str(form.get("emergency_credit", "")))
+    emergency = yuan(str(form.get("emergency_credit", "")))
     if emergency is None or emergency > MAX_EMERGENCY_FEN:
         errors["emergency_credit"] = (f"应急用电额度应为 0–{MAX_EMERGENCY_FEN // 100} 元，"
                                       "最多两位小数")

@@ -10,6 +10,7 @@ security headers on every console response (`SecurityHeaders`).
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import secrets
 from collections import defaultdict
@@ -28,17 +29,18 @@ from app.anomalies.models import Anomaly
 from app.anomalies.review import resolve_anomaly
 from app.commands.models import PENDING as COMMAND_PENDING
 from app.commands.models import Command
-from app.commands.services import queue_cut, queue_read, queue_restore
+from app.commands.services import queue_cut, queue_read, queue_restore, restore_if_allowed
 from app.console import audit, scope
 from app.console import settings as rules
 from app.console.auth import COOKIE, LoginLimiter, check_login, open_session, revoke, who_is
-from app.console.models import ROLE_ZH, AuditEntry
+from app.console.models import ESTATE_ADMIN, FINANCE, ROLE_ZH, AuditEntry
 from app.db import transaction, utcnow
 from app.estate.models import Account, Building, DailyFrozen, Estate, Meter, ShareRun
 from app.i18n import N_
-from app.ledger.models import LedgerEntry
-from app.ledger.services import funds, kept_balance_fen
+from app.ledger.models import ADJUSTMENT, LedgerEntry
+from app.ledger.services import funds, kept_balance_fen, lock_balances, post_entry
 from app.orders.models import PAID, PAID_AFTER_CLOSE, Order, RefusedNotification
+from app.orders.refunds import RefundRefused, RefundRequest, request_refund, submit_refund
 from app.policy.arrangements import (ArrangementError, calendar_status, decode_file,
                                      load_arrangement, parse_arrangement, year_listing)
 from app.policy.models import PENDING as APPROVAL_PENDING
@@ -344,7 +346,7 @@ async def account(request: Request) -> Response:
         "who": who, "a": a, "building": building, "funds": money, "meters": meters,
         "entries": list(zip(entries, running)), "commands": commands, "decisions": decisions,
         "daily": daily, "monthly": monthly, "strategies": STRATEGIES,
-        "may_administer": scope.may_administer(who),
+        "may_administer": scope.may_administer(who), "may_move_money": may_move_money(who),
         "saved": request.query_params.get("saved") == "1",
         "may_act": scope.may_decide_cuts(who), "error": request.query_params.get("error", "")})
 
@@ -401,6 +403,85 @@ async def manual_command(request: Request) -> Response:
         audit.record(s, who, f"account.{action}", object_type="account", object_id=a.number,
                      after=f"commands {queued}", reason=reason, client=_client(request))
     return RedirectResponse(f"{PREFIX}/accounts/{number}", status_code=303)
+
+
+def may_move_money(who) -> bool:
+    """Adjust a balance, refund: estate administrators and finance."""
+    return who.role in (ESTATE_ADMIN, FINANCE)
+
+
+async def adjust(request: Request) -> Response:
+    """A credit or debit with a reason: a ledger entry of kind `adjustment` (never an edit);
+    a credit that brings the balance above the restore line restores, as a payment does."""
+    who = _who(request)
+    if who is None:
+        return _login_redirect(request)
+    if not may_move_money(who):
+        raise _not_found()
+    form = await request.form()
+    number = request.path_params["number"]
+    reason = str(form.get("reason", "")).strip()
+    direction = str(form.get("direction", ""))
+    fen = rules.yuan(str(form.get("amount", "")))
+    with transaction(request.app.state.engine) as s:
+        a = scope.account(s, who, number)
+        if a is None:
+            raise _not_found()
+        error = (N_("请写明理由") if not reason else
+                 N_("金额应大于 0，最多两位小数") if not fen else
+                 N_("请选择增加或扣减") if direction not in ("credit", "debit") else "")
+        if error:
+            return RedirectResponse(f"{PREFIX}/accounts/{number}?error={quote(error)}",
+                                    status_code=303)
+        amount = fen if direction == "credit" else -fen
+        lock_balances(s, [a.id])
+        post_entry(s, account_id=a.id, amount_fen=amount, kind=ADJUSTMENT,
+                   idempotency_key=f"adjustment:{a.id}:{secrets.token_hex(8)}",
+                   memo=f"调整 {who.name}: {reason}"[:500])
+        if amount > 0:
+            restore_if_allowed(s, a, funds(s, {a.id})[a.id].balance_fen,
+                               reason=f"adjustment by {who.name}")
+        audit.record(s, who, "account.adjust", object_type="account", object_id=a.number,
+                     after=f"{amount:+d} fen", reason=reason, client=_client(request))
+    return RedirectResponse(f"{PREFIX}/accounts/{number}?saved=1", status_code=303)
+
+
+async def refund(request: Request) -> Response:
+    """Refund part or all of the unspent balance through the providers that took it
+    (`request_refund` in this transaction with the audit entry, then `submit_refund`)."""
+    who = _who(request)
+    if who is None:
+        return _login_redirect(request)
+    if not may_move_money(who):
+        raise _not_found()
+    form = await request.form()
+    number = request.path_params["number"]
+    reason, note = str(form.get("reason", "")), str(form.get("note", "")).strip()
+    everything = form.get("all") == "on"
+    fen = None if everything else rules.yuan(str(form.get("amount", "")))
+    engine, providers = request.app.state.engine, request.app.state.providers
+    if not note or (fen is None and not everything) or fen == 0:
+        error = N_("请写明理由") if not note else N_("金额应大于 0，最多两位小数")
+        return RedirectResponse(f"{PREFIX}/accounts/{number}?error={quote(error)}",
+                                status_code=303)
+    try:
+        with transaction(engine) as s:
+            a = scope.account(s, who, number)
+            if a is None:
+                raise _not_found()
+            ask = RefundRequest(a.number, fen, reason, who.name, note)
+            numbers = [r.out_refund_no for r in request_refund(s, ask,
+                                                               channels=providers.channels)]
+            audit.record(s, who, "account.refund", object_type="account", object_id=a.number,
+                         after=f"{'all' if everything else fen} fen: {', '.join(numbers)}",
+                         reason=f"{reason}: {note}", client=_client(request))
+    except RefundRefused as exc:
+        return RedirectResponse(f"{PREFIX}/accounts/{number}?error={quote(str(exc))}",
+                                status_code=303)
+    for out_refund_no in numbers:
+        await asyncio.to_thread(submit_refund, engine, providers,
+                                request.app.state.settings, out_refund_no)
+    return RedirectResponse(f"{PREFIX}/accounts/{number}?saved=1", status_code=303)
 
 
 # --- approvals and tasks -------------------------------------------------------------------------
@@ -702,6 +783,8 @@ def console_mount(settings) -> Mount:
         Route("/accounts/{number}/_commands", account_commands, name="console_commands"),
         Route("/accounts/{number}/settings", account_settings, methods=["POST"],
               name="console_account_settings"),
+        Route("/accounts/{number}/adjust", adjust, methods=["POST"], name="console_adjust"),
+        Route("/accounts/{number}/refund", refund, methods=["POST"], name="console_refund"),
         Route("/accounts/{number}/{action}", manual_command, methods=["POST"],
               name="console_manual_command"),
         Route("/approvals", approvals, name="console_approvals"),
