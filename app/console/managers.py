@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from sqlmodel import Session, select
 
 from app.console import audit
-from app.console.auth import hash_password, revoke
+from app.console.auth import Who, hash_password, revoke
 from app.console.models import BUILDING_MANAGER, ROLES, Manager, ManagerBuilding
 from app.db import utcnow
+from app.i18n import N_
 from app.estate.models import Building, Estate
 
 
@@ -18,10 +19,11 @@ class ManagerError(ValueError):
 
 
 def add_manager(session: Session, name: str, *, role: str, estate_id: int, password: str,
-                building_ids: list[int] = ()) -> Manager:
+                building_ids: list[int] = (), by: Who | None = None) -> Manager:
+    """A new manager; `by`: the console manager who adds it (None: the command line)."""
     name = name.strip()
     if not name or len(name) > 64:
-        raise ManagerError("名字不能为空，最多 64 个字符")
+        raise ManagerError(N_("名字不能为空，最多 64 个字符"))
     if role not in ROLES:
         raise ManagerError(f"角色须为 {' / '.join(ROLES)}")
     if session.get(Estate, estate_id) is None:
@@ -29,9 +31,9 @@ def add_manager(session: Session, name: str, *, role: str, estate_id: int, passw
     if session.exec(select(Manager.id).where(Manager.name == name)).first() is not None:
         raise ManagerError(f"已有名为 {name} 的管理员")
     if role == BUILDING_MANAGER and not building_ids:
-        raise ManagerError("楼栋经理须指定至少一栋楼（--building）")
+        raise ManagerError(N_("楼栋经理须指定至少一栋楼（--building）"))
     if role != BUILDING_MANAGER and building_ids:
-        raise ManagerError("只有楼栋经理按楼栋授权")
+        raise ManagerError(N_("只有楼栋经理按楼栋授权"))
     for building_id in building_ids:
         building = session.get(Building, building_id)
         if building is None or building.estate_id != estate_id:
@@ -45,13 +47,13 @@ def add_manager(session: Session, name: str, *, role: str, estate_id: int, passw
     session.flush()
     session.add_all(ManagerBuilding(manager_id=manager.id, building_id=b)
                     for b in sorted(set(building_ids)))
-    audit.record(session, None, "manager.add", estate_id=estate_id, object_type="manager",
+    audit.record(session, by, "manager.add", estate_id=estate_id, object_type="manager",
                  object_id=manager.id,
                  after=f"{name} {role} buildings={sorted(set(building_ids))}")
     return manager
 
 
-def disable_manager(session: Session, name: str) -> Manager:
+def disable_manager(session: Session, name: str, by: Who | None = None) -> Manager:
     manager = session.exec(select(Manager).where(Manager.name == name)).first()
     if manager is None:
         raise ManagerError(f"没有名为 {name} 的管理员")
@@ -59,7 +61,7 @@ def disable_manager(session: Session, name: str) -> Manager:
         manager.disabled_at = utcnow()
         session.add(manager)
         revoke(session, manager_id=manager.id)
-        audit.record(session, None, "manager.disable", estate_id=manager.estate_id,
+        audit.record(session, by, "manager.disable", estate_id=manager.estate_id,
                      object_type="manager", object_id=manager.id, before="enabled",
                      after="disabled")
     return manager

@@ -33,7 +33,8 @@ from app.commands.services import queue_cut, queue_read, queue_restore, restore_
 from app.console import audit, scope
 from app.console import settings as rules
 from app.console.auth import COOKIE, LoginLimiter, check_login, open_session, revoke, who_is
-from app.console.models import ESTATE_ADMIN, FINANCE, ROLE_ZH, AuditEntry
+from app.console.managers import ManagerError, add_manager, disable_manager, list_managers
+from app.console.models import ESTATE_ADMIN, FINANCE, ROLE_ZH, AuditEntry, Manager
 from app.db import transaction, utcnow
 from app.estate.models import Account, Building, DailyFrozen, Estate, Meter, ShareRun
 from app.i18n import N_
@@ -652,6 +653,51 @@ async def building_page(request: Request) -> Response:
 SCHEME_NAMES = {"area": N_("按面积"), "equal": N_("平均"), "usage": N_("按用电")}
 
 
+# --- managers -------------------------------------------------------------------------------------
+
+async def managers(request: Request) -> Response:
+    """The estate's managers; an estate administrator adds one (with its buildings) or disables
+    one (its sessions end) — `app.console.managers`, audited."""
+    who = _who(request)
+    if who is None:
+        return _login_redirect(request)
+    if not scope.may_administer(who):
+        raise _not_found()
+    engine, error, done = request.app.state.engine, "", ""
+    if request.method == "POST":
+        form = await request.form()
+        try:
+            with transaction(engine) as s:
+                if form.get("disable"):
+                    target = s.exec(select(Manager).where(
+                        Manager.name == str(form.get("disable")),
+                        Manager.estate_id == who.estate_id)).first()
+                    if target is None:
+                        raise _not_found()
+                    if target.id == who.manager_id:
+                        raise ManagerError(N_("不能停用自己"))
+                    disable_manager(s, target.name, by=who)
+                    done = target.name
+                else:
+                    buildings = [int(b) for b in form.getlist("building") if str(b).isdigit()]
+                    allowed = set(scope.building_ids(s, who))
+                    if not set(buildings) <= allowed:
+                        raise _not_found()
+                    m = add_manager(s, str(form.get("name", "")), role=str(form.get("role", "")),
+                                    estate_id=who.estate_id,
+                                    password=str(form.get("password", "")),
+                                    building_ids=buildings, by=who)
+                    done = m.name
+        except ManagerError as exc:
+            error = str(exc)
+    with transaction(engine, read_only=True) as s:
+        rows = [r for r in list_managers(s) if r.estate_id == who.estate_id]
+        names = {b.id: b.name for b in scope.buildings(s, who)}
+    return _render(request, "console/managers.html", {
+        "who": who, "rows": rows, "buildings": names, "error": error, "done": done},
+        status_code=400 if error else 200)
+
+
 # --- anomalies ----------------------------------------------------------------------------------
 
 def _anomaly_scope(s, who):
@@ -792,6 +838,7 @@ def console_mount(settings) -> Mount:
               name="console_decide"),
         Route("/audit", audit_log, name="console_audit"),
         Route("/anomalies", anomalies, name="console_anomalies"),
+        Route("/managers", managers, methods=["GET", "POST"], name="console_managers"),
         Route("/settings", estate_settings, methods=["GET", "POST"], name="console_settings"),
         Route("/buildings/{building_id:int}", building_page, methods=["GET", "POST"],
               name="console_building"),
