@@ -556,6 +556,15 @@ async def decide(request: Request) -> Response:
 
 # --- settings ------------------------------------------------------------------------------------
 
+def _save(s, who, request: Request, row, changes: dict, kind: str, object_id) -> None:
+    """Checked settings onto `row`, and the change (if any) into the audit log."""
+    before, after = rules.apply(row, changes)
+    if after:
+        s.add(row)
+        audit.record(s, who, f"{kind}.settings", object_type=kind, object_id=object_id,
+                     before=before, after=after, client=_client(request))
+
+
 async def estate_settings(request: Request) -> Response:
     """The estate's cut policy and contact (estate administrators change them)."""
     who = _who(request)
@@ -571,12 +580,7 @@ async def estate_settings(request: Request) -> Response:
         if not errors:
             with transaction(engine) as s:
                 estate = s.get(Estate, who.estate_id)
-                before, after = rules.apply(estate, changes)
-                if after:
-                    s.add(estate)
-                    audit.record(s, who, "estate.settings", object_type="estate",
-                                 object_id=estate.id, before=before, after=after,
-                                 client=_client(request))
+                _save(s, who, request, estate, changes, "estate", estate.id)
             saved = True
     with transaction(engine, read_only=True) as s:
         estate = s.get(Estate, who.estate_id)
@@ -606,11 +610,7 @@ async def account_settings(request: Request) -> Response:
             message = "；".join(errors.values())
             return RedirectResponse(f"{PREFIX}/accounts/{number}?error={quote(message)}",
                                     status_code=303)
-        before, after = rules.apply(a, changes)
-        if after:
-            s.add(a)
-            audit.record(s, who, "account.settings", object_type="account", object_id=a.number,
-                         before=before, after=after, client=_client(request))
+        _save(s, who, request, a, changes, "account", a.number)
     return RedirectResponse(f"{PREFIX}/accounts/{number}?saved=1", status_code=303)
 
 
@@ -631,12 +631,7 @@ async def building_page(request: Request) -> Response:
             if building is None:
                 raise _not_found()
             if not errors:
-                before, after = rules.apply(building, changes)
-                if after:
-                    s.add(building)
-                    audit.record(s, who, "building.settings", object_type="building",
-                                 object_id=building.id, before=before, after=after,
-                                 client=_client(request))
+                _save(s, who, request, building, changes, "building", building.id)
                 saved = True
     with transaction(engine, read_only=True) as s:
         building = scope.building(s, who, building_id)
