@@ -21,7 +21,7 @@ from app.commands.models import (CUT, DONE, EXPIRED, PENDING, READ, RESTORE, Com
                                  CommandAttempt)
 from app.db import driver_executemany, transaction, utcnow
 from app.tariffs import TariffError
-from app.ledger.services import balances_fen, lock_balances
+from app.ledger.services import balances_fen, kept_balances, lock_balances
 from app.estate.models import Account, Gateway, Meter, Reading, RelayChange
 from app.estate.rollup import COMMAND, Rollup
 from app.notices.models import POWER_CUT, POWER_RESTORED, Notice
@@ -192,10 +192,12 @@ def _record_readings(s, results: list[ReadingResult]) -> None:
     rows: list[tuple] = []  # Reading rows, inserted at once (no ORM objects)
     meter_rows: list[tuple] = []  # the meters' new columns, likewise
     rollup = Rollup()  # the curve, the days and the relay changes, likewise
+    kept = kept_balances(s, set(accounts))  # read once; moved on as charges post
     for r in results:
         meter = meters.get(r.meter_id)
         if meter is not None:
-            _record_one(s, meter, accounts.get(meter.account_id), r, rows, meter_rows, rollup)
+            _record_one(s, meter, accounts.get(meter.account_id), r, rows, meter_rows, rollup,
+                        kept)
     _write_readings(s.connection(), rows, meter_rows)
     rollup.write(s.connection())
     s.flush()
@@ -216,7 +218,8 @@ _ANOMALY = Anomaly.__table__
 
 
 def _record_one(s, meter: Meter, account: Account | None, r: ReadingResult,
-                rows: list[dict], meter_rows: list[dict], rollup: Rollup) -> None:
+                rows: list[dict], meter_rows: list[dict], rollup: Rollup,
+                kept: dict[int, int]) -> None:
     verdict = assess(previous_wh=meter.last_energy_wh, previous_at=meter.last_read_at,
                      previous_relay_open=meter.relay_open, energy_wh=r.energy_wh,
                      relay_open=r.relay_open, read_at=r.read_at, max_power_w=meter.max_power_w)
@@ -227,7 +230,8 @@ def _record_one(s, meter: Meter, account: Account | None, r: ReadingResult,
             post_consumption(s, meter, account, verdict.energy_wh,
                              interval=f"{meter.last_energy_wh}:{r.energy_wh}",
                              start_at=meter.last_read_at, end_at=r.read_at,
-                             period_deltas_wh=period_deltas(meter.last_period_raw, r.period_raw))
+                             period_deltas_wh=period_deltas(meter.last_period_raw, r.period_raw),
+                             kept=kept)
         except TariffError as exc:  # the tariff cannot price it: a manager must, not the batch
             s.add(Anomaly(kind=UNPRICED_ENERGY, meter_id=meter.id, account_id=account.id,
                           from_wh=meter.last_energy_wh, to_wh=r.energy_wh,

@@ -69,7 +69,7 @@ def post_consumption(session: Session, meter: Meter, account: Account,
                      energy_wh: int, *, interval: str, start_at: dt.datetime | None = None,
                      end_at: dt.datetime | None = None,
                      period_deltas_wh: tuple[int, ...] | None = None,
-                     every_reading: bool = False) -> int:
+                     every_reading: bool = False, kept: dict[int, int] | None = None) -> int:
     """Charge `account` for `energy_wh` its meter counted over `interval` (the two register
     readings, "from:to" in Wh); returns the fen posted to the ledger by this call.
 
@@ -82,6 +82,8 @@ def post_consumption(session: Session, meter: Meter, account: Account,
     posting every reading, and the balance everyone reads (`app.ledger.services.balance_fen`)
     includes what is accrued: at every reading it is the balance per-reading posting would give.
     `every_reading=True` posts every reading (the rule before; the property tests' reference).
+    `kept`: the kept balances (account id → fen) of the caller's batch, read once and moved on
+    here as this posts; without it the balance row is read when the accrual grows by a fen.
     The idempotency key is the meter and the register span posted, `charge:<meter>:<from>:<to>`.
 
     With a tariff (`account.tariff_id`), the energy of [start_at, end_at) (UTC; `end_at`
@@ -97,6 +99,8 @@ def post_consumption(session: Session, meter: Meter, account: Account,
     posted = 0
     if meter.accrued_hour is not None and meter.accrued_hour != hour:
         posted += post_accrued(session, meter, account)
+        if kept is not None and account.id in kept:
+            kept[account.id] -= posted
     priced = None
     if account.tariff_id is None:
         exact = energy_cost(energy_wh, account.price_yuan_per_kwh)
@@ -121,8 +125,11 @@ def post_consumption(session: Session, meter: Meter, account: Account,
     session.add(meter)
     pending = e7_to_fen(meter.billed_exact_e7) - meter.billed_fen
     if every_reading or (pending > pending_before
-                         and _crosses_a_line(session, account, pending_before, pending)):
-        posted += post_accrued(session, meter, account, always=every_reading)
+                         and _crosses_a_line(session, account, pending_before, pending, kept)):
+        now_posted = post_accrued(session, meter, account, always=every_reading)
+        if kept is not None and account.id in kept:
+            kept[account.id] -= now_posted
+        posted += now_posted
     return posted
 
 
@@ -140,11 +147,12 @@ def hour_of(moment: dt.datetime) -> dt.datetime:
 
 
 def _crosses_a_line(session: Session, account: Account, pending_before: int,
-                    pending: int) -> bool:
+                    pending: int, kept: dict[int, int] | None = None) -> bool:
     """Whether the accrued charge growing from `pending_before` to `pending` fen takes the
     account's balance (the ledger's sum less it; the account's other meters aside) across its
     low-balance or cut line."""
-    ledger = kept_balance_fen(session, account.id)
+    ledger = (kept[account.id] if kept is not None and account.id in kept
+              else kept_balance_fen(session, account.id))
     before, after = ledger - pending_before, ledger - pending
     return any(after < line <= before
                for line in (account.low_balance_threshold_fen, account.cut_below_fen))

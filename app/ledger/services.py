@@ -39,6 +39,14 @@ def kept_balance_fen(session: Session, account_id: int) -> int:
     return int(session.execute(_KEPT, {"id": account_id}).scalar() or 0)
 
 
+def kept_balances(session: Session, account_ids: set[int]) -> dict[int, int]:
+    """`kept_balance_fen` of many accounts in one query (only those with a balance row)."""
+    found: dict[int, int] = {}
+    for ids in _chunks(sorted(account_ids)):
+        found.update(session.execute(_KEPT_MANY, {"ids": ids}).all())
+    return found
+
+
 def balances_fen(session: Session, account_ids: set[int]) -> dict[int, int]:
     """`balance_fen` of many accounts in one query; 0 for an account without a balance row."""
     return {account_id: f.balance_fen for account_id, f in funds(session, account_ids).items()}
@@ -81,6 +89,8 @@ _FUNDS = (sa.select(_BALANCE.c.account_id, _BALANCE.c.balance_fen, _BALANCE.c.ad
           .select_from(_BALANCE.outerjoin(_METER, _METER.c.account_id == _BALANCE.c.account_id))
           .where(_BALANCE.c.account_id.in_(bindparam("ids", expanding=True))))
 _KEPT = sa.select(_BALANCE.c.balance_fen).where(_BALANCE.c.account_id == bindparam("id"))
+_KEPT_MANY = sa.select(_BALANCE.c.account_id, _BALANCE.c.balance_fen).where(
+    _BALANCE.c.account_id.in_(bindparam("ids", expanding=True)))
 _LOCK = (sa.select(_BALANCE.c.account_id)
          .where(_BALANCE.c.account_id.in_(bindparam("ids", expanding=True)))
          .order_by(_BALANCE.c.account_id).with_for_update())

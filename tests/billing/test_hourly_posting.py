@@ -182,3 +182,24 @@ def test_a_meter_that_stops_gets_its_last_hour_posted_by_the_sweep(engine):
     assert post_stale_accruals(engine, local("2026-11-05 11:00")) == 56
     assert [c.amount_fen for c in home.charges()] == [-56]
     assert post_stale_accruals(engine, local("2026-11-05 12:00")) == 0
+
+
+def test_the_worker_s_batch_posts_at_the_line_with_the_balances_it_read_once(engine):
+    """Through `record_readings` (the batch's kept balances read once, moved on as it posts):
+    two meters' readings in one batch, one crossing its low-balance line."""
+    from meters.store import ReadingResult, record_readings
+    from tests.factories import meter_of
+
+    estate = EstateFactory(engine)
+    gateway = estate.gateway("127.0.0.1", 1)
+    near = estate.account(gateway_id=gateway, unit_id=1, balance_fen=1_003, number="700001",
+                          max_power_w=10**9)
+    far = estate.account(gateway_id=gateway, unit_id=2, balance_fen=50_000, number="700002",
+                         max_power_w=10**9)
+    meters = [meter_of(engine, n).id for n in (near, far)]
+    record_readings(engine, [ReadingResult(m, 0, False, local("2026-11-05 10:00"))
+                             for m in meters])
+    record_readings(engine, [ReadingResult(m, 40 * k, False, local(f"2026-11-05 10:0{k}"))
+                             for k in (1, 2) for m in meters])  # 2.2 分, then 4.5 分
+    assert [c.amount_fen for c in entries_of(engine, near, CHARGE)] == [-4]
+    assert entries_of(engine, far, CHARGE) == []  # far from its line: accruing
