@@ -27,7 +27,8 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, select
 
-from app.console.models import Manager, ManagerBuilding, ManagerSession, RateCounter
+from app.console.models import (BUILDING_MANAGER, Manager, ManagerBuilding, ManagerSession,
+                                RateCounter)
 from app.db import transaction, utcnow
 
 COOKIE = "feikong_manage"
@@ -114,8 +115,6 @@ def who_is(engine, token: str | None, idle: dt.timedelta) -> Who | None:
         with transaction(engine) as s:
             s.execute(sa.update(ManagerSession).where(ManagerSession.token_sha256 == digest)
                       .values(last_seen_at=now))
-    from app.console.models import BUILDING_MANAGER
-
     return Who(manager.id, manager.name, manager.role, manager.estate_id,
                buildings if manager.role == BUILDING_MANAGER else None, digest)
 
