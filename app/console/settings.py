@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from decimal import Decimal, InvalidOperation
 
 from app.billing.shares import SCHEMES
-from app.money import FEN_PER_YUAN
+from app.money import yuan_str_to_fen
 from app.policy.strategies import STRATEGIES
 
 PHONE = re.compile(r"^[0-9][0-9-]{6,19}$")
@@ -32,16 +31,15 @@ def _time(value: str) -> str | None:
 
 
 def yuan(value: str, *, negative: bool = False) -> int | None:
-    """Whole fen from a yuan amount with at most two decimals; None when it is not one."""
+    """Whole fen from a yuan amount with at most two decimals (`app.money.yuan_str_to_fen`,
+    below zero where `negative`); None when it is not one, or beyond the bound."""
+    text = value.strip()
+    below = negative and text.startswith("-")
     try:
-        amount = Decimal(value.strip())
-    except InvalidOperation:
+        fen = yuan_str_to_fen(text[1:] if below else text)
+    except ValueError:
         return None
-    if not amount.is_finite() or amount != amount.quantize(Decimal("0.01")):
-        return None
-    if amount < 0 and not negative:
-        return None
-    fen = int(amount * FEN_PER_YUAN)
+    fen = -fen if below else fen
     return fen if abs(fen) <= MAX_THRESHOLD_FEN else None
 
 
