@@ -131,6 +131,12 @@ def _login_redirect(request: Request) -> Response:
     return RedirectResponse(f"{PREFIX}/login?next={quote(target)}", status_code=303)
 
 
+def _back(path: str, error: str = "") -> Response:
+    """After a form: back to a console page (`path` under /manage), with an error to show."""
+    query = f"?error={quote(error)}" if error else ""
+    return RedirectResponse(f"{PREFIX}{path}{query}", status_code=303)
+
+
 def _not_found() -> HTTPException:
     return HTTPException(404, "没有找到")
 
@@ -392,8 +398,7 @@ async def manual_command(request: Request) -> Response:
         if a is None:
             raise _not_found()
         if not reason:
-            return RedirectResponse(f"{PREFIX}/accounts/{number}?error="
-                                    f"{quote(N_('请写明理由'))}", status_code=303)
+            return _back(f"/accounts/{number}", N_("请写明理由"))
         queued = []
         for meter in s.exec(select(Meter).where(Meter.account_id == a.id).order_by(Meter.id)):
             why = f"manual {action} by {who.name}: {reason}"
@@ -432,8 +437,7 @@ async def adjust(request: Request) -> Response:
                  N_("金额应大于 0，最多两位小数") if not fen else
                  N_("请选择增加或扣减") if direction not in ("credit", "debit") else "")
         if error:
-            return RedirectResponse(f"{PREFIX}/accounts/{number}?error={quote(error)}",
-                                    status_code=303)
+            return _back(f"/accounts/{number}", error)
         amount = fen if direction == "credit" else -fen
         lock_balances(s, [a.id])
         post_entry(s, account_id=a.id, amount_fen=amount, kind=ADJUSTMENT,
@@ -463,8 +467,7 @@ async def refund(request: Request) -> Response:
     engine, providers = request.app.state.engine, request.app.state.providers
     if not note or (fen is None and not everything) or fen == 0:
         error = N_("请写明理由") if not note else N_("金额应大于 0，最多两位小数")
-        return RedirectResponse(f"{PREFIX}/accounts/{number}?error={quote(error)}",
-                                status_code=303)
+        return _back(f"/accounts/{number}", error)
     try:
         with transaction(engine) as s:
             a = scope.account(s, who, number)
@@ -477,8 +480,7 @@ async def refund(request: Request) -> Response:
                          after=f"{'all' if everything else fen} fen: {', '.join(numbers)}",
                          reason=f"{reason}: {note}", client=_client(request))
     except RefundRefused as exc:
-        return RedirectResponse(f"{PREFIX}/accounts/{number}?error={quote(str(exc))}",
-                                status_code=303)
+        return _back(f"/accounts/{number}", str(exc))
     for out_refund_no in numbers:
         await asyncio.to_thread(submit_refund, engine, providers,
                                 request.app.state.settings, out_refund_no)
@@ -518,7 +520,7 @@ async def decide(request: Request) -> Response:
     reason, verb = str(form.get("reason", "")).strip(), request.path_params["verb"]
     item_id = request.path_params["item_id"]
     if not reason:
-        return RedirectResponse(f"{PREFIX}/approvals?error={quote(N_('请写明理由'))}", status_code=303)
+        return _back("/approvals", N_('请写明理由'))
     with transaction(request.app.state.engine) as s:
         in_scope = Account.building_id.in_(scope.building_ids(s, who) or [-1])
         if verb in ("approve", "reject"):
@@ -528,8 +530,7 @@ async def decide(request: Request) -> Response:
             if row is None:
                 raise _not_found()
             if row.state != APPROVAL_PENDING:
-                return RedirectResponse(f"{PREFIX}/approvals?error={quote(N_('该审批已处理'))}",
-                                        status_code=303)
+                return _back("/approvals", N_('该审批已处理'))
             decide_approval(s, row, approve=verb == "approve", by=who.name, now=utcnow(),
                             note=reason)
             if verb == "approve":  # the worker reads the meter now and applies the policy
@@ -608,8 +609,7 @@ async def account_settings(request: Request) -> Response:
             raise _not_found()
         if errors:
             message = "；".join(errors.values())
-            return RedirectResponse(f"{PREFIX}/accounts/{number}?error={quote(message)}",
-                                    status_code=303)
+            return _back(f"/accounts/{number}", message)
         _save(s, who, request, a, changes, "account", a.number)
     return RedirectResponse(f"{PREFIX}/accounts/{number}?saved=1", status_code=303)
 
@@ -744,13 +744,11 @@ async def resolve(request: Request) -> Response:
         if found is None:
             raise _not_found()
         if not note:
-            return RedirectResponse(f"{PREFIX}/anomalies?error={quote(N_('请写明处理结果'))}",
-                                    status_code=303)
+            return _back("/anomalies", N_('请写明处理结果'))
         try:
             anomaly = resolve_anomaly(s, anomaly_id, by=who.name, note=note)
         except ValueError:
-            return RedirectResponse(f"{PREFIX}/anomalies?error={quote(N_('该异常已处理'))}",
-                                    status_code=303)
+            return _back("/anomalies", N_('该异常已处理'))
         audit.record(s, who, "anomaly.resolve", object_type="anomaly", object_id=anomaly.id,
                      before=anomaly.kind, after="resolved", reason=note, client=_client(request))
     return RedirectResponse(f"{PREFIX}/anomalies", status_code=303)
