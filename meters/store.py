@@ -182,8 +182,9 @@ def record_poll(engine: Engine, results: list[ReadingResult], touched: list[int]
 
 def _record_readings(s, results: list[ReadingResult]) -> None:
     ids = [r.meter_id for r in results]
+    locked = {}  # the kept balances of the batch's accounts, where reading them locked them
     if s.get_bind().dialect.name == "postgresql":  # balance rows before meter rows, always
-        lock_balances(s, set(s.exec(select(Meter.account_id).where(
+        locked = lock_balances(s, set(s.exec(select(Meter.account_id).where(
             Meter.id.in_(ids), Meter.account_id.is_not(None)))))
     meters = {m.id: m for m in s.exec(select(Meter).where(Meter.id.in_(ids)).with_for_update())}
     account_ids = {m.account_id for m in meters.values() if m.account_id is not None}
@@ -192,7 +193,8 @@ def _record_readings(s, results: list[ReadingResult]) -> None:
     rows: list[tuple] = []  # Reading rows, inserted at once (no ORM objects)
     meter_rows: list[tuple] = []  # the meters' new columns, likewise
     rollup = Rollup()  # the curve, the days and the relay changes, likewise
-    kept = kept_balances(s, set(accounts))  # read once; moved on as charges post
+    # read once (with the lock on PostgreSQL); moved on as charges post
+    kept = locked or kept_balances(s, set(accounts))
     for r in results:
         meter = meters.get(r.meter_id)
         if meter is not None:

@@ -72,15 +72,19 @@ def _chunks(ids: list[int], size: int = 1000):
         yield ids[i:i + size]
 
 
-def lock_balances(session: Session, account_ids) -> None:
+def lock_balances(session: Session, account_ids) -> dict[int, int]:
     """Lock the balance rows of `account_ids` in ascending order, before a transaction that
     posts to several accounts (or to one while holding meter rows) posts anything: every
     entry's trigger updates its account's row, so two transactions taking the rows in
-    different orders could deadlock. PostgreSQL only; SQLite has one writer at a time."""
+    different orders could deadlock. PostgreSQL only; SQLite has one writer at a time.
+    Returns the kept balances it locked (as `kept_balances`; {} on SQLite, where it reads
+    nothing)."""
     if session.get_bind().dialect.name != "postgresql" or not account_ids:
-        return
+        return {}
+    found: dict[int, int] = {}
     for ids in _chunks(sorted(set(account_ids))):
-        session.execute(_LOCK, {"ids": ids}).all()
+        found.update(session.execute(_LOCK, {"ids": ids}).all())
+    return found
 
 
 _BALANCE, _METER = AccountBalance.__table__, Meter.__table__
@@ -91,7 +95,7 @@ _FUNDS = (sa.select(_BALANCE.c.account_id, _BALANCE.c.balance_fen, _BALANCE.c.ad
 _KEPT = sa.select(_BALANCE.c.balance_fen).where(_BALANCE.c.account_id == bindparam("id"))
 _KEPT_MANY = sa.select(_BALANCE.c.account_id, _BALANCE.c.balance_fen).where(
     _BALANCE.c.account_id.in_(bindparam("ids", expanding=True)))
-_LOCK = (sa.select(_BALANCE.c.account_id)
+_LOCK = (sa.select(_BALANCE.c.account_id, _BALANCE.c.balance_fen)
          .where(_BALANCE.c.account_id.in_(bindparam("ids", expanding=True)))
          .order_by(_BALANCE.c.account_id).with_for_update())
 
