@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import secrets
-from collections import defaultdict
 from urllib.parse import quote
 
 import sqlalchemy as sa
@@ -30,7 +29,7 @@ from app.anomalies.review import resolve_anomaly
 from app.commands.models import PENDING as COMMAND_PENDING
 from app.commands.models import Command
 from app.commands.services import queue_cut, queue_read, queue_restore, restore_if_allowed
-from app.console import audit, scope
+from app.console import audit, scope, states
 from app.console import settings as rules
 from app.console.auth import COOKIE, LoginLimiter, check_login, open_session, revoke, who_is
 from app.console.managers import ManagerError, add_manager, disable_manager, list_managers
@@ -198,33 +197,6 @@ async def logout(request: Request) -> Response:
 
 # --- the dashboard -------------------------------------------------------------------------------
 
-def _account_states(s, accounts: list[Account]) -> dict[int, set[str]]:
-    """Each account's states (low, exhausted, cut, offline, care) and its balance in `balance`."""
-    money = funds(s, {a.id for a in accounts})
-    meters = defaultdict(list)
-    if accounts:
-        ids = [a.id for a in accounts]
-        for i in range(0, len(ids), 1000):
-            for m in s.exec(select(Meter).where(Meter.account_id.in_(ids[i:i + 1000]))):
-                meters[m.account_id].append(m)
-    states = {}
-    for a in accounts:
-        balance = money[a.id].balance_fen
-        found = set()
-        if balance < a.low_balance_threshold_fen:
-            found.add("low")
-        if balance < a.cut_below_fen:
-            found.add("exhausted")
-        if any(m.relay_open is True for m in meters[a.id]):
-            found.add("cut")
-        if any(not m.online for m in meters[a.id]):
-            found.add("offline")
-        if a.care_list:
-            found.add("care")
-        states[a.id] = (found, balance)
-    return states
-
-
 async def dashboard(request: Request) -> Response:
     who = _who(request)
     if who is None:
@@ -233,16 +205,8 @@ async def dashboard(request: Request) -> Response:
     with transaction(request.app.state.engine, read_only=True) as s:
         buildings = scope.buildings(s, who)
         ids = [b.id for b in buildings]
-        accounts = list(s.exec(scope.accounts_query(who).where(Account.closed_at.is_(None))))
-        states = _account_states(s, accounts)
-        rows = []
-        for b in buildings:
-            mine = [a for a in accounts if a.building_id == b.id]
-            row = {"building": b, "households": len(mine),
-                   "balance": sum(states[a.id][1] for a in mine)}
-            for state in ("low", "exhausted", "cut", "offline"):
-                row[state] = sum(1 for a in mine if state in states[a.id][0])
-            rows.append(row)
+        counted = states.counts(s, scope.accounts_query(who).where(Account.closed_at.is_(None)))
+        rows = [{"building": b, **counted[b.id]} for b in buildings]
         in_scope = Account.building_id.in_(ids or [-1])
         payments = s.execute(sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(
             Order.amount_fen), 0)).join(Account, Account.id == Order.account_id)
@@ -286,26 +250,16 @@ async def accounts(request: Request) -> Response:
         if text:
             like = f"%{text}%"
             query = query.where(sa.or_(Account.number.like(like), Account.household.like(like)))
-        if state == "care":
-            query = query.where(Account.care_list.is_(True))
         if after:
             query = query.where(Account.number > after)
-        query = query.order_by(Account.number)
-        if state in ("low", "exhausted", "cut", "offline"):
-            found: list = []
-            for a in s.exec(query):  # judged in pages of candidates, in 户号 order
-                found.append(a)
-            states = _account_states(s, found)
-            found = [a for a in found if state in states[a.id][0]]
-            page = found[:PAGE + 1]
-        else:
-            page = list(s.exec(query.limit(PAGE + 1)))
-            states = _account_states(s, page)
+        if state not in STATES:
+            state = ""
+        page, found = states.page(s, query.order_by(Account.number), state, PAGE + 1)
         more = len(page) > PAGE
         page = page[:PAGE]
         names = {b.id: b.name for b in scope.buildings(s, who)}
     return _render(request, "console/accounts.html", {
-        "who": who, "accounts": page, "states": states, "more": more, "state": state,
+        "who": who, "accounts": page, "states": found, "more": more, "state": state,
         "q": text, "building": building_id, "buildings": names, "state_names": STATES})
 
 
