@@ -188,6 +188,13 @@ def cmd_refund(args) -> int:
     from app.orders.providers import build_providers
     from app.orders.refunds import RefundRefused, RefundRequest, refund_balance
 
+    if args.reason == "account_closure":  # the whole balance, and the account closed
+        if args.amount is not None:
+            print("account closure refunds the whole balance: give --all, not an amount",
+                  file=sys.stderr)
+            return 2
+        args.settle, args.account_action, args.reason = "refund", "close", args.note or ""
+        return cmd_account(args)
     if (args.amount is None) == (not args.all):
         print("give an amount in yuan, or --all for the whole balance", file=sys.stderr)
         return 2
@@ -206,6 +213,51 @@ def cmd_refund(args) -> int:
     for r in refunds:
         print(f"{r.out_refund_no}  {r.channel}  {r.amount_fen / 100:.2f} 元  {r.status}"
               + (f"  ({r.detail})" if r.detail else ""))
+    return 0
+
+
+def cmd_account(args) -> int:
+    """`feikong account close | reopen`: 销户 and reopening (app/billing/closing.py), audited."""
+    from sqlmodel import select
+
+    from app.billing.closing import ClosingRefused, close_account, reopen_account
+    from app.console import audit
+    from app.db import transaction
+    from app.estate.models import Account, Building
+    from app.orders.providers import build_providers
+    from app.orders.refunds import submit_refund
+
+    settings, engine = get_settings(), _engine()
+    providers = build_providers(settings) if args.account_action == "close" else None
+    try:
+        with transaction(engine) as s:
+            account = s.exec(select(Account).where(Account.number == args.account)).first()
+            if account is None:
+                print(f"no account {args.account!r}", file=sys.stderr)
+                return 1
+            estate_id = s.get(Building, account.building_id).estate_id
+            if args.account_action == "reopen":
+                reopen_account(s, account)
+                done, refunds = f"account {args.account} reopened", []
+                after = "open"
+            else:
+                closing = close_account(s, account, by=args.by, reason=args.reason,
+                                        settle=args.settle, channels=providers.channels)
+                refunds = [r.out_refund_no for r in closing.refunds]
+                after = (f"closed ({args.settle}); final charge {closing.final_fen} fen; "
+                         f"refunds {', '.join(refunds) or '-'}")
+                done = (f"account {args.account} closed: final charge "
+                        f"{closing.final_fen / 100:.2f} 元, balance {closing.balance_fen / 100:.2f}"
+                        f" 元 {'refunded' if refunds else 'kept on the account'}")
+            audit.record(s, None, f"account.{args.account_action}", estate_id=estate_id,
+                         object_type="account", object_id=args.account, after=after,
+                         reason=f"{args.by}: {args.reason}")
+    except ClosingRefused as exc:
+        print(f"feikong account {args.account_action}: {exc}", file=sys.stderr)
+        return 1
+    print(done)
+    for out_refund_no in refunds:
+        print(f"{out_refund_no}  {submit_refund(engine, providers, settings, out_refund_no)}")
     return 0
 
 
@@ -372,6 +424,18 @@ def main(argv: list[str] | None = None) -> int:
     ref.add_argument("--reason", required=True, choices=["account_closure", "decision"])
     ref.add_argument("--by", required=True, help="the manager who decided it")
     ref.add_argument("--note", help="why, for the record")
+    acc = sub.add_parser("account", help="close an account (销户) or reopen it")
+    acc_sub = acc.add_subparsers(dest="account_action", required=True)
+    close = acc_sub.add_parser("close", help="bill the final reading, refund or carry the "
+                                             "balance, stop reading and charging")
+    close.add_argument("account", help="the 户号")
+    close.add_argument("--settle", required=True, choices=["refund", "carry"],
+                       help="refund the balance through the providers, or keep it on the account")
+    reopen = acc_sub.add_parser("reopen", help="read and charge a closed account again")
+    reopen.add_argument("account", help="the 户号")
+    for p in (close, reopen):
+        p.add_argument("--by", required=True, help="the manager who decided it")
+        p.add_argument("--reason", required=True, help="why, for the audit log")
     rev = sub.add_parser("review", help="what waits for a manager: anomalies, late payments, "
                                         "refused notifications; and decisions on them")
     rev.add_argument("--days", type=int, default=7, help="refused notifications of this many "
@@ -418,7 +482,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     handler = {"demo": cmd_demo, "run": cmd_run, "serve": cmd_serve, "worker": cmd_worker,
                "db": cmd_db, "seed": cmd_seed, "quote": cmd_quote, "reconcile": cmd_reconcile,
-               "refund": cmd_refund, "tariff": cmd_tariff, "read": cmd_read,
+               "refund": cmd_refund, "account": cmd_account, "tariff": cmd_tariff, "read": cmd_read,
                "review": cmd_review, "holidays": cmd_holidays,
                "ledger": cmd_ledger, "manager": cmd_manager}[args.command]
     return handler(args)

@@ -77,7 +77,9 @@ class AttemptResult:
 def load_gateways(engine: Engine, gateway_ids: set[int] | None = None) -> list[GatewaySpec]:
     """The gateways (all, or those in `gateway_ids`) with their meters."""
     with transaction(engine, read_only=True) as s:
-        gq, mq = select(Gateway).order_by(Gateway.id), select(Meter)
+        gq = select(Gateway).order_by(Gateway.id)
+        mq = (select(Meter).outerjoin(Account, Account.id == Meter.account_id)
+              .where(Account.closed_at.is_(None)))  # a closed account's meters are not read
         if gateway_ids is not None:
             gq = gq.where(Gateway.id.in_(gateway_ids))
             mq = mq.where(Meter.gateway_id.in_(gateway_ids))
@@ -190,6 +192,10 @@ def _record_readings(s, results: list[ReadingResult]) -> None:
     account_ids = {m.account_id for m in meters.values() if m.account_id is not None}
     accounts = ({a.id: a for a in s.exec(select(Account).where(Account.id.in_(account_ids)))}
                 if account_ids else {})
+    # a reading taken as its account was being closed: not stored, not charged (the register
+    # at closing stays the meter's last; a reopened account is charged from it)
+    results = [r for r in results if (m := meters.get(r.meter_id)) is None
+               or m.account_id is None or accounts[m.account_id].closed_at is None]
     rows: list[tuple] = []  # Reading rows, inserted at once (no ORM objects)
     meter_rows: list[tuple] = []  # the meters' new columns, likewise
     rollup = Rollup()  # the curve, the days and the relay changes, likewise
@@ -204,7 +210,8 @@ def _record_readings(s, results: list[ReadingResult]) -> None:
     rollup.write(s.connection())
     s.flush()
     if accounts:
-        supplied = [m for m in meters.values() if m.account_id in accounts and m.relay_open is False]
+        supplied = [m for m in meters.values() if m.account_id in accounts
+                    and m.relay_open is False and accounts[m.account_id].closed_at is None]
         supplied_accounts = {m.account_id for m in supplied}
         balances = balances_fen(s, supplied_accounts) if supplied else {}
         notices = NoticeBatch(s, supplied_accounts)

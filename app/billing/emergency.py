@@ -42,7 +42,7 @@ def emergency_credit_offered(session: Session, account: Account,
     """Whether the account page offers the advance now: offered to this account and not yet
     taken this month (the cycle). The page shows it to a household that is cut or below its
     restore threshold; taking it is refused the same way whoever asks."""
-    if account.emergency_credit_fen <= 0:
+    if account.emergency_credit_fen <= 0 or account.closed_at is not None:
         return False
     key = f"emergency:{account.id}:{_month(now)}"
     return session.exec(select(LedgerEntry.id).where(
@@ -59,6 +59,8 @@ def take_emergency_credit(session: Session, account: Account,
                           now: dt.datetime | None = None) -> int:
     """Advance `account.emergency_credit_fen` and queue the restore, in the caller's transaction;
     returns the entry's id. Raises `EmergencyCreditRefused` when not offered or already taken this month."""
+    if account.closed_at is not None:
+        raise EmergencyCreditRefused("the account is closed")
     if account.emergency_credit_fen <= 0:
         raise EmergencyCreditRefused("应急用电 is not offered to this account")
     month = _month(now)

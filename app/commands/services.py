@@ -89,8 +89,9 @@ def meters_of(session: Session, account_id: int) -> list[Meter]:
 
 def restore_if_allowed(session: Session, account: Account, balance_fen: int, reason: str) -> list[Command]:
     """After money came in: when the balance is above the account's restore threshold, restore
-    every meter of the account that is (or may be) cut, and cancel pending cuts."""
-    if balance_fen <= account.restore_threshold_fen:
+    every meter of the account that is (or may be) cut, and cancel pending cuts. A closed
+    account (销户) is not restored: its meters are no longer ours to switch."""
+    if balance_fen <= account.restore_threshold_fen or account.closed_at is not None:
         return []
     queued = []
     for meter in meters_of(session, account.id):

@@ -26,6 +26,7 @@ from starlette.routing import Mount, Route
 
 from app.anomalies.models import Anomaly
 from app.anomalies.review import resolve_anomaly
+from app.billing.closing import CARRY, REFUND, ClosingRefused, close_account, reopen_account
 from app.commands.models import PENDING as COMMAND_PENDING
 from app.commands.models import Command
 from app.commands.services import queue_cut, queue_read, queue_restore, restore_if_allowed
@@ -353,6 +354,8 @@ async def manual_command(request: Request) -> Response:
             raise _not_found()
         if not reason:
             return _back(f"/accounts/{number}", N_("请写明理由"))
+        if a.closed_at is not None:
+            return _back(f"/accounts/{number}", N_("该户已销户，不能停电或复电"))
         queued = []
         for meter in s.exec(select(Meter).where(Meter.account_id == a.id).order_by(Meter.id)):
             why = f"manual {action} by {who.name}: {reason}"
@@ -436,6 +439,52 @@ async def refund(request: Request) -> Response:
     except RefundRefused as exc:
         return _back(f"/accounts/{number}", str(exc))
     for out_refund_no in numbers:
+        await asyncio.to_thread(submit_refund, engine, providers,
+                                request.app.state.settings, out_refund_no)
+    return RedirectResponse(f"{PREFIX}/accounts/{number}?saved=1", status_code=303)
+
+
+async def close(request: Request) -> Response:
+    """Close an account (销户: `close_account`: the final reading billed, the balance refunded
+    or carried, no more reading, charging or cutting) or reopen it, with a reason; estate
+    administrators and finance."""
+    who = _who(request)
+    if who is None:
+        return _login_redirect(request)
+    if not may_move_money(who):
+        raise _not_found()
+    form = await request.form()
+    number, reopen = request.path_params["number"], request.url.path.endswith("/reopen")
+    reason = str(form.get("reason", "")).strip()
+    settle = str(form.get("settle", ""))
+    engine, providers = request.app.state.engine, request.app.state.providers
+    try:
+        with transaction(engine) as s:
+            a = scope.account(s, who, number)
+            if a is None:
+                raise _not_found()
+            if not reason:
+                return _back(f"/accounts/{number}", N_("请写明理由"))
+            if reopen:
+                reopen_account(s, a)
+                audit.record(s, who, "account.reopen", object_type="account", object_id=number,
+                             before="closed", after="open", reason=reason,
+                             client=_client(request))
+                refunds = []
+            else:
+                if settle not in (REFUND, CARRY):
+                    return _back(f"/accounts/{number}", N_("请选择退还余额或保留余额"))
+                closing = close_account(s, a, by=who.name, reason=reason, settle=settle,
+                                        channels=providers.channels)
+                refunds = [r.out_refund_no for r in closing.refunds]
+                audit.record(s, who, "account.close", object_type="account", object_id=number,
+                             before=f"open, {closing.balance_fen} fen",
+                             after=f"closed ({settle}); final charge {closing.final_fen} fen; "
+                                   f"refunds {', '.join(refunds) or '-'}",
+                             reason=reason, client=_client(request))
+    except ClosingRefused as exc:
+        return _back(f"/accounts/{number}", str(exc))
+    for out_refund_no in refunds:
         await asyncio.to_thread(submit_refund, engine, providers,
                                 request.app.state.settings, out_refund_no)
     return RedirectResponse(f"{PREFIX}/accounts/{number}?saved=1", status_code=303)
@@ -778,6 +827,8 @@ def console_mount(settings) -> Mount:
               name="console_account_settings"),
         Route("/accounts/{number}/adjust", adjust, methods=["POST"], name="console_adjust"),
         Route("/accounts/{number}/refund", refund, methods=["POST"], name="console_refund"),
+        Route("/accounts/{number}/close", close, methods=["POST"], name="console_close"),
+        Route("/accounts/{number}/reopen", close, methods=["POST"], name="console_reopen"),
         Route("/accounts/{number}/{action}", manual_command, methods=["POST"],
               name="console_manual_command"),
         Route("/approvals", approvals, name="console_approvals"),

@@ -42,6 +42,10 @@ class Refused(Exception):
         self.detail = detail
 
 
+class AccountClosed(ValueError):
+    """A top-up of a closed account: refused, no order made."""
+
+
 @dataclass(frozen=True)
 class Confirmation:
     outcome: str
@@ -53,7 +57,10 @@ def new_out_trade_no() -> str:
 
 
 def create_order(session: Session, account: Account, amount_fen: int, channel: str) -> Order:
-    """A pending order for a top-up of `amount_fen` on `account`. Moves no money."""
+    """A pending order for a top-up of `amount_fen` on `account`. Moves no money. Raises
+    AccountClosed for a closed account (销户: nothing can be paid onto it)."""
+    if account.closed_at is not None:
+        raise AccountClosed(f"account {account.number} is closed")
     if not MIN_TOPUP_FEN <= amount_fen <= MAX_TOPUP_FEN:
         raise ValueError(f"amount must be between {MIN_TOPUP_FEN} and {MAX_TOPUP_FEN} fen")
     order = Order(out_trade_no=new_out_trade_no(), account_id=account.id,

@@ -24,7 +24,8 @@ from app.notices.models import Notice
 from app.money import yuan_str_to_fen
 from app.orders.models import PENDING, Order
 from app.orders.providers import NOTIFY_PATHS, WECHAT_JSAPI_PAY_PATH, WECHAT_OAUTH_CALLBACK_PATH
-from app.orders.services import MAX_TOPUP_FEN, MIN_TOPUP_FEN, create_order, order_info
+from app.orders.services import (MAX_TOPUP_FEN, MIN_TOPUP_FEN, AccountClosed, create_order,
+                                 order_info)
 from app.resident.wechat import WechatCookies
 from payments.base import OrderInfo
 from payments.wechat import WechatPayError
@@ -237,7 +238,10 @@ async def topup(request: Request) -> Response:
     if channel == "wechat" and in_wechat(request):
         return await _topup_inside_wechat(request, number, amount_fen)
 
-    info = await run_in_threadpool(create_order_info, engine, number, amount_fen, channel)
+    try:
+        info = await run_in_threadpool(create_order_info, engine, number, amount_fen, channel)
+    except AccountClosed:
+        return await _account_with_error(request, number, _closed_message(), 409)
     if info is None:
         return render(request, "resident/not_found.html", {"number": number[:40]}, 404)
     provider = providers.by_channel(channel)
@@ -295,7 +299,10 @@ async def _order_for_jsapi(request: Request, number: str, amount_fen: int) -> Re
     """A pending WeChat order, then (303) its JSAPI pay page: every page that opens WeChat's pay
     sheet lives in one directory, /wechat/pay/, the JSAPI 支付授权目录 WeChat checks exactly."""
     engine = request.app.state.engine
-    info = await run_in_threadpool(create_order_info, engine, number, amount_fen, "wechat")
+    try:
+        info = await run_in_threadpool(create_order_info, engine, number, amount_fen, "wechat")
+    except AccountClosed:
+        return await _account_with_error(request, number, _closed_message(), 409)
     if info is None:
         return render(request, "resident/not_found.html", {"number": number[:40]}, 404)
     return RedirectResponse(
@@ -406,7 +413,8 @@ async def emergency(request: Request) -> Response:
                 take_emergency_credit(session, acct)
             except EmergencyCreditRefused as exc:
                 log.info("emergency credit refused for %s: %s", number, exc)
-                return (_("本月已使用过应急用电，请充值恢复供电。")
+                return (_("本户已销户。") if acct.closed_at is not None else
+                        _("本月已使用过应急用电，请充值恢复供电。")
                         if acct.emergency_credit_fen > 0 else _("本户未开通应急用电。"))
             return ""
 
@@ -416,3 +424,7 @@ async def emergency(request: Request) -> Response:
     if error:
         return await _account_with_error(request, number, error, 409)
     return RedirectResponse(request.url_for("account", number=number), status_code=303)
+
+
+def _closed_message() -> str:
+    return _("本户已销户，不能充值。如有疑问请联系物业。")

@@ -120,3 +120,21 @@ def test_feikong_refund_on_the_command_line(web, providers, settings, engine, cu
     assert balance_of(engine, cut_account) == 3250
     assert feikong(["refund", cut_account, "999", "--reason", "decision", "--by", "王经理"]) == 1
     assert "more than the unspent balance" in capsys.readouterr().err
+
+
+def test_feikong_refund_for_account_closure_closes_the_account(web, providers, settings, engine,
+                                                               cut_account, capsys):
+    pay(web, providers, "wechat", cut_account, "50")  # -5 + 50 = 45.00
+    assert feikong(["refund", cut_account, "10", "--reason", "account_closure",
+                    "--by", "王经理"]) == 2  # a closure refunds everything
+    assert feikong(["refund", cut_account, "--all", "--reason", "account_closure",
+                    "--by", "王经理", "--note", "搬走了"]) == 0
+    assert f"account {cut_account} closed" in capsys.readouterr().out
+    assert balance_of(engine, cut_account) == 0
+    assert account_by_number(engine, cut_account).closed_at is not None
+    wait_until(lambda: {r.status for r in refunds(engine)} == {REFUND_SUCCEEDED})
+    assert feikong(["account", "close", cut_account, "--settle", "carry", "--by", "王经理",
+                    "--reason", "again"]) == 1
+    assert "closed already" in capsys.readouterr().err
+    assert feikong(["account", "reopen", cut_account, "--by", "王经理", "--reason", "回来了"]) == 0
+    assert account_by_number(engine, cut_account).closed_at is None
