@@ -1,5 +1,6 @@
 """What an estate administrator may change in the console, checked field by field: the estate's
-cut policy and contact, a household's thresholds, care list, emergency credit and strategy, a
+cut policy and contact, a household's thresholds, care list, emergency credit, strategy and
+tariff (which of the append-only tariffs it is priced by; `feikong tariff assign` alike), a
 building's share scheme and period. `validate_*` read a submitted form and return the changes
 (column → new value) or the errors (field → a message in Chinese); nothing is written unless
 every field is right, and every change is audited with before → after. The values are read by
@@ -65,8 +66,19 @@ def validate_estate(form) -> tuple[dict, dict]:
     return ({} if errors else changes), errors
 
 
-def validate_account(form) -> tuple[dict, dict]:
+def validate_account(form, tariff_ids: set[int] = frozenset()) -> tuple[dict, dict]:
+    """A household's settings; `tariff_ids`: the tariffs it may be put on (`flat`: its own
+    flat price; no field: unchanged)."""
     changes, errors = {}, {}
+    tariff = str(form.get("tariff", "")).strip()
+    if tariff == "flat":
+        changes["tariff_id"] = None
+    elif tariff.isdigit() and int(tariff) in tariff_ids:
+        changes["tariff_id"] = int(tariff)
+    elif tariff:
+        errors["tariff"] = "未知的电价"
+    if tariff:  # a form without the field leaves the tariff as it is
+        changes["tariff_uplift"] = form.get("tariff_uplift") == "on"
     limits = {"low_balance_threshold_fen": ("low_balance", False, "低余额提醒线"),
               "cut_below_fen": ("cut_below", True, "停电线"),
               "restore_threshold_fen": ("restore_above", True, "复电线")}

@@ -49,6 +49,7 @@ from app.policy.models import CutApproval, CutDecision, ManagerTask
 from app.policy.services import complete_task, decide_approval
 from app.policy.strategies import STRATEGIES
 from app.tariffs import CHINA_TZ
+from app.tariffs.models import StoredTariff
 from app.web.charts import usage_chart
 
 PREFIX = "/manage"
@@ -282,6 +283,7 @@ async def account(request: Request) -> Response:
         decisions = list(s.exec(select(CutDecision).where(CutDecision.account_id == a.id)
                                 .order_by(CutDecision.id.desc()).limit(20)))
         kept = kept_balance_fen(s, a.id)
+        tariffs = {t.id: t.name for t in s.exec(select(StoredTariff).order_by(StoredTariff.name))}
         today = utcnow().astimezone(CHINA_TZ).date()
         days = dict(s.execute(
             sa.select(DailyFrozen.day, sa.func.sum(DailyFrozen.used_wh))
@@ -307,7 +309,7 @@ async def account(request: Request) -> Response:
     return _render(request, "console/account.html", {
         "who": who, "a": a, "building": building, "funds": money, "meters": meters,
         "entries": list(zip(entries, running)), "commands": commands, "decisions": decisions,
-        "daily": daily, "monthly": monthly, "strategies": STRATEGIES,
+        "daily": daily, "monthly": monthly, "strategies": STRATEGIES, "tariffs": tariffs,
         "may_administer": scope.may_administer(who), "may_move_money": may_move_money(who),
         "saved": request.query_params.get("saved") == "1",
         "may_act": scope.may_decide_cuts(who), "error": request.query_params.get("error", "")})
@@ -605,11 +607,11 @@ async def account_settings(request: Request) -> Response:
         raise _not_found()
     number = request.path_params["number"]
     form = await request.form()
-    changes, errors = rules.validate_account(form)
     with transaction(request.app.state.engine) as s:
         a = scope.account(s, who, number)
         if a is None:
             raise _not_found()
+        changes, errors = rules.validate_account(form, set(s.exec(select(StoredTariff.id))))
         if errors:
             message = "；".join(errors.values())
             return _back(f"/accounts/{number}", message)

@@ -67,6 +67,34 @@ def test_household_settings_are_checked_then_saved(console, engine, estate):
     assert "account.settings" in client.get("/manage/audit").text
 
 
+def test_a_household_is_put_on_a_tariff_and_back_on_its_flat_price(console, engine, estate):
+    from pathlib import Path
+
+    from tests.factories import add_tariff
+
+    example = (Path(__file__).parent.parent / "tariffs" / "examples" / "beijing_tiered.json")
+    tariff_id = add_tariff(engine, "北京居民阶梯", ("2020-01-01", example.read_text()))
+    number = estate.a_accounts[0]
+    client = console("admin")
+    good = {"low_balance": "10", "cut_below": "0", "restore_above": "0", "emergency_credit": "0",
+            "strategy": "residential", "csrftoken": csrf(client)}
+    page = client.get(f"/manage/accounts/{number}").text
+    assert "北京居民阶梯" in page
+    unknown = client.post(f"/manage/accounts/{number}/settings",
+                          data={**good, "tariff": str(tariff_id + 1)})
+    assert "未知的电价" in client.get(unknown.headers["location"]).text
+    assert account_by_number(engine, number).tariff_id is None
+    client.post(f"/manage/accounts/{number}/settings",
+                data={**good, "tariff": str(tariff_id), "tariff_uplift": "on"})
+    account = account_by_number(engine, number)
+    assert (account.tariff_id, account.tariff_uplift) == (tariff_id, True)
+    client.post(f"/manage/accounts/{number}/settings", data=good)  # no tariff field: unchanged
+    assert account_by_number(engine, number).tariff_id == tariff_id
+    client.post(f"/manage/accounts/{number}/settings", data={**good, "tariff": "flat"})
+    assert account_by_number(engine, number).tariff_id is None
+    assert f"tariff_id={tariff_id}" in client.get("/manage/audit").text
+
+
 def test_a_building_s_share_scheme(console, engine, estate):
     client = console("admin")
     token = csrf(client)
