@@ -515,7 +515,9 @@ async def approvals(request: Request) -> Response:
 
 async def decide(request: Request) -> Response:
     """Approve or reject a waiting cut (`decide_approval`), or close a task
-    (`complete_task`), with a reason; 404 outside the manager's scope or for finance."""
+    (`complete_task`), with a reason; 404 outside the manager's scope or for finance.
+    `/approvals/bulk/<verb>` does the same to every checked item (`id`), with one reason, in
+    one transaction: one item outside the scope and nothing is done."""
     who = _who(request)
     if who is None:
         return _login_redirect(request)
@@ -523,41 +525,57 @@ async def decide(request: Request) -> Response:
         raise _not_found()
     form = await request.form()
     reason, verb = str(form.get("reason", "")).strip(), request.path_params["verb"]
-    item_id = request.path_params["item_id"]
+    if verb not in ("approve", "reject", "done"):
+        raise _not_found()
+    if "item_id" in request.path_params:
+        items = [request.path_params["item_id"]]
+    else:
+        items = sorted({int(i) for i in form.getlist("id") if str(i).isdigit()})
+        if not items:
+            return _back("/approvals", N_("请先勾选要处理的项目"))
     if not reason:
-        return _back("/approvals", N_('请写明理由'))
+        return _back("/approvals", N_("请写明理由"))
     with transaction(request.app.state.engine) as s:
         in_scope = Account.building_id.in_(scope.building_ids(s, who) or [-1])
-        if verb in ("approve", "reject"):
-            row = s.execute(select(CutApproval).join(Account, Account.id == CutApproval.account_id)
-                            .where(CutApproval.id == item_id, in_scope)
-                            .with_for_update()).scalar()
-            if row is None:
-                raise _not_found()
-            if row.state != APPROVAL_PENDING:
-                return _back("/approvals", N_('该审批已处理'))
-            decide_approval(s, row, approve=verb == "approve", by=who.name, now=utcnow(),
-                            note=reason)
-            if verb == "approve":  # the worker reads the meter now and applies the policy
-                meter = s.get(Meter, row.meter_id)
-                if meter is not None:
-                    queue_read(s, meter, f"cut approved by {who.name}")
-            audit.record(s, who, f"cut.{verb}", object_type="cut_approval", object_id=row.id,
-                         before=APPROVAL_PENDING, after=row.state, reason=reason,
-                         client=_client(request))
-        elif verb == "done":
-            task = s.execute(select(ManagerTask).join(Account, Account.id == ManagerTask.account_id)
-                             .where(ManagerTask.id == item_id, in_scope)).scalar()
-            if task is None:
-                raise _not_found()
-            if task.done_at is None:
-                complete_task(s, task, by=who.name, now=utcnow(), resolution=reason)
-                audit.record(s, who, "task.done", object_type="manager_task", object_id=task.id,
-                             before="open", after="done", reason=reason,
-                             client=_client(request))
-        else:
-            raise _not_found()
+        handled = [_decide_one(s, who, request, verb, item_id, reason, in_scope)
+                   for item_id in items]
+    if len(items) == 1 and not handled[0]:
+        return _back("/approvals", N_("该审批已处理"))
     return RedirectResponse(f"{PREFIX}/approvals", status_code=303)
+
+
+def _decide_one(s, who, request: Request, verb: str, item_id: int, reason: str,
+                in_scope) -> bool:
+    """One approval or task decided (True), or found decided already (False); 404 when
+    outside the scope."""
+    if verb in ("approve", "reject"):
+        row = s.execute(select(CutApproval).join(Account, Account.id == CutApproval.account_id)
+                        .where(CutApproval.id == item_id, in_scope)
+                        .with_for_update()).scalar()
+        if row is None:
+            raise _not_found()
+        if row.state != APPROVAL_PENDING:
+            return False
+        decide_approval(s, row, approve=verb == "approve", by=who.name, now=utcnow(),
+                        note=reason)
+        if verb == "approve":  # the worker reads the meter now and applies the policy
+            meter = s.get(Meter, row.meter_id)
+            if meter is not None:
+                queue_read(s, meter, f"cut approved by {who.name}")
+        audit.record(s, who, f"cut.{verb}", object_type="cut_approval", object_id=row.id,
+                     before=APPROVAL_PENDING, after=row.state, reason=reason,
+                     client=_client(request))
+        return True
+    task = s.execute(select(ManagerTask).join(Account, Account.id == ManagerTask.account_id)
+                     .where(ManagerTask.id == item_id, in_scope)).scalar()
+    if task is None:
+        raise _not_found()
+    if task.done_at is not None:
+        return True  # done already: nothing to say
+    complete_task(s, task, by=who.name, now=utcnow(), resolution=reason)
+    audit.record(s, who, "task.done", object_type="manager_task", object_id=task.id,
+                 before="open", after="done", reason=reason, client=_client(request))
+    return True
 
 
 # --- settings ------------------------------------------------------------------------------------
@@ -836,6 +854,7 @@ def console_mount(settings) -> Mount:
         Route("/approvals", approvals, name="console_approvals"),
         Route("/approvals/{item_id:int}/{verb}", decide, methods=["POST"],
               name="console_decide"),
+        Route("/approvals/bulk/{verb}", decide, methods=["POST"], name="console_decide_bulk"),
         Route("/audit", audit_log, name="console_audit"),
         Route("/anomalies", anomalies, name="console_anomalies"),
         Route("/managers", managers, methods=["GET", "POST"], name="console_managers"),

@@ -106,6 +106,33 @@ def test_b1_approves_a_cut_with_a_reason_and_the_audit_log_says_so(console, engi
     assert number not in client.get("/manage/approvals").text  # nothing waits any more
 
 
+def test_bulk_decisions_with_one_reason(console, engine, estate):
+    first, second = (waiting(engine, n) for n in estate.a_accounts[1:3])
+    client = console("b1")
+    token = csrf(client)
+    nothing = client.post("/manage/approvals/bulk/reject", data={"reason": "x", "csrftoken": token})
+    assert "请先勾选" in client.get(nothing.headers["location"]).text
+    client.post("/manage/approvals/bulk/reject",
+                data={"id": [first[0], second[0]], "reason": "冬季不停电", "csrftoken": token})
+    client.post("/manage/approvals/bulk/done",
+                data={"id": [first[1], second[1]], "reason": "已上门", "csrftoken": token})
+    with transaction(engine, read_only=True) as s:
+        assert {s.get(CutApproval, a).state for a in (first[0], second[0])} == {"rejected"}
+        assert all(s.get(ManagerTask, t).done_by == "b1" for t in (first[1], second[1]))
+    assert client.get("/manage/audit").text.count("冬季不停电") == 2
+
+
+def test_a_bulk_decision_with_one_stranger_s_item_does_nothing(console, engine, estate):
+    mine = waiting(engine, estate.a_accounts[2])
+    theirs = waiting(engine, estate.b_accounts[0])
+    client = console("b1")
+    before = snapshot(engine)
+    reply = client.post("/manage/approvals/bulk/approve",
+                        data={"id": [mine[0], theirs[0]], "reason": "越权",
+                              "csrftoken": csrf(client)})
+    assert reply.status_code == 404 and snapshot(engine) == before
+
+
 def offline(engine, number: str) -> int:
     """A meter_offline anomaly of the account's meter; its id."""
     from app.anomalies.models import METER_OFFLINE, Anomaly
