@@ -28,7 +28,7 @@ from app.anomalies.models import Anomaly
 from app.anomalies.review import resolve_anomaly
 from app.billing.closing import CARRY, REFUND, ClosingRefused, close_account, reopen_account
 from app.commands.models import PENDING as COMMAND_PENDING
-from app.commands.models import Command
+from app.commands.models import Command, CommandAttempt
 from app.commands.services import queue_cut, queue_read, queue_restore, restore_if_allowed
 from app.console import audit, scope, states
 from app.console import settings as rules
@@ -38,9 +38,10 @@ from app.console.models import ESTATE_ADMIN, FINANCE, ROLE_ZH, AuditEntry, Manag
 from app.db import transaction, utcnow
 from app.estate.models import Account, Building, DailyFrozen, Estate, Meter, ShareRun
 from app.i18n import N_
-from app.ledger.models import ADJUSTMENT, LedgerEntry
+from app.ledger.models import ADJUSTMENT, CHARGE, LedgerEntry
 from app.ledger.services import funds, kept_balance_fen, lock_balances, post_entry
-from app.orders.models import PAID, PAID_AFTER_CLOSE, Order, RefusedNotification
+from app.notices.models import Notice
+from app.orders.models import PAID, PAID_AFTER_CLOSE, Order, Refund, RefusedNotification
 from app.orders.refunds import RefundRefused, RefundRequest, request_refund, submit_refund
 from app.policy.arrangements import (ArrangementError, calendar_status, decode_file,
                                      load_arrangement, parse_arrangement, year_listing)
@@ -278,8 +279,15 @@ async def account(request: Request) -> Response:
         meters = list(s.exec(select(Meter).where(Meter.account_id == a.id).order_by(Meter.id)))
         entries = list(s.exec(select(LedgerEntry).where(LedgerEntry.account_id == a.id)
                               .order_by(LedgerEntry.created_at.desc(), LedgerEntry.id.desc())
-                              .limit(50)))
+                              .limit(LEDGER_ROWS)))
         commands = _commands_of(s, meters)
+        attempts = _attempts_of(s, commands)
+        orders = list(s.exec(select(Order).where(Order.account_id == a.id)
+                             .order_by(Order.created_at.desc(), Order.id.desc()).limit(20)))
+        refunds = list(s.exec(select(Refund).where(Refund.account_id == a.id)
+                              .order_by(Refund.created_at.desc(), Refund.id.desc()).limit(20)))
+        notices = list(s.exec(select(Notice).where(Notice.account_id == a.id)
+                              .order_by(Notice.created_at.desc(), Notice.id.desc()).limit(20)))
         decisions = list(s.exec(select(CutDecision).where(CutDecision.account_id == a.id)
                                 .order_by(CutDecision.id.desc()).limit(20)))
         kept = kept_balance_fen(s, a.id)
@@ -290,10 +298,7 @@ async def account(request: Request) -> Response:
             .where(DailyFrozen.meter_id.in_([m.id for m in meters] or [-1]),
                    DailyFrozen.day > today - dt.timedelta(days=366))
             .group_by(DailyFrozen.day)).all())
-    running, after = [], kept  # the ledger's balance after each entry, newest first
-    for entry in entries:
-        running.append(after)
-        after -= entry.amount_fen
+    lines = _ledger_lines(entries, kept)
     daily = usage_chart([(today - dt.timedelta(days=k), int(days.get(
         today - dt.timedelta(days=k), 0))) for k in range(29, -1, -1)], label="%m-%d")
     months: dict = {}
@@ -308,7 +313,8 @@ async def account(request: Request) -> Response:
                            for y, m in reversed(month_keys)], label="%Y-%m")
     return _render(request, "console/account.html", {
         "who": who, "a": a, "building": building, "funds": money, "meters": meters,
-        "entries": list(zip(entries, running)), "commands": commands, "decisions": decisions,
+        "lines": lines, "commands": commands, "attempts": attempts, "decisions": decisions,
+        "orders": orders, "refunds": refunds, "notices": notices,
         "daily": daily, "monthly": monthly, "strategies": STRATEGIES, "tariffs": tariffs,
         "may_administer": scope.may_administer(who), "may_move_money": may_move_money(who),
         "saved": request.query_params.get("saved") == "1",
@@ -326,8 +332,45 @@ async def account_commands(request: Request) -> Response:
             raise _not_found()
         meters = list(s.exec(select(Meter).where(Meter.account_id == a.id).order_by(Meter.id)))
         commands = _commands_of(s, meters)
+        attempts = _attempts_of(s, commands)
     return _render(request, "console/_commands.html", {"a": a, "meters": meters,
-                                                       "commands": commands})
+                                                       "commands": commands,
+                                                       "attempts": attempts})
+
+
+LEDGER_ROWS = 200  # the newest entries shown; a day's charges fold into one line
+
+
+def _ledger_lines(entries: list[LedgerEntry], kept: int) -> list[dict]:
+    """The newest entries as lines, each with the balance after it (from the kept balance,
+    backwards); a local day's consecutive charges fold into one line (`day`, `entries`, the
+    sum, the energy) that the page opens to show each."""
+    lines: list[dict] = []
+    after = kept
+    for entry in entries:
+        day = entry.created_at.astimezone(CHINA_TZ).date()
+        last = lines[-1] if lines else None
+        if (entry.kind == CHARGE and last is not None and last["kind"] == CHARGE
+                and last["day"] == day):
+            last["entries"].append((entry, after))
+            last["amount_fen"] += entry.amount_fen
+            last["energy_wh"] += entry.energy_wh or 0
+        else:
+            lines.append({"kind": entry.kind, "day": day, "entries": [(entry, after)],
+                          "amount_fen": entry.amount_fen, "energy_wh": entry.energy_wh or 0,
+                          "after": after, "entry": entry})
+        after -= entry.amount_fen
+    return lines
+
+
+def _attempts_of(s, commands: list[Command]) -> dict[int, list[CommandAttempt]]:
+    found: dict[int, list[CommandAttempt]] = {c.id: [] for c in commands}
+    if commands:
+        for attempt in s.exec(select(CommandAttempt)
+                              .where(CommandAttempt.command_id.in_(list(found)))
+                              .order_by(CommandAttempt.id)):
+            found[attempt.command_id].append(attempt)
+    return found
 
 
 def _commands_of(s, meters: list[Meter]) -> list[Command]:
