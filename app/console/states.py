@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 import sqlalchemy as sa
+from sqlalchemy.orm import aliased
 from sqlmodel import Session, select
 
 from app.estate.models import Account, Meter
@@ -33,10 +34,11 @@ _ACCRUED_BOUND = (sa.select(Meter.account_id.label("account_id"),
 def _below(line) -> sa.ColumnElement:
     """The account's balance may be below `line` (an upper bound of the accrued charge taken
     off the kept balance): a superset, narrowed by `judge`."""
-    kept = (sa.select(AccountBalance.balance_fen)
-            .where(AccountBalance.account_id == Account.id).scalar_subquery())
+    row = aliased(AccountBalance)  # the list may join AccountBalance itself (sort)
+    kept = (sa.select(row.balance_fen).where(row.account_id == Account.id)
+            .correlate(Account).scalar_subquery())
     accrued = (sa.select(_ACCRUED_BOUND.c.fen).where(_ACCRUED_BOUND.c.account_id == Account.id)
-               .scalar_subquery())
+               .correlate(Account).scalar_subquery())
     return sa.func.coalesce(kept, 0) - sa.func.coalesce(accrued, 0) < line
 
 
@@ -111,7 +113,7 @@ def counts(session: Session, query) -> dict:
     """Over the accounts of `query` (a SELECT of `Account`), by building id: households, the
     balance summed (fen) and the number of accounts in each state."""
     base = query.subquery()
-    acc = sa.orm.aliased(Account, base)
+    acc = aliased(Account, base)
     out: dict[int, dict] = defaultdict(lambda: {"households": 0, "balance": 0,
                                                 **{s: 0 for s in STATES}})
     kept = (sa.select(acc.building_id, sa.func.count(), sa.func.coalesce(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import re
 import secrets
 from urllib.parse import quote
 
@@ -38,8 +39,8 @@ from app.console.models import ESTATE_ADMIN, FINANCE, ROLE_ZH, AuditEntry, Manag
 from app.db import transaction, utcnow
 from app.estate.models import Account, Building, DailyFrozen, Estate, Meter, ShareRun
 from app.i18n import N_
-from app.ledger.models import ADJUSTMENT, CHARGE, LedgerEntry
-from app.ledger.services import funds, kept_balance_fen, lock_balances, post_entry
+from app.ledger.models import ADJUSTMENT, CHARGE, AccountBalance, LedgerEntry
+from app.ledger.services import funds, kept_balance_fen, kept_balances, lock_balances, post_entry
 from app.notices.models import Notice
 from app.orders.models import PAID, PAID_AFTER_CLOSE, Order, Refund, RefusedNotification
 from app.orders.refunds import RefundRefused, RefundRequest, request_refund, submit_refund
@@ -237,33 +238,68 @@ async def dashboard(request: Request) -> Response:
 
 # --- accounts ----------------------------------------------------------------------------------
 
+SORTS = {"number": N_("户号"), "household": N_("房号"), "balance": N_("余额从低到高")}
+
+
 async def accounts(request: Request) -> Response:
+    """The accounts in scope: filtered (state, building, tariff, a search of 户号, 房号 or the
+    holder's name: the page shows it masked), sorted (户号, 房号, balance: the kept ledger
+    balance), paged by keyset (`after`: the last row's sort key and 户号), so that the 200th
+    page of 10,000 accounts costs what the first does."""
     who = _who(request)
     if who is None:
         return _login_redirect(request)
     q = request.query_params
     state, text, after = q.get("state", ""), q.get("q", "").strip(), q.get("after", "")
-    building_id = q.get("building", "")
+    building_id, tariff = q.get("building", ""), q.get("tariff", "")
+    sort = q.get("sort", "number") if q.get("sort", "number") in SORTS else "number"
     with transaction(request.app.state.engine, read_only=True) as s:
         query = scope.accounts_query(who)
         if building_id:
             if not building_id.isdigit() or scope.building(s, who, int(building_id)) is None:
                 raise _not_found()
             query = query.where(Account.building_id == int(building_id))
+        if tariff == "flat":
+            query = query.where(Account.tariff_id.is_(None))
+        elif tariff.isdigit():
+            query = query.where(Account.tariff_id == int(tariff))
         if text:
-            like = f"%{text}%"
-            query = query.where(sa.or_(Account.number.like(like), Account.household.like(like)))
-        if after:
-            query = query.where(Account.number > after)
+            like = f"%{text[:40]}%"
+            query = query.where(sa.or_(Account.number.like(like), Account.household.like(like),
+                                       Account.holder_name.like(like)))
         if state not in STATES:
             state = ""
-        page, found = states.page(s, query.order_by(Account.number), state, PAGE + 1)
+        key, number = after.rpartition("~")[::2] if "~" in after else ("", after)
+        if sort == "balance":
+            kept = sa.func.coalesce(AccountBalance.balance_fen, 0)
+            query = query.outerjoin(AccountBalance, AccountBalance.account_id == Account.id)
+            if number and re.fullmatch(r"-?\d{1,15}", key):
+                query = query.where(sa.tuple_(kept, Account.number) > (int(key), number))
+            query = query.order_by(kept, Account.number)
+        elif sort == "household":
+            if number:
+                query = query.where(sa.tuple_(Account.household, Account.number) > (key, number))
+            query = query.order_by(Account.household, Account.number)
+        else:
+            if number:
+                query = query.where(Account.number > number)
+            query = query.order_by(Account.number)
+        page, found = states.page(s, query, state, PAGE + 1)
         more = len(page) > PAGE
         page = page[:PAGE]
+        kept_of = kept_balances(s, {page[-1].id}) if page and sort == "balance" else {}
         names = {b.id: b.name for b in scope.buildings(s, who)}
+        tariffs = {t.id: t.name for t in s.exec(select(StoredTariff).order_by(StoredTariff.name))}
+    next_after = ""
+    if more:
+        last = page[-1]
+        next_after = (f"{kept_of.get(last.id, 0)}~{last.number}" if sort == "balance" else
+                      f"{last.household}~{last.number}" if sort == "household" else last.number)
     return _render(request, "console/accounts.html", {
         "who": who, "accounts": page, "states": found, "more": more, "state": state,
-        "q": text, "building": building_id, "buildings": names, "state_names": STATES})
+        "q": text, "building": building_id, "buildings": names, "state_names": STATES,
+        "tariff": tariff, "tariffs": tariffs, "sort": sort, "sorts": SORTS,
+        "next_after": next_after})
 
 
 async def account(request: Request) -> Response:
