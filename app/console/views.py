@@ -39,7 +39,8 @@ from app.console.models import ESTATE_ADMIN, FINANCE, ROLE_ZH, AuditEntry, Manag
 from app.db import transaction, utcnow
 from app.estate.models import Account, Building, DailyFrozen, Estate, Meter, ShareRun
 from app.i18n import N_
-from app.ledger.models import ADJUSTMENT, CHARGE, AccountBalance, LedgerEntry
+from app.billing.shares import period_label
+from app.ledger.models import ADJUSTMENT, CHARGE, SHARE, AccountBalance, LedgerEntry
 from app.ledger.services import funds, kept_balance_fen, kept_balances, lock_balances, post_entry
 from app.notices.models import Notice
 from app.orders.models import PAID, PAID_AFTER_CLOSE, Order, Refund, RefusedNotification
@@ -741,13 +742,39 @@ async def building_page(request: Request) -> Response:
             raise _not_found()
         runs = list(s.exec(select(ShareRun).where(ShareRun.building_id == building.id)
                            .order_by(ShareRun.period_start.desc()).limit(31)))
+        common = list(s.exec(select(Meter).where(Meter.building_id == building.id,
+                                                 Meter.account_id.is_(None))
+                             .order_by(Meter.id)))
+        run_id = request.query_params.get("run", "")
+        shown = next((r for r in runs if str(r.id) == run_id), runs[0] if runs else None)
+        if run_id and (shown is None or str(shown.id) != run_id):
+            shown = s.exec(select(ShareRun).where(ShareRun.building_id == building.id,
+                                                  ShareRun.id == int(run_id))).first() \
+                if run_id.isdigit() else None
+            if shown is None:
+                raise _not_found()
+        shares = _shares_of(s, shown) if shown else []
     return _render(request, "console/building.html", {
         "who": who, "building": building, "runs": runs, "errors": errors, "saved": saved,
+        "common": common, "shown": shown, "shares": shares,
+        "shares_fen": sum(e.amount_fen for e, _ in shares),
         "schemes": SCHEME_NAMES, "may_administer": scope.may_administer(who)},
         status_code=400 if errors else 200)
 
 
 SCHEME_NAMES = {"area": N_("按面积"), "equal": N_("平均"), "usage": N_("按用电")}
+
+
+def _shares_of(s, run: ShareRun) -> list[tuple[LedgerEntry, Account]]:
+    """Every household's `share` entry of one run (their keys share a prefix: read by a range
+    of the idempotency key's unique index), with its account."""
+    prefix = f"share:{run.building_id}:{period_label(run.period_start, run.period_end)}:"
+    return list(s.execute(
+        select(LedgerEntry, Account).join(Account, Account.id == LedgerEntry.account_id)
+        .where(LedgerEntry.idempotency_key >= prefix,
+               LedgerEntry.idempotency_key < prefix + "\U0010ffff",
+               LedgerEntry.kind == SHARE)
+        .order_by(Account.household, Account.number)).all())
 
 
 # --- managers -------------------------------------------------------------------------------------
