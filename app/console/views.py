@@ -43,7 +43,9 @@ from app.billing.shares import period_label
 from app.ledger.models import ADJUSTMENT, CHARGE, SHARE, AccountBalance, LedgerEntry
 from app.ledger.services import funds, kept_balance_fen, kept_balances, lock_balances, post_entry
 from app.notices.models import Notice
-from app.orders.models import PAID, PAID_AFTER_CLOSE, Order, Refund, RefusedNotification
+from app.orders.models import (PAID, PAID_AFTER_CLOSE, Order, ReconcileDifference, Refund,
+                               RefusedNotification)
+from app.orders.services import credit_late_payment
 from app.orders.refunds import RefundRefused, RefundRequest, request_refund, submit_refund
 from app.policy.arrangements import (ArrangementError, calendar_status, decode_file,
                                      load_arrangement, parse_arrangement, year_listing)
@@ -846,8 +848,14 @@ async def anomalies(request: Request) -> Response:
             select(Order, Account.number).join(Account, Account.id == Order.account_id)
             .where(Account.building_id.in_(scope.building_ids(s, who) or [-1]),
                    Order.status == PAID_AFTER_CLOSE).order_by(Order.closed_at)).all())
-        refused = []
+        refused, differences = [], []
         if who.building_ids is None:  # not tied to a building: the estate-wide roles see them
+            differences = list(s.exec(
+                select(ReconcileDifference)
+                .where(ReconcileDifference.bill_date >= since.astimezone(CHINA_TZ).date()
+                       - dt.timedelta(days=23))
+                .order_by(ReconcileDifference.bill_date.desc(), ReconcileDifference.id)
+                .limit(200)))
             refused = list(s.execute(
                 sa.select(RefusedNotification.channel, RefusedNotification.reason,
                           sa.func.count(), sa.func.max(RefusedNotification.received_at))
@@ -855,8 +863,39 @@ async def anomalies(request: Request) -> Response:
                 .group_by(RefusedNotification.channel, RefusedNotification.reason)
                 .order_by(sa.func.count().desc())).all())
     return _render(request, "console/anomalies.html", {
-        "who": who, "rows": rows, "late": late, "refused": refused,
-        "may_act": scope.may_decide_cuts(who), "error": request.query_params.get("error", "")})
+        "who": who, "rows": rows, "late": late, "refused": refused, "differences": differences,
+        "may_act": scope.may_decide_cuts(who), "may_move_money": may_move_money(who),
+        "error": request.query_params.get("error", "")})
+
+
+async def credit_late(request: Request) -> Response:
+    """Credit a payment that came after its order was closed (`credit_late_payment`: the
+    credit a notification would have made, once), with a reason; estate administrators and
+    finance, within their scope."""
+    who = _who(request)
+    if who is None:
+        return _login_redirect(request)
+    if not may_move_money(who):
+        raise _not_found()
+    reason = str((await request.form()).get("reason", "")).strip()
+    out_trade_no = request.path_params["out_trade_no"]
+    with transaction(request.app.state.engine) as s:
+        order = s.execute(
+            select(Order).join(Account, Account.id == Order.account_id)
+            .where(Order.out_trade_no == out_trade_no,
+                   Account.building_id.in_(scope.building_ids(s, who) or [-1]))).scalar()
+        if order is None:
+            raise _not_found()
+        if not reason:
+            return _back("/anomalies", N_("请写明理由"))
+        try:
+            credit_late_payment(s, out_trade_no, by=who.name)
+        except ValueError:
+            return _back("/anomalies", N_("该付款已处理"))
+        audit.record(s, who, "payment.credit_late", object_type="order", object_id=out_trade_no,
+                     before=PAID_AFTER_CLOSE, after=f"paid, {order.amount_fen} fen credited",
+                     reason=reason, client=_client(request))
+    return RedirectResponse(f"{PREFIX}/anomalies", status_code=303)
 
 
 async def resolve(request: Request) -> Response:
@@ -969,6 +1008,8 @@ def console_mount(settings) -> Mount:
               name="console_building"),
         Route("/anomalies/{anomaly_id:int}/resolve", resolve, methods=["POST"],
               name="console_resolve"),
+        Route("/payments/{out_trade_no}/credit", credit_late, methods=["POST"],
+              name="console_credit_late"),
         Route("/holidays", holidays, methods=["GET", "POST"], name="console_holidays"),
     ]
     return Mount(PREFIX, routes=routes, middleware=[

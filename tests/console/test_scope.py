@@ -164,3 +164,43 @@ def test_anomalies_are_resolved_with_a_note_within_scope(console, engine, estate
         assert s.get(Anomaly, mine).resolution == "b1: 集中器断电，已恢复"
         assert s.get(Anomaly, theirs).resolved_at is None
     assert "anomaly.resolve" in client.get("/manage/audit").text
+
+
+def test_a_late_payment_is_credited_from_the_anomalies_page(console, engine, estate):
+    import datetime as dt
+
+    from app.db import utcnow
+    from app.orders.models import Order, ReconcileDifference
+    from tests.factories import balance_of
+
+    mine, theirs = estate.a_accounts[1], estate.b_accounts[0]
+    ids = {n: account_by_number(engine, n).id for n in (mine, theirs)}
+    with transaction(engine) as s:
+        for no, number in (("FKLATE0001", mine), ("FKLATE0002", theirs)):
+            s.add(Order(out_trade_no=no, account_id=ids[number],
+                        amount_fen=2000, channel="alipay", status="paid_after_close",
+                        provider_trade_no=f"T{no}", closed_at=utcnow()))
+        s.add(ReconcileDifference(bill_date=utcnow().date() - dt.timedelta(days=1),
+                                  channel="alipay", kind="missing_in_bill",
+                                  out_trade_no="FKDIFF0001", our_amount_fen=3000,
+                                  detail="not in the bill"))
+    b1 = console("b1")
+    assert "FKLATE0001" in b1.get("/manage/anomalies").text
+    assert "FKDIFF0001" not in b1.get("/manage/anomalies").text  # estate-wide roles only
+    assert b1.post("/manage/payments/FKLATE0001/credit",
+                   data={"reason": "x", "csrftoken": csrf(b1)}).status_code == 404  # no money
+    finance = console("finance")
+    page = finance.get("/manage/anomalies").text
+    assert "FKDIFF0001" in page and "30.00" in page
+    token = csrf(finance)
+    no_reason = finance.post("/manage/payments/FKLATE0001/credit",
+                             data={"reason": "", "csrftoken": token})
+    assert "请写明理由" in finance.get(no_reason.headers["location"]).text
+    finance.post("/manage/payments/FKLATE0001/credit",
+                 data={"reason": "住户来电确认", "csrftoken": token})
+    assert balance_of(engine, mine) == 300 + 2000
+    again = finance.post("/manage/payments/FKLATE0001/credit",
+                         data={"reason": "再来", "csrftoken": token})
+    assert "该付款已处理" in finance.get(again.headers["location"]).text
+    assert balance_of(engine, mine) == 300 + 2000
+    assert "payment.credit_late" in finance.get("/manage/audit").text
