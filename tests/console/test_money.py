@@ -73,3 +73,29 @@ def test_no_adjustment_outside_scope(console, engine, estate):
                              "csrftoken": csrf(client)}).status_code == 404
     with transaction(engine, read_only=True) as s:
         assert len(s.exec(select(LedgerEntry)).all()) == before
+
+
+def test_emergency_credit_on_a_resident_s_behalf(console, engine, estate):
+    from app.commands.models import Command
+    from app.estate.models import Account, Meter
+
+    number = estate.a_accounts[2]  # -5.00 元, and cut
+    with transaction(engine) as s:
+        account = s.exec(select(Account).where(Account.number == number)).one()
+        account.emergency_credit_fen = 2000
+        meter = s.exec(select(Meter).where(Meter.account_id == account.id)).one()
+        meter.relay_open = True
+        s.add_all([account, meter])
+    finance, b1 = console("finance"), console("b1")
+    assert finance.post(f"/manage/accounts/{number}/emergency",
+                        data={"reason": "x", "csrftoken": csrf(finance)}).status_code == 404
+    token = csrf(b1)
+    b1.post(f"/manage/accounts/{number}/emergency", data={"reason": "住户来电", "csrftoken": token})
+    assert balance_of(engine, number) == -500 + 2000
+    with transaction(engine, read_only=True) as s:
+        assert [c.action for c in s.exec(select(Command))] == ["restore"]
+    again = b1.post(f"/manage/accounts/{number}/emergency",
+                    data={"reason": "再来", "csrftoken": token})
+    assert "was taken already" in b1.get(again.headers["location"]).text
+    assert balance_of(engine, number) == 1500
+    assert "account.emergency_credit" in b1.get("/manage/audit").text
