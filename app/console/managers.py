@@ -1,4 +1,4 @@
-"""Managers: add, disable, list (`feikong manager …`; the console's own page comes later)."""
+"""Managers: add, disable, scope, list (`feikong manager …` and the console's managers page)."""
 
 from __future__ import annotations
 
@@ -64,6 +64,37 @@ def disable_manager(session: Session, name: str, by: Who | None = None) -> Manag
         audit.record(session, by, "manager.disable", estate_id=manager.estate_id,
                      object_type="manager", object_id=manager.id, before="enabled",
                      after="disabled")
+    return manager
+
+
+def scope_manager(session: Session, name: str, building_ids: list[int], *, estate_id: int,
+                  by: Who | None = None) -> Manager:
+    """Give a building manager of `estate_id` these buildings instead of theirs (at least
+    one); in effect at their next request."""
+    manager = session.exec(select(Manager).where(Manager.name == name,
+                                                 Manager.estate_id == estate_id)).first()
+    if manager is None:
+        raise ManagerError(f"没有名为 {name} 的管理员")
+    if manager.role != BUILDING_MANAGER:
+        raise ManagerError(N_("只有楼栋经理按楼栋授权"))
+    wanted = sorted(set(building_ids))
+    if not wanted:
+        raise ManagerError(N_("楼栋经理须指定至少一栋楼（--building）"))
+    for building_id in wanted:
+        building = session.get(Building, building_id)
+        if building is None or building.estate_id != estate_id:
+            raise ManagerError(f"小区 {estate_id} 没有楼栋 {building_id}")
+    rows = list(session.exec(select(ManagerBuilding)
+                             .where(ManagerBuilding.manager_id == manager.id)))
+    before = sorted(r.building_id for r in rows)
+    if before != wanted:
+        for row in rows:
+            session.delete(row)
+        session.flush()
+        session.add_all(ManagerBuilding(manager_id=manager.id, building_id=b) for b in wanted)
+        audit.record(session, by, "manager.scope", estate_id=estate_id, object_type="manager",
+                     object_id=manager.id, before=f"buildings={before}",
+                     after=f"buildings={wanted}")
     return manager
 
 

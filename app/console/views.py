@@ -36,7 +36,8 @@ from app.commands.services import queue_cut, queue_read, queue_restore, restore_
 from app.console import audit, scope, states
 from app.console import settings as rules
 from app.console.auth import COOKIE, LoginLimiter, check_login, open_session, revoke, who_is
-from app.console.managers import ManagerError, add_manager, disable_manager, list_managers
+from app.console.managers import (ManagerError, add_manager, disable_manager, list_managers,
+                                  scope_manager)
 from app.console.models import ESTATE_ADMIN, FINANCE, ROLE_ZH, AuditEntry, Manager
 from app.db import transaction, utcnow
 from app.estate.models import Account, Building, DailyFrozen, Estate, Meter, ShareRun
@@ -822,7 +823,13 @@ async def managers(request: Request) -> Response:
         form = await request.form()
         try:
             with transaction(engine) as s:
-                if form.get("disable"):
+                if form.get("scope"):
+                    buildings = [int(b) for b in form.getlist("building") if str(b).isdigit()]
+                    if not set(buildings) <= set(scope.building_ids(s, who)):
+                        raise _not_found()
+                    done = scope_manager(s, str(form.get("scope")), buildings,
+                                         estate_id=who.estate_id, by=who).name
+                elif form.get("disable"):
                     target = s.exec(select(Manager).where(
                         Manager.name == str(form.get("disable")),
                         Manager.estate_id == who.estate_id)).first()

@@ -39,3 +39,20 @@ def test_nobody_else_manages_managers(console, estate):
         assert client.post("/manage/managers", data={"disable": "admin",
                                                       "csrftoken": csrf(client)}).status_code == 404
     assert console("admin").get("/manage/").status_code == 200  # admin still in
+
+
+def test_an_administrator_rescopes_b1_who_sees_the_change_at_the_next_request(console, estate):
+    b1, admin = console("b1"), console("admin")
+    stranger = estate.b_accounts[0]
+    assert b1.get(f"/manage/accounts/{stranger}").status_code == 404
+    token = csrf(admin)
+    none = admin.post("/manage/managers", data={"scope": "b1", "csrftoken": token})
+    assert none.status_code == 400 and "至少一栋楼" in none.text
+    admin.post("/manage/managers", data={"scope": "b1", "building": str(estate.building_b),
+                                         "csrftoken": token})
+    assert b1.get(f"/manage/accounts/{stranger}").status_code == 200
+    assert b1.get(f"/manage/accounts/{estate.a_accounts[0]}").status_code == 404
+    assert admin.post("/manage/managers", data={"scope": "admin", "building": "1",
+                                                "csrftoken": token}).status_code == 400
+    log = admin.get("/manage/audit").text
+    assert "manager.scope" in log and f"buildings=[{estate.building_b}]" in log
