@@ -32,6 +32,7 @@ from app.sandbox import views as sandbox
 from app.sandbox.delivery import SandboxNotifier
 from app.settings import ROOT, Settings, get_settings, use_settings
 from app.web import health
+from app.web.limits import BodyLimit
 from app.web.templating import make_templates
 from payments.wechat_oauth_standin import make_oauth_app
 from payments.wechat_standin import make_wechat_api_app
@@ -111,7 +112,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     if providers.wechat_oauth_standin is not None:  # WeChat's web OAuth, played
         routes.append(Mount(WECHAT_OAUTH_STANDIN_PATH,
                             app=make_oauth_app(providers.wechat_oauth_standin)))
-    app = Starlette(routes=routes, middleware=[Middleware(LanguageMiddleware)])
+    app = Starlette(routes=routes, middleware=[Middleware(BodyLimit),
+                                               Middleware(LanguageMiddleware)])
     app.state.settings = settings
     app.state.engine = engine or make_engine(settings.database_url)
     app.state.templates = make_templates()

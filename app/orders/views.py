@@ -4,11 +4,15 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.requests import Request
 from starlette.responses import Response
 
 from app.orders.desk import NotifyDesk
+
+log = logging.getLogger(__name__)
 
 
 def _desk(app) -> NotifyDesk:
@@ -48,6 +52,11 @@ async def _notify(request: Request, channel: str) -> Response:
     except KeyError:
         return Response("not found", status_code=404)
     headers = dict(request.headers)  # the whole set: WeChat's SDK needs every Wechatpay-* header
-    body = await request.body()  # the raw bytes: WeChat's signature covers them exactly
-    accepted = await _desk(request.app).handle(channel, provider, headers, body)
+    body = await request.body()  # the raw bytes (at most `BODY_LIMITS`): WeChat signs them exactly
+    try:
+        accepted = await _desk(request.app).handle(channel, provider, headers, body)
+    except SQLAlchemyError as exc:  # the database is down or refused: the provider must retry
+        log.warning("%s notification not handled, the database failed: %s", channel,
+                    str(exc).splitlines()[0][:200])
+        return _reply(provider.failure())
     return _reply(provider.ack() if accepted else provider.failure())
