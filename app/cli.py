@@ -384,8 +384,13 @@ def cmd_manager(args) -> int:
 
 
 def cmd_demo(args) -> int:
+    """The demo runs a worker on SQLite: it takes the worker lock as `worker` and `run` do."""
     from app.demo import run_demo
 
+    if not _single_worker_lock():
+        print("another worker is running on this SQLite database (a demo, `feikong run` or "
+              "`feikong worker`); on SQLite one worker is the rule", file=sys.stderr)
+        return 1
     return run_demo()
 
 
