@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 import os
 import signal
 import socket
@@ -13,6 +14,7 @@ import time
 
 import uvicorn
 
+log = logging.getLogger(__name__)
 
 def make_web_server(app, host: str, port: int) -> uvicorn.Server:
     """A uvicorn server for `app` that leaves signals to its caller; run it with `.serve()`."""
@@ -153,8 +155,13 @@ def serve_processes(settings, processes: int, announce=None) -> int:
     (SO_REUSEPORT) and the kernel spreads new connections between them: with one shared
     socket, whichever process woke first accepted a whole burst of connections, and kept them
     (keep-alive) while the others idled. The order and billing jobs run in the first process
-    alone. SIGINT/SIGTERM to this (parent) process stops them all; returns 0 when every process
-    stopped cleanly."""
+    alone.
+
+    This (parent) process supervises: a child that dies (a crash, the OOM killer, SIGKILL) is
+    logged with why and replaced within a second (`RESTART_DELAYS_S` back off a child that
+    keeps dying at once); the replacement of the first process takes its jobs, so they always
+    run in exactly one live process. SIGINT/SIGTERM to the parent stops them all; returns 0
+    when every process stopped cleanly."""
     from app.db import make_engine
 
     if not settings.database_url.startswith("postgresql"):
@@ -169,29 +176,38 @@ def serve_processes(settings, processes: int, announce=None) -> int:
     # Each process says on this pipe when it serves; `announce` comes once all of them do, so
     # that the first connections are spread over every process.
     ready_r, ready_w = os.pipe()
-    children = []
-    for index in range(processes):
+
+    def spawn(index: int, ready_fd: int | None) -> int:
         pid = os.fork()
         if pid == 0:  # a child: its own socket, engine and event loop
             code = 1
             try:
+                signal.signal(signal.SIGINT, signal.SIG_DFL)  # not the parent's `forward`
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 held.close()
-                os.close(ready_r)
+                if ready_fd is not None:
+                    os.close(ready_r)
                 sock = tcp_listener(settings.web_host, port, reuse_port=True)
                 jobs_elsewhere = {} if index == 0 else {"order_jobs_every_s": 0,
                                                          "billing_jobs_every_s": 0}
                 own = settings.model_copy(update={"web_port": port, **jobs_elsewhere})
+                ready = (lambda: os.write(ready_fd, b".")) if ready_fd is not None else None
                 asyncio.run(run_system(own, make_engine(own.database_url), worker=False,
-                                       announce=lambda: os.write(ready_w, b"."), sock=sock))
+                                       announce=ready, sock=sock))
                 code = 0
             finally:
                 os._exit(code)
-        children.append(pid)
-    held.close()
+        return pid
+
+    alive = {spawn(index, ready_w): index for index in range(processes)}
+    started = {index: time.monotonic() for index in range(processes)}
     os.close(ready_w)
+    stopping = False
 
     def forward(signum, _frame):
-        for child in children:
+        nonlocal stopping
+        stopping = True
+        for child in alive:
             try:
                 os.kill(child, signum)
             except ProcessLookupError:
@@ -203,7 +219,37 @@ def serve_processes(settings, processes: int, announce=None) -> int:
     while serving < processes and (chunk := os.read(ready_r, processes)):  # b"": all gone
         serving += len(chunk)
     os.close(ready_r)
+    held.close()  # every child has its socket: the port is held by them
     if serving == processes and announce:
         announce()
-    codes = [os.waitstatus_to_exitcode(os.waitpid(child, 0)[1]) for child in children]
+    codes, quick_deaths = [], {index: 0 for index in range(processes)}
+    while alive:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            break
+        index = alive.pop(pid)
+        code = os.waitstatus_to_exitcode(status)
+        if stopping:
+            codes.append(code)
+            continue
+        why = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exited with {code}"
+        quick = time.monotonic() - started[index] < 10
+        quick_deaths[index] = quick_deaths[index] + 1 if quick else 0
+        delay = RESTART_DELAYS_S[min(quick_deaths[index], len(RESTART_DELAYS_S) - 1)]
+        log.error("web process %d (pid %d) %s; starting another in %.1f s%s", index, pid, why,
+                  delay, " (it runs the order and billing jobs)" if index == 0 else "")
+        deadline = time.monotonic() + delay
+        while not stopping and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if stopping:
+            continue
+        started[index] = time.monotonic()
+        new = spawn(index, None)
+        alive[new] = index
+        log.warning("web process %d started again (pid %d)", index, new)
     return 0 if all(code == 0 for code in codes) else 1
+
+
+# A child dying again within 10 s of its start waits longer each time before it is replaced.
+RESTART_DELAYS_S = (0.2, 1.0, 5.0, 30.0)

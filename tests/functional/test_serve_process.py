@@ -130,3 +130,53 @@ def test_serve_in_two_processes_will_not_share_a_port_someone_listens_on(setting
     assert done.returncode == 2
     assert f"cannot listen on 127.0.0.1:{port}" in done.stderr
     assert "in use" in done.stderr
+
+
+@pytest.mark.skipif(not USE_POSTGRES, reason="several web processes need PostgreSQL")
+def test_a_killed_web_process_is_replaced_and_the_jobs_go_on(engine, settings, cut_account,
+                                                             tmp_path):
+    """SIGKILL each child of `serve --processes 2` in turn (the first runs the order jobs): the
+    supervisor says why and starts another within seconds, the port keeps answering, and a
+    payment whose notification never came is still found by query and credited."""
+    port = free_ports(1)
+    env = dict(os.environ, FEIKONG_DATABASE_URL=settings.database_url,
+               FEIKONG_VAR_DIR=str(tmp_path), FEIKONG_WEB_PORT=str(port),
+               FEIKONG_PUBLIC_URL=f"http://127.0.0.1:{port}", FEIKONG_ORDER_JOBS_EVERY_S="0.3")
+    log_path = tmp_path / "serve.log"
+    with log_path.open("w") as log:
+        server = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--processes", "2"],
+                                  env=env, stdout=log, stderr=subprocess.STDOUT)
+
+    def children() -> list[str]:
+        return Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()
+
+    def answers() -> bool:
+        try:
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as web:
+                return web.get(f"/a/{cut_account}").status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        wait_until(lambda: "serving on" in log_path.read_text(), timeout=30,
+                   message=lambda: f"serve did not start: {log_path.read_text()[-2000:]}")
+        for turn in range(2):
+            before = children()
+            assert len(before) == 2
+            os.kill(int(before[turn]), signal.SIGKILL)
+            assert answers()  # the other child serves meanwhile
+            wait_until(lambda: len(children()) == 2 and children() != before, timeout=10,
+                       message=lambda: f"not replaced: {log_path.read_text()[-2000:]}")
+            wait_until(answers, timeout=10)
+        assert log_path.read_text().count("killed by SIGKILL; starting another") == 2
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as web:
+            no = pay(web, None, "alipay", cut_account, notify="never")
+        with transaction(engine) as s:  # the resident paid three minutes ago
+            s.execute(update(Order).where(Order.out_trade_no == no)
+                      .values(created_at=utcnow() - dt.timedelta(minutes=3)))
+        wait_until(lambda: order_of(engine, no).status == PAID, timeout=20,
+                   message=lambda: f"not queried: {log_path.read_text()[-2000:]}")
+    finally:
+        server.send_signal(signal.SIGTERM)
+        code = server.wait(15)
+    assert code == 0, log_path.read_text()[-2000:]
