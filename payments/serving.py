@@ -1,15 +1,43 @@
-"""Serving a stand-in's ASGI app on loopback from a thread (tests, benches)."""
+"""Listening sockets made right (`tcp_listener`: the web processes' and the stand-ins'), and
+serving a stand-in's ASGI app on loopback from a thread (tests, benches). The lowest layer that
+listens: `app.stack` imports from here, never the other way (docs/architecture.md)."""
 
 from __future__ import annotations
 
 import contextlib
+import socket
 import threading
 import time
 from collections.abc import Iterator
 
 import uvicorn
 
-from app.stack import tcp_listener
+
+def tcp_listener(host: str, port: int, backlog: int = 2048, *, reuse_port: bool = False,
+                 listen: bool = True) -> socket.socket:
+    """A listening TCP socket to hand to uvicorn (`sockets=`), made the way asyncio makes its
+    own: with the protocol IPPROTO_TCP, so that asyncio sets TCP_NODELAY on every connection
+    it accepts. `socket.create_server` and `socket.socket()` leave the protocol 0; asyncio then
+    leaves Nagle's algorithm on, and as uvicorn writes a response's head and body separately,
+    the body waited for the client's delayed ACK: 40 ms more on every keep-alive request.
+
+    `reuse_port`: SO_REUSEPORT, so that several processes each listen on a socket of their own
+    on the same port and the kernel spreads the connections between them. `listen=False`
+    binds only (a bound socket that does not listen is given no connections)."""
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    sock = socket.socket(family, kind, proto or socket.IPPROTO_TCP)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(address)
+        if listen:
+            sock.listen(backlog)
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 @contextlib.contextmanager

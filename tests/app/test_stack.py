@@ -7,7 +7,7 @@ one connection instead of about 1,200."""
 import asyncio
 import socket
 
-from app.stack import tcp_listener
+from payments.serving import tcp_listener
 
 
 def accepted_nodelay(listener: socket.socket) -> int:
