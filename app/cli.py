@@ -261,6 +261,29 @@ def cmd_account(args) -> int:
     return 0
 
 
+def cmd_backup(args) -> int:
+    """`feikong backup DEST` / `feikong restore SRC`: app/backup.py (docs/deploy.md)."""
+    from pathlib import Path
+
+    from app.backup import BackupError, backup, restore
+
+    url = get_settings().database_url
+    try:
+        if args.command == "backup":
+            held = backup(url, Path(args.dest))
+            print(f"backed up to {args.dest}: {held.accounts} accounts, {held.ledger_entries} "
+                  f"ledger entries, {held.orders} orders")
+        else:
+            held = restore(Path(args.src), url)
+            print(f"restored {args.src} into {url}: {held.accounts} accounts, "
+                  f"{held.ledger_entries} ledger entries, {held.orders} orders; every balance "
+                  "agrees with its ledger")
+    except BackupError as exc:
+        print(f"feikong {args.command}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def cmd_review(args) -> int:
     """What waits for a manager (`app.anomalies.review`), or one decision on it."""
     from app.anomalies.review import format_review, resolve_anomaly, review
@@ -429,6 +452,10 @@ def main(argv: list[str] | None = None) -> int:
     ref.add_argument("--reason", required=True, choices=["account_closure", "decision"])
     ref.add_argument("--by", required=True, help="the manager who decided it")
     ref.add_argument("--note", help="why, for the record")
+    bak = sub.add_parser("backup", help="a consistent copy of the database, while it runs")
+    bak.add_argument("dest", help="the backup file to write (never overwritten)")
+    res_p = sub.add_parser("restore", help="make a new, empty database from a backup")
+    res_p.add_argument("src", help="the backup file")
     acc = sub.add_parser("account", help="close an account (销户) or reopen it")
     acc_sub = acc.add_subparsers(dest="account_action", required=True)
     close = acc_sub.add_parser("close", help="bill the final reading, refund or carry the "
@@ -487,7 +514,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     handler = {"demo": cmd_demo, "run": cmd_run, "serve": cmd_serve, "worker": cmd_worker,
                "db": cmd_db, "seed": cmd_seed, "quote": cmd_quote, "reconcile": cmd_reconcile,
-               "refund": cmd_refund, "account": cmd_account, "tariff": cmd_tariff, "read": cmd_read,
+               "refund": cmd_refund, "account": cmd_account, "backup": cmd_backup,
+               "restore": cmd_backup, "tariff": cmd_tariff, "read": cmd_read,
                "review": cmd_review, "holidays": cmd_holidays,
                "ledger": cmd_ledger, "manager": cmd_manager}[args.command]
     return handler(args)
