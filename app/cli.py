@@ -41,6 +41,8 @@ def cmd_serve(args) -> int:
     from app.stack import run_system, serve_processes
 
     s = get_settings()
+    if _refused(s):
+        return 2
     if args.processes > 1:
         try:
             return serve_processes(s, args.processes, announce=lambda: print(
@@ -60,6 +62,8 @@ def cmd_serve(args) -> int:
 def cmd_run(args) -> int:
     from app.stack import run_system
 
+    if _refused(get_settings()):
+        return 2
     engine = _engine()
     if not _may_run_worker(engine):
         return 1
@@ -284,6 +288,29 @@ def cmd_backup(args) -> int:
     return 0
 
 
+def cmd_check(args) -> int:
+    """`feikong check`: app/check.py."""
+    from app.check import ERROR, check
+
+    findings = check(get_settings())
+    for finding in findings:
+        print(finding)
+    failed = sum(f.level == ERROR for f in findings)
+    print(f"{failed} problem{'s' if failed != 1 else ''} to fix before serving" if failed
+          else "nothing stops serving")
+    return 1 if failed else 0
+
+
+def _refused(settings) -> bool:
+    """serve, run and worker do not start with the sandbox on a public https address."""
+    from app.check import refuse_to_serve
+
+    why = refuse_to_serve(settings)
+    if why:
+        print(f"feikong: not serving: {why}", file=sys.stderr)
+    return why is not None
+
+
 def cmd_review(args) -> int:
     """What waits for a manager (`app.anomalies.review`), or one decision on it."""
     from app.anomalies.review import format_review, resolve_anomaly, review
@@ -456,6 +483,7 @@ def main(argv: list[str] | None = None) -> int:
     bak.add_argument("dest", help="the backup file to write (never overwritten)")
     res_p = sub.add_parser("restore", help="make a new, empty database from a backup")
     res_p.add_argument("src", help="the backup file")
+    sub.add_parser("check", help="what is configured, what is missing (docs/deploy.md)")
     acc = sub.add_parser("account", help="close an account (销户) or reopen it")
     acc_sub = acc.add_subparsers(dest="account_action", required=True)
     close = acc_sub.add_parser("close", help="bill the final reading, refund or carry the "
@@ -515,7 +543,7 @@ def main(argv: list[str] | None = None) -> int:
     handler = {"demo": cmd_demo, "run": cmd_run, "serve": cmd_serve, "worker": cmd_worker,
                "db": cmd_db, "seed": cmd_seed, "quote": cmd_quote, "reconcile": cmd_reconcile,
                "refund": cmd_refund, "account": cmd_account, "backup": cmd_backup,
-               "restore": cmd_backup, "tariff": cmd_tariff, "read": cmd_read,
+               "restore": cmd_backup, "check": cmd_check, "tariff": cmd_tariff, "read": cmd_read,
                "review": cmd_review, "holidays": cmd_holidays,
                "ledger": cmd_ledger, "manager": cmd_manager}[args.command]
     return handler(args)
