@@ -10,6 +10,7 @@ from typing import Iterator
 
 import sqlalchemy as sa
 from sqlalchemy import event
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, create_engine
 
@@ -162,3 +163,46 @@ def transaction(engine: Engine, *, read_only: bool = False) -> Iterator[Session]
 
 def is_postgres(engine: Engine) -> bool:
     return engine.dialect.name == "postgresql"
+
+
+class local_date(sa.sql.functions.GenericFunction):
+    """SQL: the local (China time, UTC+8 all year since 1991) date of a `UTCDateTime` column,
+    to group or compare by local day in the database: `date(x, '+8 hours')` on SQLite (which
+    keeps UTC text), `CAST(x AT TIME ZONE 'Asia/Shanghai' AS DATE)` on PostgreSQL."""
+
+    type = sa.Date()
+    name = "local_date"
+    inherit_cache = True
+
+
+@compiles(local_date, "sqlite")
+def _local_date_sqlite(element, compiler, **kw):
+    return f"date({compiler.process(element.clauses, **kw)}, '+8 hours')"
+
+
+@compiles(local_date, "postgresql")
+def _local_date_postgresql(element, compiler, **kw):
+    return (f"CAST(({compiler.process(element.clauses, **kw)}) AT TIME ZONE 'Asia/Shanghai' "
+            "AS DATE)")
+
+
+class seconds_between(sa.sql.functions.GenericFunction):
+    """SQL: `later` − `earlier` in seconds (a float; to the millisecond on SQLite), of two
+    `UTCDateTime` columns: `(julianday(a) - julianday(b)) * 86400` on SQLite,
+    `EXTRACT(EPOCH FROM a - b)` on PostgreSQL. For filters ("within a minute"), not money."""
+
+    type = sa.Float()
+    name = "seconds_between"
+    inherit_cache = True
+
+
+@compiles(seconds_between, "sqlite")
+def _seconds_between_sqlite(element, compiler, **kw):
+    later, earlier = (compiler.process(c, **kw) for c in element.clauses)
+    return f"((julianday({later}) - julianday({earlier})) * 86400.0)"
+
+
+@compiles(seconds_between, "postgresql")
+def _seconds_between_postgresql(element, compiler, **kw):
+    later, earlier = (compiler.process(c, **kw) for c in element.clauses)
+    return f"EXTRACT(EPOCH FROM ({later}) - ({earlier}))"

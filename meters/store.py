@@ -23,7 +23,7 @@ from app.db import driver_executemany, transaction, utcnow
 from app.tariffs import TariffError
 from app.ledger.services import balances_fen, kept_balances, lock_balances
 from app.estate.models import Account, Gateway, Meter, Reading, RelayChange
-from app.estate.rollup import COMMAND, Rollup
+from app.estate.rollup import COMMAND, Rollup, local_midnight
 from app.notices.models import POWER_CUT, POWER_RESTORED, Notice
 from app.notices.services import NoticeBatch
 from meters.assess import BACKWARDS, JUMP, WHILE_OPEN, assess
@@ -252,6 +252,9 @@ def _record_one(s, meter: Meter, account: Account | None, r: ReadingResult,
     if meter.last_energy_wh != r.energy_wh:
         rollup.reading(meter.id, r.read_at, r.energy_wh,
                        verdict.energy_wh if verdict.chargeable else 0, r.period_raw)
+    elif meter.last_read_at is None or meter.last_read_at < local_midnight(r.read_at):
+        # the day's first reading, unchanged: the day is recorded as read (nothing used)
+        rollup.seen(meter.id, r.read_at, r.energy_wh, r.period_raw)
     # The meter's new reading columns go to the database in one executemany per batch
     # (`_write_readings`); the session's copy is set to them as committed values, so what
     # follows in this transaction (the cut policy) sees them and the ORM writes none of them
@@ -333,6 +336,18 @@ def _reconcile_after_outage(s, meter: Meter, r: ReadingResult) -> None:
 
 
 def _touch(s, meter_ids: list[int], read_at: dt.datetime) -> None:
+    # The meters read for the first time this local day get the day's row (read, nothing used:
+    # `Rollup.seen`), so that a day a meter was read is known once its raw readings are gone.
+    first_today = s.connection().execute(
+        select(_METER.c.id, _METER.c.last_energy_wh, _METER.c.last_period_raw)
+        .where(_METER.c.id.in_(meter_ids), _METER.c.last_energy_wh.is_not(None),
+               _METER.c.last_read_at < local_midnight(read_at))).all()
+    if first_today:
+        rollup = Rollup()
+        for meter_id, energy_wh, period_raw in first_today:
+            rollup.seen(meter_id, read_at, energy_wh,
+                        tuple(int(x) for x in period_raw.split(",")) if period_raw else None)
+        rollup.write(s.connection())
     # Core, not an ORM bulk update: no session synchronisation to do, one cached statement.
     s.connection().execute(
         update(_METER).where(_METER.c.id.in_(meter_ids))

@@ -1,8 +1,11 @@
 """The billing jobs: charges accrued in past hours posted (`post_stale_accruals`: a meter that
 stopped using energy sends no reading to post them); common-area shares (公摊) posted period by
 period, without anyone asking; raw readings past the retention period dropped (what lasts is
-in the meters' days, app/estate/rollup.py); and, once a local day, the proof that every kept balance is its ledger's sum
-(`app.ledger.checks.verify_balances`).
+in the meters' days, app/estate/rollup.py); each ended local day frozen
+(`app.estate.freeze.freeze_due_days`: the accounts' ledger days and the buildings' figures,
+what the indicators read); and, once a local day, the proof that every kept balance is its
+ledger's sum (`app.ledger.checks.verify_balances`) and the line-loss check of the days ending
+yesterday (`app.estate.lineloss.check_due_line_losses`).
 
 Each building with a common-area meter is shared every local (China time) day or calendar
 month, as its `share_period` says ("day" or "month"), by `app.billing.shares`.
@@ -29,6 +32,8 @@ from sqlmodel import select
 from app.billing.services import post_stale_accruals
 from app.billing.shares import ShareError, post_shares, share_buildings
 from app.db import transaction, utcnow
+from app.estate.freeze import freeze_due_days
+from app.estate.lineloss import CHECK_DELAY, check_due_line_losses
 from app.estate.models import Building, DailyFrozen as Day, Meter, ShareRun
 from app.estate.rollup import drop_old_readings
 from app.ledger.checks import verify_balances
@@ -121,11 +126,12 @@ def share_due(engine, now: dt.datetime | None = None) -> list[ShareRun]:
 async def run_billing_jobs(engine, *, every_s: float = SWEEP_EVERY_S,
                            retention_days: int = 7) -> None:
     """Every `every_s` seconds until cancelled: the accrued charges of past hours posted
-    (`post_stale_accruals`), `share_due`, and the raw readings older than `retention_days`
-    dropped (`drop_old_readings`); the balance check at the first sweep of each local day (the
-    first after the process started included). A failing part is logged and the next sweep
-    comes all the same."""
-    checked_on = None
+    (`post_stale_accruals`), `share_due`, the raw readings older than `retention_days`
+    dropped (`drop_old_readings`) and the ended days frozen (`freeze_due_days`); the
+    balance check at the first sweep of each local day (the first after the process started
+    included), the line-loss check at the first sweep `CHECK_DELAY` after each local midnight
+    (likewise). A failing part is logged and the next sweep comes all the same."""
+    checked_on = line_loss_on = None
     while True:
         try:
             dropped = await asyncio.to_thread(drop_old_readings, engine, utcnow(),
@@ -147,7 +153,24 @@ async def run_billing_jobs(engine, *, every_s: float = SWEEP_EVERY_S,
                                                for r in runs])
         except Exception:
             log.exception("billing jobs: the sweep failed")
+        try:
+            days = await asyncio.to_thread(freeze_due_days, engine)
+            if days:
+                log.info("days frozen: %s to %s", days[0], days[-1])
+        except Exception:
+            log.exception("billing jobs: freezing the days failed")
         today = utcnow().astimezone(CHINA_TZ).date()
+        line_loss_day = (utcnow() - CHECK_DELAY).astimezone(CHINA_TZ).date()
+        if line_loss_on != line_loss_day:
+            try:
+                raised = await asyncio.to_thread(check_due_line_losses, engine)
+                line_loss_on = line_loss_day
+                log.log(logging.WARNING if raised else logging.INFO,
+                        "line loss checked: %d buildings above their threshold %s",
+                        len(raised), [(d.building_id, str(d.day), str(d.loss_pct))
+                                      for d in raised][:20])
+            except Exception:
+                log.exception("billing jobs: the line-loss check failed")
         if checked_on != today:
             try:
                 result = await asyncio.to_thread(verify_balances, engine)

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
 from app.db import UTCDateTime, utcnow
@@ -21,16 +22,23 @@ class Command(SQLModel, table=True):
     the same transaction as its cause; only a relay state read back from the meter completes
     it. On a gateway restores go first, then cuts, then reads, then the routine poll."""
 
+    # A meter's commands of an action with their times and state, from the index alone: the
+    # restore that followed each payment (app/estate/indicators.py, payment to power).
+    __table_args__ = (sa.Index("ix_command_meter_id_action_times", "meter_id", "action",
+                               "created_at", "completed_at", "state"),)
+
     id: int | None = Field(default=None, primary_key=True)
     meter_id: int = Field(foreign_key="meter.id", index=True)
     action: str  # cut | restore | read
     state: str = Field(default=PENDING, index=True)
     reason: str = ""
-    created_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    # Indexed, as `completed_at`: the indicators count a period's commands by these (app/estate/
+    # indicators.py).
+    created_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, index=True)
     expires_at: dt.datetime = Field(sa_type=UTCDateTime)
     next_attempt_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     attempts: int = 0
-    completed_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
+    completed_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime, index=True)
 
 
 class CommandAttempt(SQLModel, table=True):

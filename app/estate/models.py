@@ -45,6 +45,10 @@ class Building(SQLModel, table=True):
     # rounding rule (app.money.post_increment) carries the sub-fen remainder period to period.
     shared_exact_e7: int = Field(default=0, sa_type=sa.BigInteger)
     shared_fen: int = Field(default=0, sa_type=sa.BigInteger)
+    # 线损: the loss expected between the building's main meter (`Meter.building_main`) and its
+    # households' and common-area meters, in % of the main meter's energy; a day above it is an
+    # anomaly (app/estate/lineloss.py).
+    line_loss_threshold_pct: Decimal = Field(default=Decimal("5"), sa_type=Decimal4)
 
 
 class Account(SQLModel, table=True):
@@ -143,6 +147,11 @@ class Meter(SQLModel, table=True):
     # and its energy is shared among the building's households (app/billing/shares.py).
     building_id: int | None = Field(default=None, foreign_key="building.id", index=True)
     common_area: bool = False
+    # A building's main meter (总表): no account, `building_id` set, not common-area; it measures
+    # what the building draws, households and common areas together, and is compared with them
+    # each day (线损, app/estate/lineloss.py). Charged to no one. Its `max_power_w` must be the
+    # building's feeder's, or its steps are judged jumps and not counted.
+    building_main: bool = False
     # The per-period energy registers (spike, peak, flat, valley; 0.01 kWh) at the last reading,
     # "s,p,f,v", when the meter has them: time-of-use tariffs price their differences.
     last_period_raw: str | None = None
@@ -165,15 +174,21 @@ class Reading(SQLModel, table=True):
 
 
 class DailyFrozen(SQLModel, table=True):
-    """A meter's day (local, China time), from its stored readings whose register moved: the
-    daily frozen registers (日冻结: the total and the per-period registers 尖峰平谷, in Wh; None
-    where the meter has none) at the day's last such reading; the register at its first
-    (`opening_wh`); the energy counted in the day that the worker judged plausible (`used_wh`:
-    what is charged, for an account); and the 96-point load curve (96点曲线): that energy by
-    quarter hour, 96 comma-separated Wh, empty for 0 (`app.estate.rollup`). A day without a row
-    used nothing. Kept for as long as the estate exists; raw readings are not (`Reading`)."""
+    """A meter's day (local, China time): a row for every day the meter was read at all, from
+    its stored readings: the daily frozen registers (日冻结: the total and the per-period
+    registers 尖峰平谷, in Wh; None where the meter has none) at the day's last reading whose
+    register moved (or, on a day it did not move, at the day's first reading); the register at
+    the day's first reading (`opening_wh`); the energy counted in the day that the worker judged
+    plausible (`used_wh`: what is charged, for an account); and the 96-point load curve
+    (96点曲线): that energy by quarter hour, 96 comma-separated Wh, empty for 0
+    (`app.estate.rollup`). A meter read with its register unchanged all day has a row with
+    `used_wh` 0; a day without a row: the meter was not read (before migration 0013's code, a
+    day without a row could also be a day read without use). Kept for as long as the estate
+    exists; raw readings are not (`Reading`)."""
 
     __tablename__ = "daily_frozen"
+    # A day's rows of every meter (the day's figures, line loss, the freeze): an index range.
+    __table_args__ = (sa.Index("ix_daily_frozen_day", "day"),)
 
     meter_id: int = Field(foreign_key="meter.id", primary_key=True)
     day: dt.date = Field(primary_key=True)
@@ -220,3 +235,42 @@ class ShareRun(SQLModel, table=True):
     charge_fen: int = Field(sa_type=sa.BigInteger)  # posted for it (the one rounding rule)
     households: int = 0
     created_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class BuildingDay(SQLModel, table=True):
+    """A building's figures of one local (China time) day, frozen once the day is over
+    (`app.estate.freeze`), so that a month or a year of them is a few hundred rows, not the
+    millions of meter days and ledger entries they come from (app/estate/indicators.py reads
+    them; the days not frozen yet it computes as it would have frozen them):
+    - `meters`: its meters that should have been read that day (households' meters whose
+      account was open at some time that day, and its meters without an account: common-area
+      and main); `meters_read`: those of them with that day's `DailyFrozen` row (read while
+      the account was open);
+    - `charged_fen`, `shared_fen`: its accounts' `charge` and `share` entries of the day
+      (positive when billed), from their `LedgerDay` rows;
+    - `arrears_start_fen`, `arrears_end_fen`: what its accounts owed at the day's start and
+      end (their own balances below zero, `LedgerDay.own_fen`: the balance less the emergency
+      advance outstanding), the end being the start moved by the day's rows."""
+
+    __tablename__ = "building_day"
+
+    building_id: int = Field(foreign_key="building.id", primary_key=True)
+    day: dt.date = Field(primary_key=True)
+    meters: int = 0
+    meters_read: int = 0
+    charged_fen: int = Field(default=0, sa_type=sa.BigInteger)
+    shared_fen: int = Field(default=0, sa_type=sa.BigInteger)
+    arrears_start_fen: int = Field(default=0, sa_type=sa.BigInteger)
+    arrears_end_fen: int = Field(default=0, sa_type=sa.BigInteger)
+
+
+class FrozenDay(SQLModel, table=True):
+    """A local day whose `LedgerDay` and `BuildingDay` rows are written (`app.estate.freeze`):
+    days are frozen in order, each once (the primary key), so the last one says how far they
+    go; every day before it is frozen too."""
+
+    __tablename__ = "frozen_day"
+
+    day: dt.date = Field(primary_key=True)
+    accounts: int = 0  # `LedgerDay` rows written: the accounts with entries that day
+    frozen_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

@@ -1,6 +1,7 @@
 """Readings rolled up as they are stored, into what lasts (app/estate/models.py): each meter's
-days (`DailyFrozen`: the daily frozen registers and the 96-point load curve) and its relay
-changes (`RelayChange`). Raw readings are dropped after the retention period
+days (`DailyFrozen`: the daily frozen registers and the 96-point load curve; a row for every day
+the meter was read, its register moved or not: `Rollup.seen`) and its relay changes
+(`RelayChange`). Raw readings are dropped after the retention period
 (`drop_old_readings`); bills, shares, charts and the console read these.
 
 `Rollup` gathers one batch's readings (several of a meter in one day merge into one row) and
@@ -53,6 +54,7 @@ class _Day:
     curve: list[int]
     periods: list  # spike, peak, flat, valley Wh (None each: not read)
     first_at: dt.datetime
+    seen_only: bool = False  # only readings whose register did not move: a stored day stays
 
 
 @dataclass
@@ -68,17 +70,32 @@ class Rollup:
         since the one before that was judged plausible (0 when not), counted in the quarter the
         reading ends in; `period_raw` the per-period registers (0.01 kWh) when read."""
         day, quarter = day_and_quarter(read_at)
-        periods = [None] * 4 if period_raw is None else [x * 10 for x in period_raw]
+        periods = _periods_wh(period_raw)
         row = self.days.get((meter_id, day))
         if row is None:
             row = self.days[(meter_id, day)] = _Day(register_wh, register_wh, read_at, 0,
                                                     [0] * QUARTERS, periods, read_at)
-        elif read_at >= row.read_at:
+        elif read_at >= row.read_at or row.seen_only:
             row.register_wh, row.read_at, row.periods = register_wh, read_at, periods
+        row.seen_only = False
         if read_at < row.first_at:
             row.opening_wh, row.first_at = register_wh, read_at
         row.used_wh += used_wh
         row.curve[quarter] += used_wh
+
+    def seen(self, meter_id: int, read_at: dt.datetime, register_wh: int,
+             period_raw: tuple[int, int, int, int] | None = None) -> None:
+        """A reading whose register did not move (an unchanged poll, or only the relay moved):
+        the meter was read that day. A day with no row yet (stored or in this batch) gets one,
+        nothing used, its registers those read (`opening_wh` = `register_wh`); a day with one
+        is left as it is. The worker calls it for a meter's first such reading of a local day
+        (`meters.store`), so that the reading success rate (app/estate/indicators.py) finds
+        every day a meter answered, once the raw readings are gone."""
+        day, _ = day_and_quarter(read_at)
+        if (meter_id, day) not in self.days:
+            self.days[(meter_id, day)] = _Day(register_wh, register_wh, read_at, 0,
+                                              [0] * QUARTERS, _periods_wh(period_raw), read_at,
+                                              seen_only=True)
 
     def relay_changed(self, meter_id: int, at: dt.datetime, relay_open: bool,
                       source: str = READING) -> None:
@@ -108,6 +125,8 @@ class Rollup:
         inserts, updates = [], []
         for (meter_id, day), new in self.days.items():
             old = stored.get((meter_id, day))
+            if old is not None and new.seen_only:
+                continue  # the day was recorded already
             if old is None:
                 inserts.append((meter_id, day, new.opening_wh, new.register_wh, new.read_at,
                                 new.used_wh, format_curve(new.curve), *new.periods))
@@ -138,6 +157,18 @@ _UPDATE_DAY = (f"UPDATE {_DAILY.name} SET "
 _RELAY_COLUMNS = ("meter_id", "at", "relay_open", "source")
 _INSERT_RELAY = (f"INSERT INTO {_RELAY.name} ({', '.join(_RELAY_COLUMNS)}) "
                  f"VALUES ({', '.join(['{p}'] * len(_RELAY_COLUMNS))})")
+
+
+def _periods_wh(period_raw) -> list:
+    """The per-period registers read (0.01 kWh each) in Wh; None each when not read."""
+    return [None] * 4 if period_raw is None else [x * 10 for x in period_raw]
+
+
+def local_midnight(moment: dt.datetime) -> dt.datetime:
+    """The start (UTC) of the local (China time) day holding `moment`."""
+    local = moment.astimezone(CHINA_TZ)
+    return dt.datetime(local.year, local.month, local.day,
+                       tzinfo=CHINA_TZ).astimezone(dt.timezone.utc)
 
 
 def drop_old_readings(engine, now: dt.datetime, retention_days: int) -> int:

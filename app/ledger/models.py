@@ -49,3 +49,31 @@ class AccountBalance(SQLModel, table=True):
     balance_fen: int = Field(default=0, sa_type=sa.BigInteger)
     advance_fen: int = Field(default=0, sa_type=sa.BigInteger)
     entry_count: int = Field(default=0, sa_type=sa.BigInteger)
+
+
+class LedgerDay(SQLModel, table=True):
+    """An account's ledger frozen for one local (China time) day (账日冻结), as the money's
+    `DailyFrozen`: what the day's entries (by `created_at`) did to the account, and its own
+    balance at the day's end, written once the day is over (`app.estate.freeze`).
+    A row only for an account with entries that day; its balance carries to the days without
+    one. All in fen:
+    - `charged_fen`, `shared_fen`: billed in the day, its `charge` and its `share` entries
+      (negated: positive when billed);
+    - `net_fen`: the day's entries summed, emergency advances and their repayments left out
+      (they move money lent, not the resident's own);
+    - `own_fen`: the account's own balance at the day's end, the sum of all its entries but the
+      `emergency_credit` ones created before the day ended (the balance less the advance
+      outstanding): below zero, the account owes that much (arrears, 欠费).
+    What the buildings' days (`BuildingDay`) are summed from, and what the days not frozen yet
+    carry the balances from: a year is one row per account and day, not the ledger's ~24
+    entries."""
+
+    __tablename__ = "ledger_day"
+
+    account_id: int = Field(foreign_key="account.id", primary_key=True)
+    day: dt.date = Field(primary_key=True)
+    charged_fen: int = Field(default=0, sa_type=sa.BigInteger)
+    shared_fen: int = Field(default=0, sa_type=sa.BigInteger)
+    net_fen: int = Field(default=0, sa_type=sa.BigInteger)
+    own_fen: int = Field(default=0, sa_type=sa.BigInteger)
+
