@@ -6,12 +6,13 @@ from app.anomalies.models import Anomaly
 from app.commands.models import Command, CommandAttempt
 from app.console.models import (AuditEntry, Manager, ManagerBuilding, ManagerSession,
                                 RateCounter)
-from app.estate.models import (Account, Building, DailyFrozen, Estate, Gateway, Meter,
-                               Reading, RelayChange, ShareRun, WorkerHeartbeat)
-from app.ledger.models import AccountBalance, LedgerEntry
+from app.estate.models import (Account, Building, BuildingDay, DailyFrozen, Estate, FrozenDay,
+                               Gateway, Meter, Reading, RelayChange, ShareRun, WorkerHeartbeat)
+from app.jobs.models import JobRun
+from app.ledger.models import AccountBalance, LedgerDay, LedgerEntry
 from app.notices.models import Notice
 from app.orders.models import (Order, ReconcileDifference, ReconcileRun, Refund,
-                               RefusedNotification)
+                               RefusedCount, RefusedNotification)
 from app.policy.models import (CutApproval, CutDecision, HolidayArrangement, HolidayDay,
                                ManagerTask)
 from app.tariffs.models import StoredTariff, StoredTariffVersion
@@ -19,11 +20,12 @@ from app.tariffs.models import StoredTariff, StoredTariffVersion
 metadata = SQLModel.metadata
 
 __all__ = [
-    "Account", "AccountBalance", "Anomaly", "AuditEntry", "Building", "Command",
-    "CommandAttempt", "CutApproval", "CutDecision", "DailyFrozen", "Estate", "Gateway",
-    "HolidayArrangement", "HolidayDay", "LedgerEntry", "Manager", "ManagerBuilding",
-    "ManagerSession", "ManagerTask", "Meter", "Notice", "Order", "RateCounter", "Reading",
-    "ReconcileDifference", "ReconcileRun", "Refund", "RefusedNotification", "RelayChange",
-    "ShareRun", "StoredTariff", "StoredTariffVersion", "WorkerHeartbeat",
+    "Account", "AccountBalance", "Anomaly", "AuditEntry", "Building", "BuildingDay", "Command",
+    "CommandAttempt", "CutApproval", "CutDecision", "DailyFrozen", "Estate", "FrozenDay",
+    "Gateway", "HolidayArrangement", "HolidayDay", "JobRun", "LedgerDay", "LedgerEntry", "Manager",
+    "ManagerBuilding", "ManagerSession", "ManagerTask", "Meter", "Notice", "Order",
+    "RateCounter", "Reading", "ReconcileDifference", "ReconcileRun", "Refund",
+    "RefusedCount", "RefusedNotification", "RelayChange", "ShareRun", "StoredTariff", "StoredTariffVersion",
+    "WorkerHeartbeat",
     "metadata",
 ]

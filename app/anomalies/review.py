@@ -14,12 +14,13 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
+from sqlalchemy import func
 from sqlmodel import Session, select
 
 from app.anomalies.models import Anomaly
 from app.db import utcnow
 from app.estate.models import Account
-from app.orders.models import PAID_AFTER_CLOSE, Order, RefusedNotification
+from app.orders.models import PAID_AFTER_CLOSE, Order, RefusedCount, RefusedNotification
 from app.orders.services import LATE_PAYMENT
 from app.policy.arrangements import calendar_status
 from app.tariffs import CHINA_TZ
@@ -50,9 +51,13 @@ class LatePayment:
 
 @dataclass(frozen=True)
 class Refused:
-    received_at: dt.datetime
+    """One group of refused notifications: a channel and reason, how many since the review's
+    start, the last one's time, and a kept sample (its order number and detail)."""
+
     channel: str
     reason: str
+    count: int
+    last_at: dt.datetime
     out_trade_no: str
     detail: str
 
@@ -89,13 +94,23 @@ def review(session: Session, *, refused_days: int = 7, now: dt.datetime | None =
             .join(Account, Account.id == Order.account_id)
             .where(Order.status == PAID_AFTER_CLOSE)
             .order_by(Order.closed_at, Order.id))]
-    refused = [
-        Refused(r.received_at, r.channel, r.reason, r.out_trade_no, r.detail)
-        for r in session.exec(
+    refused = []
+    for channel, reason, count, last_at in session.execute(
+            select(RefusedCount.channel, RefusedCount.reason, func.sum(RefusedCount.count),
+                   func.max(RefusedCount.last_at))
+            .where(RefusedCount.hour >= since.replace(minute=0, second=0, microsecond=0),
+                   RefusedCount.reason != LATE_PAYMENT)
+            .group_by(RefusedCount.channel, RefusedCount.reason)
+            .order_by(func.sum(RefusedCount.count).desc(), RefusedCount.channel,
+                      RefusedCount.reason)):
+        sample = session.exec(
             select(RefusedNotification)
-            .where(RefusedNotification.received_at >= since,
-                   RefusedNotification.reason != LATE_PAYMENT)
-            .order_by(RefusedNotification.received_at.desc(), RefusedNotification.id.desc()))]
+            .where(RefusedNotification.channel == channel, RefusedNotification.reason == reason)
+            .order_by(RefusedNotification.received_at.desc(), RefusedNotification.id.desc())
+            .limit(1)).first()
+        refused.append(Refused(channel, reason, int(count), last_at,
+                               sample.out_trade_no if sample else "",
+                               sample.detail if sample else ""))
     return Review(anomalies, late, refused, since,
                   status.warning if status is not None else None)
 
@@ -133,9 +148,9 @@ def format_review(r: Review) -> str:
                     f"closed {_beijing(p.closed_at)}" if p.closed_at else "-")
               for p in r.late_payments]
     parts += ["", f"拒收的通知 refused notifications since {_beijing(r.refused_since)}: "
-                  f"{len(r.refused)}"]
-    parts += [_line(_beijing(f.received_at), f.channel, f.reason, f.out_trade_no or "-",
-                    f.detail)
+                  f"{sum(f.count for f in r.refused)}"]
+    parts += [_line(f"{f.count} ×", f.channel, f.reason, f"last {_beijing(f.last_at)}",
+                    f.out_trade_no or "-", f.detail)
               for f in r.refused]
     return "\n".join(parts)
 

@@ -46,7 +46,7 @@ from app.ledger.models import ADJUSTMENT, CHARGE, SHARE, AccountBalance, LedgerE
 from app.ledger.services import funds, kept_balance_fen, kept_balances, lock_balances, post_entry
 from app.notices.models import Notice
 from app.orders.models import (PAID, PAID_AFTER_CLOSE, Order, ReconcileDifference, Refund,
-                               RefusedNotification)
+                               RefusedCount)
 from app.orders.services import credit_late_payment
 from app.orders.refunds import RefundRefused, RefundRequest, request_refund, submit_refund
 from app.policy.arrangements import (ArrangementError, calendar_status, decode_file,
@@ -892,11 +892,11 @@ async def anomalies(request: Request) -> Response:
                 .order_by(ReconcileDifference.bill_date.desc(), ReconcileDifference.id)
                 .limit(200)))
             refused = list(s.execute(
-                sa.select(RefusedNotification.channel, RefusedNotification.reason,
-                          sa.func.count(), sa.func.max(RefusedNotification.received_at))
-                .where(RefusedNotification.received_at >= since)
-                .group_by(RefusedNotification.channel, RefusedNotification.reason)
-                .order_by(sa.func.count().desc())).all())
+                sa.select(RefusedCount.channel, RefusedCount.reason,
+                          sa.func.sum(RefusedCount.count), sa.func.max(RefusedCount.last_at))
+                .where(RefusedCount.hour >= since.replace(minute=0, second=0, microsecond=0))
+                .group_by(RefusedCount.channel, RefusedCount.reason)
+                .order_by(sa.func.sum(RefusedCount.count).desc())).all())
     return _render(request, "console/anomalies.html", {
         "who": who, "rows": rows, "late": late, "refused": refused, "differences": differences,
         "may_act": scope.may_decide_cuts(who), "may_move_money": may_move_money(who),

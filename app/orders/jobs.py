@@ -30,6 +30,7 @@ from sqlmodel import select
 from app.db import is_postgres, transaction, utcnow
 from app.orders.models import (CLOSED, PENDING, REFUND_REQUESTED, REFUND_SUBMITTED, Order,
                                Refund)
+from app.jobs.runs import ORDER_JOBS, record_run
 from app.orders.reconcile import BEIJING, reconcile_day, reconciled, yesterday_in_beijing
 from app.orders.refunds import check_refund, submit_refund
 from app.orders.services import (CREDITED, ORDER_LIFE, Refused, confirm_paid, our_ids,
@@ -248,6 +249,7 @@ async def run_order_jobs(engine, settings, providers, *, every_s: float = SWEEP_
     one comes all the same. `providers` must be the web app's own (`app.state.providers`):
     in the sandbox, the stand-ins' records live in it."""
     while True:
+        failed = None
         try:
             report = await asyncio.to_thread(sweep_if_first, engine, providers, settings)
             if report:
@@ -255,6 +257,11 @@ async def run_order_jobs(engine, settings, providers, *, every_s: float = SWEEP_
                          dict(report.queried), dict(report.closed), dict(report.refunds),
                          [(r.channel, str(r.bill_date), len(r.differences), r.error)
                           for r in report.reconciled])
-        except Exception:
+        except Exception as exc:
+            failed = exc
             log.exception("order jobs: the sweep failed")
+        try:  # for /readyz: the jobs are alive, and how the last sweep went
+            await asyncio.to_thread(record_run, engine, ORDER_JOBS, failed)
+        except Exception:
+            log.warning("order jobs: their run could not be recorded", exc_info=True)
         await asyncio.sleep(every_s)

@@ -61,6 +61,8 @@ class RefusedNotification(SQLModel, table=True):
     """A payment notification we did not accept, kept for a person to review."""
 
     __tablename__ = "refused_notification"
+    __table_args__ = (sa.Index("ix_refused_notification_channel_reason_received_at",
+                               "channel", "reason", "received_at"),)
 
     id: int | None = Field(default=None, primary_key=True)
     channel: str
@@ -69,6 +71,23 @@ class RefusedNotification(SQLModel, table=True):
     out_trade_no: str = ""
     payload: str = ""
     received_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class RefusedCount(SQLModel, table=True):
+    """How many notifications were refused per channel, reason and hour (UTC, its start): every
+    one is counted; only the first `REFUSED_SAMPLE` of each hour are kept whole
+    (`RefusedNotification`), so that a flood of forgeries cannot fill the disk."""
+
+    __tablename__ = "refused_count"
+
+    channel: str = Field(primary_key=True)
+    reason: str = Field(primary_key=True)
+    hour: dt.datetime = Field(sa_type=UTCDateTime, primary_key=True)
+    count: int = Field(default=0, sa_type=sa.BigInteger)
+    last_at: dt.datetime = Field(sa_type=UTCDateTime)
+
+
+REFUSED_SAMPLE = 20  # refused notifications kept whole per channel, reason and hour
 
 
 class Refund(SQLModel, table=True):

@@ -8,6 +8,8 @@ import secrets
 from dataclasses import dataclass
 
 from sqlalchemy import bindparam, insert, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, select
 
 from app.billing.emergency import balances_advances_and_metered, repay_emergency_credit
@@ -17,7 +19,8 @@ from app.estate.models import Account
 from app.ledger.models import TOPUP
 from app.ledger.services import lock_balances, post_entries
 from app.notices.models import PAYMENT_RECEIVED, Notice
-from app.orders.models import CLOSED, PAID, PAID_AFTER_CLOSE, PENDING, Order, RefusedNotification
+from app.orders.models import (CLOSED, PAID, PAID_AFTER_CLOSE, PENDING, REFUSED_SAMPLE, Order,
+                               RefusedCount, RefusedNotification)
 from payments.base import Notification, OrderInfo
 
 MIN_TOPUP_FEN = 100  # 1 元
@@ -286,10 +289,27 @@ def credit_late_payment(session: Session, out_trade_no: str, *, by: str) -> Orde
 
 
 def record_refused(session: Session, *, channel: str, reason: str, detail: str,
-                   out_trade_no: str = "", payload: dict | str = "") -> RefusedNotification:
+                   out_trade_no: str = "", payload: dict | str = "",
+                   now: dt.datetime | None = None) -> RefusedNotification | None:
+    """Count a refused notification (`RefusedCount`, per channel, reason and hour) and keep it
+    whole only if it is among the first `REFUSED_SAMPLE` of its hour; returns the row kept, or
+    None. One statement counts, whatever else writes at the same time."""
+    now = now or utcnow()
+    hour = now.replace(minute=0, second=0, microsecond=0)
+    dialect = session.get_bind().dialect.name
+    upsert = (pg_insert if dialect == "postgresql" else sqlite_insert)(RefusedCount)
+    counted = session.execute(
+        upsert.values(channel=channel, reason=reason, hour=hour, count=1, last_at=now)
+        .on_conflict_do_update(index_elements=["channel", "reason", "hour"],
+                               set_={"count": RefusedCount.__table__.c.count + 1,
+                                     "last_at": now})
+        .returning(RefusedCount.__table__.c.count)).scalar()
+    if counted > REFUSED_SAMPLE:
+        return None
     if isinstance(payload, dict):
         payload = json.dumps(payload, ensure_ascii=False, sort_keys=True)
     row = RefusedNotification(channel=channel, reason=reason, detail=detail[:500],
-                              out_trade_no=out_trade_no[:64], payload=payload[:8000])
+                              out_trade_no=out_trade_no[:64], payload=payload[:8000],
+                              received_at=now)
     session.add(row)
     return row

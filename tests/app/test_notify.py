@@ -84,3 +84,34 @@ def test_refund_notice_after_payment_credits_nothing_more(client, sandbox, engin
                                         extra={"refund_fee": "10.00", "gmt_refund": "2026-11-22 10:00:00"})
     assert post_notification(client, sandbox, refund).text == "success"
     assert balance_of(engine, cut_account) == 4500
+
+
+def test_a_flood_of_refusals_is_counted_and_only_sampled(engine):
+    """Every refused notification is counted; only the first REFUSED_SAMPLE of each channel,
+    reason and hour are kept whole, so a flood cannot fill the disk; the review shows groups."""
+    import datetime as dt
+
+    from app.anomalies.review import format_review, review
+    from app.orders.models import REFUSED_SAMPLE, RefusedCount
+    from app.orders.services import record_refused
+
+    start = dt.datetime(2026, 12, 3, 9, 59, 30, tzinfo=dt.timezone.utc)
+    with transaction(engine) as s:
+        for i in range(REFUSED_SAMPLE + 15):
+            record_refused(s, channel="alipay", reason="bad_signature", detail=f"forgery {i}",
+                           now=start)
+        for i in range(3):  # the next hour: counted and kept afresh
+            record_refused(s, channel="alipay", reason="bad_signature", detail=f"later {i}",
+                           now=start + dt.timedelta(minutes=1))
+        record_refused(s, channel="wechat", reason="wrong_app_id", detail="x", now=start)
+    with transaction(engine, read_only=True) as s:
+        assert len(s.exec(select(RefusedNotification)).all()) == REFUSED_SAMPLE + 3 + 1
+        counts = {(c.channel, c.reason, c.hour.hour): c.count
+                  for c in s.exec(select(RefusedCount))}
+        assert counts == {("alipay", "bad_signature", 9): REFUSED_SAMPLE + 15,
+                          ("alipay", "bad_signature", 10): 3, ("wechat", "wrong_app_id", 9): 1}
+        text = format_review(review(s, now=start + dt.timedelta(hours=1)))
+    refused = text.split("拒收的通知")[1]
+    assert refused.splitlines()[0].endswith(f": {REFUSED_SAMPLE + 15 + 3 + 1}")
+    assert f"{REFUSED_SAMPLE + 18} ×  alipay  bad_signature" in refused
+    assert "later 2" in refused  # the newest kept sample of the group
