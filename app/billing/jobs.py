@@ -36,6 +36,7 @@ from app.estate.freeze import freeze_due_days
 from app.estate.lineloss import CHECK_DELAY, check_due_line_losses
 from app.estate.models import Building, DailyFrozen as Day, Meter, ShareRun
 from app.estate.rollup import drop_old_readings
+from app.jobs.runs import BILLING_JOBS, record_run
 from app.ledger.checks import verify_balances
 from app.tariffs import CHINA_TZ
 
@@ -133,31 +134,36 @@ async def run_billing_jobs(engine, *, every_s: float = SWEEP_EVERY_S,
     (likewise). A failing part is logged and the next sweep comes all the same."""
     checked_on = line_loss_on = None
     while True:
+        failed: list[Exception] = []  # this sweep's failures, for /readyz (`record_run`)
         try:
             dropped = await asyncio.to_thread(drop_old_readings, engine, utcnow(),
                                               retention_days)
             if dropped:
                 log.info("raw readings older than %d days dropped: %d", retention_days, dropped)
-        except Exception:
+        except Exception as exc:
+            failed.append(exc)
             log.exception("billing jobs: dropping old readings failed")
         try:
             fen = await asyncio.to_thread(post_stale_accruals, engine)
             if fen:
                 log.info("accrued charges of past hours posted: %d fen", fen)
-        except Exception:
+        except Exception as exc:
+            failed.append(exc)
             log.exception("billing jobs: posting accrued charges failed")
         try:
             runs = await asyncio.to_thread(share_due, engine)
             if runs:
                 log.info("shares posted: %s", [(r.building_id, str(r.period_start), r.charge_fen)
                                                for r in runs])
-        except Exception:
+        except Exception as exc:
+            failed.append(exc)
             log.exception("billing jobs: the sweep failed")
         try:
             days = await asyncio.to_thread(freeze_due_days, engine)
             if days:
                 log.info("days frozen: %s to %s", days[0], days[-1])
-        except Exception:
+        except Exception as exc:
+            failed.append(exc)
             log.exception("billing jobs: freezing the days failed")
         today = utcnow().astimezone(CHINA_TZ).date()
         line_loss_day = (utcnow() - CHECK_DELAY).astimezone(CHINA_TZ).date()
@@ -169,7 +175,8 @@ async def run_billing_jobs(engine, *, every_s: float = SWEEP_EVERY_S,
                         "line loss checked: %d buildings above their threshold %s",
                         len(raised), [(d.building_id, str(d.day), str(d.loss_pct))
                                       for d in raised][:20])
-            except Exception:
+            except Exception as exc:
+                failed.append(exc)
                 log.exception("billing jobs: the line-loss check failed")
         if checked_on != today:
             try:
@@ -179,6 +186,12 @@ async def run_billing_jobs(engine, *, every_s: float = SWEEP_EVERY_S,
                         "balances checked: %d accounts, %d entries, %d mismatches %s",
                         result.accounts, result.entries, len(result.mismatches),
                         [m.account_id for m in result.mismatches][:20])
-            except Exception:
+            except Exception as exc:
+                failed.append(exc)
                 log.exception("billing jobs: the balance check failed")
+        try:
+            await asyncio.to_thread(record_run, engine, BILLING_JOBS,
+                                    failed[0] if failed else None)
+        except Exception:
+            log.warning("billing jobs: their run could not be recorded", exc_info=True)
         await asyncio.sleep(every_s)

@@ -52,6 +52,11 @@ def test_serve_runs_the_order_and_billing_jobs(engine, settings, cut_account, tm
         wait_until(lambda: len(runs(engine)) >= 2, timeout=10,
                    message="the common-area shares of the last two days were not posted")
         assert sum(fen for _, _, fen in runs(engine)) == 558  # 10 kWh × 0.5583 元
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as web:
+            ready = web.get("/readyz")
+        checks = ready.json()["checks"]  # the jobs ran; no worker runs here: not ready
+        assert checks["order_jobs"]["ok"] and checks["billing_jobs"]["ok"], checks
+        assert ready.status_code == 503 and not checks["worker"]["ok"]
     finally:
         server.send_signal(signal.SIGTERM)
         code = server.wait(15)
