@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from decimal import Decimal
 
 from app.billing.shares import SCHEMES
 from app.money import yuan_str_to_fen
@@ -118,6 +119,12 @@ def validate_building(form) -> tuple[dict, dict]:
         errors["share_period"] = "公摊周期应为 按日 或 按月"
     else:
         changes["share_period"] = period
+    if "line_loss_threshold_pct" in form:
+        text = str(form.get("line_loss_threshold_pct", "")).strip()
+        if not re.fullmatch(r"\d{1,2}(\.\d{1,2})?|100(\.0{1,2})?", text) or Decimal(text) <= 0:
+            errors["line_loss_threshold_pct"] = "线损告警线应为大于 0、不超过 100 的百分数，最多两位小数"
+        else:
+            changes["line_loss_threshold_pct"] = Decimal(text).quantize(Decimal("0.0001"))
     return ({} if errors else changes), errors
 
 

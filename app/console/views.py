@@ -40,6 +40,8 @@ from app.console.managers import (ManagerError, add_manager, disable_manager, li
                                   scope_manager)
 from app.console.models import ESTATE_ADMIN, FINANCE, ROLE_ZH, AuditEntry, Manager
 from app.db import transaction, utcnow
+from app.estate.indicators import daily, monthly
+from app.estate.lineloss import line_loss_days
 from app.estate.models import Account, Building, DailyFrozen, Estate, Meter, ShareRun
 from app.i18n import N_
 from app.ledger.models import ADJUSTMENT, CHARGE, SHARE, AccountBalance, LedgerEntry
@@ -57,7 +59,7 @@ from app.policy.services import complete_task, decide_approval
 from app.policy.strategies import STRATEGIES
 from app.tariffs import CHINA_TZ
 from app.tariffs.models import StoredTariff
-from app.web.charts import usage_chart
+from app.web.charts import count_chart, rate_chart, usage_chart
 
 PREFIX = "/manage"
 PAGE = 50  # accounts per page
@@ -224,9 +226,8 @@ async def dashboard(request: Request) -> Response:
                                      .join(Meter, Meter.id == Command.meter_id)
                                      .join(Account, Account.id == Meter.account_id)
                                      .where(in_scope, Command.state == COMMAND_PENDING)).scalar()
-        anomalies = s.execute(sa.select(sa.func.count()).select_from(Anomaly)
-                              .join(Account, Account.id == Anomaly.account_id)
-                              .where(in_scope, Anomaly.resolved_at.is_(None))).scalar()
+        anomalies = s.execute(sa.select(sa.func.count()).select_from(
+            _anomaly_scope(s, who).where(Anomaly.resolved_at.is_(None)).subquery())).scalar()
         approvals = s.execute(sa.select(sa.func.count()).select_from(CutApproval)
                               .join(Account, Account.id == CutApproval.account_id)
                               .where(in_scope, CutApproval.state == APPROVAL_PENDING)).scalar()
@@ -239,6 +240,51 @@ async def dashboard(request: Request) -> Response:
         "anomalies": anomalies, "approvals": approvals, "tasks": tasks,
         "calendar_warning": status.warning if status else None,
         "may_administer": scope.may_administer(who)})
+
+
+# --- the field's indicators --------------------------------------------------------------------
+
+async def indicators_page(request: Request) -> Response:
+    """采集成功率, 费控执行成功率, 电费回收率, cuts and payment→power of the manager's buildings
+    (or one), for the last 30 days or the last 12 months, with a chart each
+    (`app.estate.indicators`; docs/console.md says how each is computed)."""
+    who = _who(request)
+    if who is None:
+        return _login_redirect(request)
+    q = request.query_params
+    by_month = q.get("period") == "month"
+    building_id = q.get("building", "")
+    today = utcnow().astimezone(CHINA_TZ).date()
+    with transaction(request.app.state.engine, read_only=True) as s:
+        buildings = scope.buildings(s, who)
+        ids = [b.id for b in buildings]
+        if building_id:
+            if not building_id.isdigit() or int(building_id) not in ids:
+                raise _not_found()
+            ids = [int(building_id)]
+        if by_month:
+            first = (today.replace(day=1) - dt.timedelta(days=335)).replace(day=1)
+            rows = monthly(s, ids, first, today, today=today)
+        else:
+            rows = daily(s, ids, today - dt.timedelta(days=29), today, today=today)
+    label = "%Y-%m" if by_month else "%m-%d"
+    charts = [
+        (N_("采集成功率"), rate_chart([(r.first_day, r.reading_rate_pct) for r in rows],
+                                      label=label)),
+        (N_("费控执行成功率"), rate_chart([(r.first_day, r.fee_control_rate_pct) for r in rows],
+                                        label=label)),
+        (N_("电费回收率"), rate_chart([(r.first_day, r.collection_rate_pct) for r in rows],
+                                      label=label)),
+        (N_("停电次数"), count_chart([(r.first_day, r.cuts) for r in rows], label=label,
+                                     unit=N_("次"))),
+        (N_("缴费到复电（中位数）"), count_chart(
+            [(r.first_day, None if r.payment_to_power_median_s is None
+              else round(r.payment_to_power_median_s, 1)) for r in rows],
+            label=label, unit="s")),
+    ]
+    return _render(request, "console/indicators.html", {
+        "who": who, "rows": list(reversed(rows)), "charts": charts, "by_month": by_month,
+        "building": building_id, "buildings": {b.id: b.name for b in buildings}})
 
 
 # --- accounts ----------------------------------------------------------------------------------
@@ -785,9 +831,15 @@ async def building_page(request: Request) -> Response:
             if shown is None:
                 raise _not_found()
         shares = _shares_of(s, shown) if shown else []
+        today = utcnow().astimezone(CHINA_TZ).date()
+        losses = list(reversed(line_loss_days(s, building.id, today - dt.timedelta(days=30),
+                                              today - dt.timedelta(days=1))))
+        main = s.exec(select(Meter).where(Meter.building_id == building.id,
+                                          Meter.building_main.is_(True))).first()
     return _render(request, "console/building.html", {
         "who": who, "building": building, "runs": runs, "errors": errors, "saved": saved,
-        "common": common, "shown": shown, "shares": shares,
+        "common": common, "shown": shown, "shares": shares, "losses": losses, "main": main,
+        "form": (await request.form()) if errors else None,
         "shares_fen": sum(e.amount_fen for e, _ in shares),
         "schemes": SCHEME_NAMES, "may_administer": scope.may_administer(who)},
         status_code=400 if errors else 200)
@@ -1020,6 +1072,7 @@ def console_mount(settings) -> Mount:
         Route("/login", login, methods=["GET", "POST"], name="console_login"),
         Route("/logout", logout, methods=["POST"], name="console_logout"),
         Route("/logout/everywhere", logout, methods=["POST"], name="console_logout_everywhere"),
+        Route("/indicators", indicators_page, name="console_indicators"),
         Route("/accounts", accounts, name="console_accounts"),
         Route("/accounts/{number}", account, name="console_account"),
         Route("/accounts/{number}/_commands", account_commands, name="console_commands"),
