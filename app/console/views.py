@@ -44,8 +44,8 @@ from app.estate.indicators import daily, monthly
 from app.estate.lineloss import line_loss_days
 from app.estate.models import Account, Building, DailyFrozen, Estate, Meter, ShareRun
 from app.i18n import N_
-from app.ledger.models import ADJUSTMENT, CHARGE, SHARE, AccountBalance, LedgerEntry
-from app.ledger.services import funds, kept_balance_fen, kept_balances, lock_balances, post_entry
+from app.ledger.models import ADJUSTMENT, CHARGE, SHARE, LedgerEntry
+from app.ledger.services import funds, kept_balance_fen, lock_balances, post_entry
 from app.notices.models import Notice
 from app.orders.models import (PAID, PAID_AFTER_CLOSE, Order, ReconcileDifference, Refund,
                                RefusedCount)
@@ -294,8 +294,7 @@ SORTS = {"number": N_("户号"), "household": N_("房号"), "balance": N_("余�
 
 async def accounts(request: Request) -> Response:
     """The accounts in scope: filtered (state, building, tariff, a search of 户号, 房号 or the
-    holder's name: the page shows it masked), sorted (户号, 房号, balance: the kept ledger
-    balance), paged by keyset (`after`: the last row's sort key and 户号), so that the 200th
+    holder's name: the page shows it masked), sorted (户号, 房号, balance), paged by keyset (`after`: the last row's sort key and 户号), so that the 200th
     page of 10,000 accounts costs what the first does."""
     who = _who(request)
     if who is None:
@@ -322,11 +321,10 @@ async def accounts(request: Request) -> Response:
             state = ""
         key, number = after.rpartition("~")[::2] if "~" in after else ("", after)
         if sort == "balance":
-            kept = sa.func.coalesce(AccountBalance.balance_fen, 0)
-            query = query.outerjoin(AccountBalance, AccountBalance.account_id == Account.id)
+            query, balance = states.with_balance(query)
             if number and re.fullmatch(r"-?\d{1,15}", key):
-                query = query.where(sa.tuple_(kept, Account.number) > (int(key), number))
-            query = query.order_by(kept, Account.number)
+                query = query.where(sa.tuple_(balance, Account.number) > (int(key), number))
+            query = query.order_by(balance, Account.number)
         elif sort == "household":
             if number:
                 query = query.where(sa.tuple_(Account.household, Account.number) > (key, number))
@@ -338,13 +336,12 @@ async def accounts(request: Request) -> Response:
         page, found = states.page(s, query, state, PAGE + 1)
         more = len(page) > PAGE
         page = page[:PAGE]
-        kept_of = kept_balances(s, {page[-1].id}) if page and sort == "balance" else {}
         names = {b.id: b.name for b in scope.buildings(s, who)}
         tariffs = {t.id: t.name for t in s.exec(select(StoredTariff).order_by(StoredTariff.name))}
     next_after = ""
     if more:
         last = page[-1]
-        next_after = (f"{kept_of.get(last.id, 0)}~{last.number}" if sort == "balance" else
+        next_after = (f"{found[last.id][1]}~{last.number}" if sort == "balance" else
                       f"{last.household}~{last.number}" if sort == "household" else last.number)
     return _render(request, "console/accounts.html", {
         "who": who, "accounts": page, "states": found, "more": more, "state": state,

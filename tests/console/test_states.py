@@ -61,3 +61,19 @@ def test_sql_states_agree_with_the_balance_everyone_reads(engine):
     low = [a for a in every if "low" in truth[a.id][0]]
     # the accrued charge counts: some account's kept balance is not low, its balance is
     assert any(truth[a.id][1] < 1_000 for a in low)
+
+
+def test_the_rounding_rule_in_sql_is_the_rounding_rule(engine):
+    """`e7_to_fen_sql` computed by the database agrees with `e7_to_fen`, value by value, at
+    every half and around it."""
+    import sqlalchemy as sa
+
+    from app.money import e7_to_fen, e7_to_fen_sql
+
+    rng = random.Random(3)
+    values = [0, 1, 49_999, 50_000, 50_001, 99_999, 100_000, 149_999, 150_000, 150_001,
+              10 ** 15 + 50_000] + [rng.randint(0, 10 ** 13) for _ in range(500)]
+    with transaction(engine, read_only=True) as s:
+        got = [s.execute(sa.select(e7_to_fen_sql(sa.literal(v, sa.BigInteger)))).scalar()
+               for v in values]
+    assert got == [e7_to_fen(v) for v in values]

@@ -1,5 +1,6 @@
 """refused_count (refused notifications counted per channel, reason and hour; only a sample
-kept whole) and job_run (when each background job last ran, for /readyz)
+kept whole), job_run (when each background job last ran, for /readyz), pay_order indexed by
+(status, paid_at) (the day's payments)
 
 Revision ID: 0014
 Revises: 0013
@@ -36,6 +37,7 @@ def upgrade() -> None:
                f"FROM refused_notification GROUP BY channel, reason, {hour}")
     op.create_index('ix_refused_notification_channel_reason_received_at', 'refused_notification',
                     ['channel', 'reason', 'received_at'])
+    op.create_index('ix_pay_order_status_paid_at', 'pay_order', ['status', 'paid_at'])
     op.create_table(
         'job_run',
         sa.Column('name', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
@@ -49,6 +51,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table('job_run')
+    op.drop_index('ix_pay_order_status_paid_at', table_name='pay_order')
     op.drop_index('ix_refused_notification_channel_reason_received_at',
                   table_name='refused_notification')
     op.drop_table('refused_count')
