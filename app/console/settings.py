@@ -47,12 +47,16 @@ def yuan(value: str, *, negative: bool = False) -> int | None:
 
 def validate_estate(form) -> tuple[dict, dict]:
     changes, errors = {}, {}
-    for field in ("quiet_start", "quiet_end"):
+    for field in ("quiet_start", "quiet_end", "message_start", "message_end"):
+        if field.startswith("message") and field not in form:
+            continue  # a form from before messaging hours: they stay as they are
         value = _time(str(form.get(field, "")).strip())
         if value is None:
             errors[field] = "时间格式应为 HH:MM，例如 20:00"
         else:
             changes[field] = value
+    if changes.get("message_start") and changes.get("message_start") == changes.get("message_end"):
+        errors["message_end"] = "提醒时段的开始和结束不能相同"
     lead = str(form.get("cut_notice_lead_h", "")).strip()
     if not lead.isdigit() or int(lead) > MAX_LEAD_H:
         errors["cut_notice_lead_h"] = f"提醒后停电的间隔应为 0–{MAX_LEAD_H} 之间的整数小时"

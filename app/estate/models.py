@@ -27,6 +27,10 @@ class Estate(SQLModel, table=True):
     holiday_calendar: str = "cn"
     cut_notice_lead_h: int = 24
     cut_requires_approval: bool = False
+    # Reminders to residents (low balance, exhausted) go out only between these local times;
+    # confirmations (payment, restore) at once (app/notices, the messages of issue 15).
+    message_start: str = "08:00"
+    message_end: str = "21:00"
 
 
 class Building(SQLModel, table=True):

@@ -11,7 +11,8 @@ from tests.console.conftest import csrf
 from tests.factories import account_by_number
 
 GOOD = {"quiet_start": "21:00", "quiet_end": "07:30", "cut_notice_lead_h": "48",
-        "manager_phone": "0571-88886666", "cut_requires_approval": "on"}
+        "manager_phone": "0571-88886666", "cut_requires_approval": "on",
+        "message_start": "09:00", "message_end": "20:30"}
 
 
 def estate_row(engine, estate_id):
@@ -24,8 +25,8 @@ def test_the_estate_s_cut_policy_is_saved_and_audited(console, engine, estate):
     reply = client.post("/manage/settings", data={**GOOD, "csrftoken": csrf(client)})
     assert reply.status_code == 200 and "已保存，立即生效" in reply.text
     row = estate_row(engine, estate.estate_id)
-    assert (row.quiet_start, row.quiet_end, row.cut_notice_lead_h, row.cut_requires_approval) \
-        == ("21:00", "07:30", 48, True)
+    assert (row.quiet_start, row.quiet_end, row.cut_notice_lead_h, row.cut_requires_approval,
+            row.message_start, row.message_end) == ("21:00", "07:30", 48, True, "09:00", "20:30")
     log = client.get("/manage/audit").text
     assert "estate.settings" in log and "quiet_start=21:00" in log
 
@@ -36,6 +37,8 @@ def test_the_estate_s_cut_policy_is_saved_and_audited(console, engine, estate):
     ("cut_notice_lead_h", "-1", "0–168 之间的整数小时"),
     ("cut_notice_lead_h", "1000", "0–168 之间的整数小时"),
     ("manager_phone", "call us", "请填写物业电话"),
+    ("message_start", "9:00", "时间格式应为 HH:MM"),
+    ("message_end", "09:00", "开始和结束不能相同"),  # from 09:00 to 09:00
 ])
 def test_a_bad_estate_setting_says_why_and_saves_nothing(console, engine, estate, field, value,
                                                          message):

@@ -1,6 +1,6 @@
 """refused_count (refused notifications counted per channel, reason and hour; only a sample
 kept whole), job_run (when each background job last ran, for /readyz), pay_order indexed by
-(status, paid_at) (the day's payments)
+(status, paid_at) (the day's payments), estate.message_start/message_end (messaging hours)
 
 Revision ID: 0014
 Revises: 0013
@@ -38,6 +38,11 @@ def upgrade() -> None:
     op.create_index('ix_refused_notification_channel_reason_received_at', 'refused_notification',
                     ['channel', 'reason', 'received_at'])
     op.create_index('ix_pay_order_status_paid_at', 'pay_order', ['status', 'paid_at'])
+    with op.batch_alter_table('estate', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('message_start', sqlmodel.sql.sqltypes.AutoString(),
+                                      nullable=False, server_default='08:00'))
+        batch_op.add_column(sa.Column('message_end', sqlmodel.sql.sqltypes.AutoString(),
+                                      nullable=False, server_default='21:00'))
     op.create_table(
         'job_run',
         sa.Column('name', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
@@ -51,6 +56,9 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table('job_run')
+    with op.batch_alter_table('estate', schema=None) as batch_op:
+        batch_op.drop_column('message_end')
+        batch_op.drop_column('message_start')
     op.drop_index('ix_pay_order_status_paid_at', table_name='pay_order')
     op.drop_index('ix_refused_notification_channel_reason_received_at',
                   table_name='refused_notification')
