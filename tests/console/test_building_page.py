@@ -31,6 +31,7 @@ def test_a_run_opens_to_every_household_s_share(console, engine, estate):
     client = console("b1")
     page = client.get(f"/manage/buildings/{estate.building_a}").text
     assert f"{meter} / 99" in page  # the common-area meter
+    assert "<title>1号楼 · " in page and page.count('id="shares"') == 1
     shares = page.split('id="shares"')[1]
     amounts = re.findall(r'<tr class="share">.*?<td class="num">([\d.]+)</td>', shares, re.S)
     assert len(amounts) == 3 and sum(Decimal(x) for x in amounts) == Decimal("5.58")
