@@ -33,6 +33,7 @@ from app.sandbox.delivery import SandboxNotifier
 from app.settings import ROOT, Settings, get_settings, use_settings
 from app.web import health
 from app.web.limits import BodyLimit
+from app.web.metrics import RequestTimer, metrics_view
 from app.web.templating import make_templates
 from payments.wechat_oauth_standin import make_oauth_app
 from payments.wechat_standin import make_wechat_api_app
@@ -104,6 +105,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         console_mount(settings),
         Route("/healthz", health.healthz, name="healthz"),
         Route("/readyz", health.readyz, name="readyz"),
+        Route("/metrics", metrics_view, name="metrics"),
         Mount("/static", StaticFiles(directory=str(ROOT / "static")), name="static"),
     ]
     if providers.wechat_standin is not None:  # WeChat's API, played for our own provider
@@ -112,7 +114,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     if providers.wechat_oauth_standin is not None:  # WeChat's web OAuth, played
         routes.append(Mount(WECHAT_OAUTH_STANDIN_PATH,
                             app=make_oauth_app(providers.wechat_oauth_standin)))
-    app = Starlette(routes=routes, middleware=[Middleware(BodyLimit),
+    app = Starlette(routes=routes, middleware=[Middleware(RequestTimer), Middleware(BodyLimit),
                                                Middleware(LanguageMiddleware)])
     app.state.settings = settings
     app.state.engine = engine or make_engine(settings.database_url)

@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     # Raw readings older than this are dropped (the load curve, daily frozen registers and relay
     # changes they were rolled up into stay); 0 keeps them all.
     reading_retention_days: int = 7
+    # /metrics answers only these client addresses (comma-separated IPs or CIDR networks):
+    # the monitoring host's; others get 404. Behind a proxy, the proxy's address is the client.
+    metrics_allow: str = "127.0.0.1,::1"
     console_idle_minutes: int = 30  # a console session ends after this long without a request
     full_check_s: float = 60.0  # unchanged readings are judged again (policy, notices) this often
     modbus_timeout_s: float = 1.0

@@ -148,6 +148,14 @@ def serve_processes(settings, processes: int, announce=None) -> int:
     # Bound, not listening: the port is held (and, if 0, chosen) here, before any fork.
     held = tcp_listener(settings.web_host, settings.web_port, reuse_port=True, listen=False)
     port = held.getsockname()[1]
+    # Every process counts its metrics into files here and /metrics adds them up (app/metrics.py):
+    # set before any process imports prometheus_client, emptied of a previous run's files.
+    metrics_dir = settings.var_dir / "metrics"
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        metrics_dir.mkdir(parents=True, exist_ok=True)
+        for old in metrics_dir.glob("*.db"):
+            old.unlink()
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     # Each process says on this pipe when it serves; `announce` comes once all of them do, so
     # that the first connections are spread over every process.
     ready_r, ready_w = os.pipe()

@@ -17,6 +17,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 from sqlalchemy.engine import Engine
 
+from app import metrics
 from app.db import utcnow
 from app.settings import Settings
 from meters import store
@@ -118,6 +119,7 @@ class GatewayLoop:
                 await self.poll_round()
                 self.rounds += 1
                 self.last_round_s = loop.time() - started
+                metrics.POLL_ROUND_SECONDS.labels(self.spec.name).observe(self.last_round_s)
                 next_poll = started + self.settings.poll_interval_s
             timeout = max(0.0, min(next_poll - loop.time(), self.settings.sweep_interval_s))
             try:

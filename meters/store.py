@@ -19,6 +19,7 @@ from app.billing.pricing import period_deltas
 from app.billing.services import cut_if_exhausted, post_consumption
 from app.commands.models import (CUT, DONE, EXPIRED, PENDING, READ, RESTORE, Command,
                                  CommandAttempt)
+from app import metrics
 from app.db import driver_executemany, transaction, utcnow
 from app.tariffs import TariffError
 from app.ledger.services import balances_fen, kept_balances, lock_balances
@@ -112,39 +113,64 @@ def record_attempt(engine: Engine, command_id: int, result: AttemptResult) -> st
     """Store one attempt's evidence and move the command on; returns the command's new state.
 
     Only `confirmed` (the relay read back in the wanted state) completes a command. Anything
-    else schedules a retry with exponential back-off, until the command's expiry.
-    """
+    else schedules a retry with exponential back-off, until the command's expiry. A command
+    the meter confirms is done whatever the clock: a confirmation of a command that the expiry
+    sweep expired meanwhile (its last attempt raced it) makes it done, and closes the expiry's
+    anomaly. Counted in the metrics once committed."""
     with transaction(engine) as s:
         command = s.get(Command, command_id, with_for_update=True)
-        s.add(CommandAttempt(command_id=command_id, started_at=result.started_at,
-                             finished_at=result.finished_at, outcome=result.outcome,
-                             exception_code=result.exception_code,
-                             relay_open=result.relay_open, detail=result.detail[:500]))
-        if command.state != PENDING:  # cancelled meanwhile: keep the evidence only
-            return command.state
-        command.attempts += 1
-        meter = s.get(Meter, command.meter_id)
-        if result.relay_open is not None:
-            if result.relay_open != meter.relay_open:
-                s.add(RelayChange(meter_id=meter.id, at=result.finished_at,
-                                  relay_open=result.relay_open, source=COMMAND))
-            meter.relay_open = result.relay_open
-            meter.relay_read_at = result.finished_at
-            s.add(meter)
-        now = result.finished_at
-        if result.outcome == CONFIRMED:
-            command.state = DONE
-            command.completed_at = now
-            if meter.account_id is not None and command.action != READ:
-                kind = POWER_CUT if command.action == CUT else POWER_RESTORED
-                s.add(Notice(account_id=meter.account_id, kind=kind))
-        elif now >= command.expires_at:
-            _expire(s, command, now, f"last attempt: {result.outcome} {result.detail}")
-        else:
-            backoff = min(MAX_BACKOFF_S, 0.5 * 2 ** min(command.attempts - 1, 10))
-            command.next_attempt_at = min(now + dt.timedelta(seconds=backoff), command.expires_at)
+        ended = _record_attempt(s, command, result)
+        action, queued_at = command.action, command.created_at
+        state = command.state
+    metrics.ATTEMPTS.labels(action, result.outcome).inc()
+    if ended:
+        metrics.COMMANDS.labels(action, state).inc()
+        if action == RESTORE and state == DONE:
+            metrics.RESTORE_SECONDS.observe(
+                max(0.0, (result.finished_at - queued_at).total_seconds()))
+    return state
+
+
+def _record_attempt(s, command: Command, result: AttemptResult) -> bool:
+    """The attempt's evidence and the command's next state; True when this attempt ended it."""
+    s.add(CommandAttempt(command_id=command.id, started_at=result.started_at,
+                         finished_at=result.finished_at, outcome=result.outcome,
+                         exception_code=result.exception_code,
+                         relay_open=result.relay_open, detail=result.detail[:500]))
+    late = command.state == EXPIRED and result.outcome == CONFIRMED
+    if command.state != PENDING and not late:  # cancelled or done meanwhile: evidence only
+        return False
+    command.attempts += 1
+    meter = s.get(Meter, command.meter_id)
+    if result.relay_open is not None:
+        if result.relay_open != meter.relay_open:
+            s.add(RelayChange(meter_id=meter.id, at=result.finished_at,
+                              relay_open=result.relay_open, source=COMMAND))
+        meter.relay_open = result.relay_open
+        meter.relay_read_at = result.finished_at
+        s.add(meter)
+    now = result.finished_at
+    if result.outcome == CONFIRMED:
+        command.state = DONE
+        command.completed_at = now
+        if meter.account_id is not None and command.action != READ:
+            kind = POWER_CUT if command.action == CUT else POWER_RESTORED
+            s.add(Notice(account_id=meter.account_id, kind=kind))
+        if late:  # the expiry's anomaly was wrong: the meter did it
+            s.execute(update(Anomaly).where(Anomaly.command_id == command.id,
+                                            Anomaly.kind == COMMAND_EXPIRED,
+                                            Anomaly.resolved_at.is_(None))
+                      .values(resolved_at=now,
+                              resolution="confirmed by read-back at its last attempt"))
+    elif now >= command.expires_at:
+        _expire(s, command, now, f"last attempt: {result.outcome} {result.detail}")
+    else:
+        backoff = min(MAX_BACKOFF_S, 0.5 * 2 ** min(command.attempts - 1, 10))
+        command.next_attempt_at = min(now + dt.timedelta(seconds=backoff), command.expires_at)
         s.add(command)
-        return command.state
+        return False
+    s.add(command)
+    return True
 
 
 @dataclass(frozen=True)
@@ -166,6 +192,7 @@ def record_readings(engine: Engine, results: list[ReadingResult]) -> None:
         return
     with transaction(engine) as s:
         _record_readings(s, results)
+    metrics.READINGS.inc(len(results))
 
 
 def record_poll(engine: Engine, results: list[ReadingResult], touched: list[int],
@@ -180,6 +207,7 @@ def record_poll(engine: Engine, results: list[ReadingResult], touched: list[int]
             _touch(s, touched, touched_at)
         if results:
             _record_readings(s, results)
+    metrics.READINGS.inc(len(results) + len(touched))
 
 
 def _record_readings(s, results: list[ReadingResult]) -> None:

@@ -26,9 +26,11 @@ from typing import Any
 from sqlalchemy.engine import Engine
 from starlette.concurrency import run_in_threadpool
 
+from app import metrics
 from app.db import transaction
 from app.orders.refunds import settle_refund_notice
-from app.orders.services import REFUND_NOTICE, Refused, confirm_many, our_ids, record_refused
+from app.orders.services import (CREDITED, REFUND_NOTICE, Refused, confirm_many, our_ids,
+                                 record_refused)
 from payments.base import Notification, NotificationRejected
 
 log = logging.getLogger(__name__)
@@ -136,6 +138,8 @@ def handle_batch(engine: Engine, batch: list[Arrived]) -> list[bool | Exception]
             refusals[i] = result
         else:  # logged once committed
             log.info("%s notify %s: %s", batch[i].channel, notification.out_trade_no, result)
+            if result == CREDITED:
+                metrics.CREDITS.labels(batch[i].channel).inc()
             outcomes[i] = True
     if refusals:
         for i, (channel, reason, detail, _, _) in refusals.items():

@@ -10,6 +10,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.requests import Request
 from starlette.responses import Response
 
+from app import metrics
 from app.orders.desk import NotifyDesk
 
 log = logging.getLogger(__name__)
@@ -58,5 +59,7 @@ async def _notify(request: Request, channel: str) -> Response:
     except SQLAlchemyError as exc:  # the database is down or refused: the provider must retry
         log.warning("%s notification not handled, the database failed: %s", channel,
                     str(exc).splitlines()[0][:200])
+        metrics.NOTIFICATIONS.labels(channel, "error").inc()
         return _reply(provider.failure())
+    metrics.NOTIFICATIONS.labels(channel, "accepted" if accepted else "refused").inc()
     return _reply(provider.ack() if accepted else provider.failure())
