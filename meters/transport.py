@@ -26,6 +26,21 @@ from meters.codec import MeterSnapshot
 log = logging.getLogger(__name__)
 
 
+class _PymodbusToDebug(logging.Filter):
+    """pymodbus logs a frame dump at ERROR on every timeout (90 % of a flaky bus's log): its
+    records are kept at DEBUG, shown only where the `pymodbus` logger is set to DEBUG; our own
+    WARNING line says what failed (`GatewayClient._fail`)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno > logging.DEBUG:
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+
+
+for _name in ("pymodbus", "pymodbus.logging"):  # the latter: pymodbus' `Log` class
+    logging.getLogger(_name).addFilter(_PymodbusToDebug())
+
+
 class _ReadRegistersResponse(ReadHoldingRegistersResponse):
     """pymodbus's FC03 response with a decode of one C call instead of one `struct.unpack` per
     register (a 51-register poll answer: about 12 µs less per read). Registered per client with
@@ -312,16 +327,13 @@ class GatewayClient:
             self._succeeded(unit_id)
         return response
 
-    # -- logging: first failure at ERROR, repeats at DEBUG ----------------------------------
+    # -- logging: one WARNING line per failed transaction (pymodbus' own dumps at DEBUG) -------
 
     def _fail(self, error: MeterError) -> NoReturn:
-        """Log (ERROR the first time for this meter, or this gateway if unreachable) and raise."""
+        """Log the failed transaction in one line (gateway, unit, what failed) and raise."""
         key = None if error.kind == CONNECTION else error.unit_id
-        if key in self._failing:
-            log.debug("%s", error)
-        else:
-            self._failing.add(key)
-            log.error("%s", error)
+        self._failing.add(key)
+        log.warning("%s", error)
         raise error
 
     def _succeeded(self, key: int | None) -> None:

@@ -573,3 +573,29 @@ def test_register_events_wait_for_fault_delay():
         assert not sim.gateways[0].running
 
     asyncio.run(scenario())
+
+
+def test_a_timeout_is_one_warning_line_and_no_pymodbus_dump(caplog):
+    """Issue 18, defect 6: pymodbus' frame dumps stay at DEBUG (unseen unless its logger is set
+    to DEBUG); each failed transaction is one WARNING line with the gateway, unit and what
+    failed."""
+    import logging
+
+    async def main() -> None:
+        async with Simulator([[1]]) as sim:
+            sim.gateways[0].silent = True
+            client = GatewayClient("127.0.0.1", sim.gateways[0].port, timeout=0.2)
+            try:
+                for _ in range(2):
+                    with pytest.raises(MeterError):
+                        await client.read_snapshot(1)
+            finally:
+                await client.close()
+
+    with caplog.at_level(logging.INFO):
+        asyncio.run(main())
+    assert [r for r in caplog.records if r.name.startswith("pymodbus")] == []
+    ours = [r for r in caplog.records if r.name == "meters.transport"]
+    assert [r.levelname for r in ours] == ["WARNING", "WARNING"]
+    line = ours[0].getMessage()  # gateway, unit, what failed
+    assert line.startswith("meter 1 @ 127.0.0.1:") and "no response [read_snapshot" in line

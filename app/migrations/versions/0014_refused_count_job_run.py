@@ -56,9 +56,10 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table('job_run')
-    with op.batch_alter_table('estate', schema=None) as batch_op:
-        batch_op.drop_column('message_end')
-        batch_op.drop_column('message_start')
+    # dropped in place (SQLite ≥ 3.35 has DROP COLUMN): a batch rebuild of `estate` would
+    # fail on the rows that refer to it
+    op.drop_column('estate', 'message_end')
+    op.drop_column('estate', 'message_start')
     op.drop_index('ix_pay_order_status_paid_at', table_name='pay_order')
     op.drop_index('ix_refused_notification_channel_reason_received_at',
                   table_name='refused_notification')
