@@ -9,6 +9,7 @@ import pytest
 
 from app.cli import _single_worker_lock, main as feikong
 from app.settings import get_settings
+from tests.conftest import USE_POSTGRES
 
 
 @pytest.fixture
@@ -24,7 +25,11 @@ def held(settings):
         del _single_worker_lock.handle
 
 
-@pytest.mark.parametrize("command", ["demo", "run", "worker"])
+@pytest.mark.parametrize("command", [
+    "demo",  # always on SQLite: the lock whatever the settings say
+    pytest.param("run", marks=pytest.mark.skipif(USE_POSTGRES, reason="SQLite's rule")),
+    pytest.param("worker", marks=pytest.mark.skipif(USE_POSTGRES, reason="SQLite's rule")),
+])
 def test_a_second_worker_does_not_start(held, command, capsys):
     assert feikong([command]) == 1
     assert "one worker is the rule" in capsys.readouterr().err
