@@ -37,15 +37,15 @@ def renew_leases(engine: Engine, worker_id: str, ttl_s: float,
     until = now + dt.timedelta(seconds=ttl_s)
     live = (Gateway.lease_expires_at.is_not(None)) & (Gateway.lease_expires_at > now)
     with transaction(engine) as s:
-        if engine.dialect.name == "sqlite":
-            s.execute(update(Gateway).values(leased_by=worker_id, lease_expires_at=until))
-            return set(s.exec(select(Gateway.id)).all())
-        beat = s.get(WorkerHeartbeat, worker_id)
+        beat = s.get(WorkerHeartbeat, worker_id)  # /readyz reads it: a worker is alive
         s.add(WorkerHeartbeat(worker_id=worker_id, seen_at=now) if beat is None else beat)
         if beat is not None:
             beat.seen_at = now
         stale = now - dt.timedelta(seconds=ttl_s)
         s.execute(delete(WorkerHeartbeat).where(WorkerHeartbeat.seen_at < stale))
+        if engine.dialect.name == "sqlite":  # one worker: every gateway is its
+            s.execute(update(Gateway).values(leased_by=worker_id, lease_expires_at=until))
+            return set(s.exec(select(Gateway.id)).all())
         s.flush()
         workers = len(s.exec(select(WorkerHeartbeat.worker_id)).all())
         total = len(s.exec(select(Gateway.id)).all())

@@ -63,3 +63,20 @@ def test_not_ready_before_any_worker_or_job_ran(client):
     checks = client.get("/readyz").json()["checks"]
     assert not checks["worker"]["ok"] and checks["worker"]["age_s"] is None
     assert not checks[ORDER_JOBS]["ok"] and not checks[BILLING_JOBS]["ok"]
+
+
+def test_a_running_worker_makes_its_heartbeat_on_sqlite_too(stack, engine):
+    """`feikong run` and the demo (SQLite, one worker) showed no heartbeat: /readyz said the
+    worker was missing while it polled."""
+    from tests.conftest import wait_until
+
+    stack.start_sim([[1]])
+    stack.household(1, balance_fen=1000)
+    stack.start_worker()
+    wait_until(lambda: _beat(engine) is not None, timeout=10,
+               message="the worker wrote no heartbeat")
+
+
+def _beat(engine):
+    with transaction(engine, read_only=True) as s:
+        return s.execute(sa.select(sa.func.max(WorkerHeartbeat.seen_at))).scalar()
