@@ -141,8 +141,8 @@ def test_serve_in_two_processes_will_not_share_a_port_someone_listens_on(setting
 def test_a_killed_web_process_is_replaced_and_the_jobs_go_on(engine, settings, cut_account,
                                                              tmp_path):
     """SIGKILL each child of `serve --processes 2` in turn (the first runs the order jobs): the
-    supervisor says why and starts another within seconds, the port keeps answering, and a
-    payment whose notification never came is still found by query and credited."""
+    supervisor says why and starts another within seconds, the port keeps answering, and an
+    order whose notification never came is still queried at its provider by the jobs."""
     port = free_ports(1)
     env = dict(os.environ, FEIKONG_DATABASE_URL=settings.database_url,
                FEIKONG_VAR_DIR=str(tmp_path), FEIKONG_WEB_PORT=str(port),
@@ -165,10 +165,11 @@ def test_a_killed_web_process_is_replaced_and_the_jobs_go_on(engine, settings, c
     try:
         wait_until(lambda: "serving on" in log_path.read_text(), timeout=30,
                    message=lambda: f"serve did not start: {log_path.read_text()[-2000:]}")
-        for turn in range(2):
+        original = children()
+        assert len(original) == 2
+        for turn in range(2):  # each of the first two children once (one runs the jobs)
             before = children()
-            assert len(before) == 2
-            os.kill(int(before[turn]), signal.SIGKILL)
+            os.kill(int(original[turn]), signal.SIGKILL)
             assert answers()  # the other child serves meanwhile
             wait_until(lambda: len(children()) == 2 and children() != before, timeout=10,
                        message=lambda: f"not replaced: {log_path.read_text()[-2000:]}")
@@ -179,7 +180,10 @@ def test_a_killed_web_process_is_replaced_and_the_jobs_go_on(engine, settings, c
         with transaction(engine) as s:  # the resident paid three minutes ago
             s.execute(update(Order).where(Order.out_trade_no == no)
                       .values(created_at=utcnow() - dt.timedelta(minutes=3)))
-        wait_until(lambda: order_of(engine, no).status == PAID, timeout=20,
+        # queried at the provider by the jobs' process, whichever it is now (the sandbox's
+        # cashier lives in the memory of the process that served it, so the answer may be
+        # "not paid": that the order was asked about is what shows the jobs go on)
+        wait_until(lambda: order_of(engine, no).queried_at is not None, timeout=20,
                    message=lambda: f"not queried: {log_path.read_text()[-2000:]}")
     finally:
         server.send_signal(signal.SIGTERM)
