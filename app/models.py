@@ -10,17 +10,21 @@ from app.estate.models import (Account, Building, BuildingDay, DailyFrozen, Esta
                                Gateway, Meter, Reading, RelayChange, ShareRun, WorkerHeartbeat)
 from app.jobs.models import JobRun
 from app.ledger.models import AccountBalance, LedgerDay, LedgerEntry
+from app.messages.models import Message
 from app.notices.models import Notice
 from app.orders.models import (Order, ReconcileDifference, ReconcileRun, Refund,
                                RefusedCount, RefusedNotification)
 from app.policy.models import (CutApproval, CutDecision, HolidayArrangement, HolidayDay,
                                ManagerTask)
+from app.resident.models import (AgreementAcceptance, Resident, ResidentAccount,
+                                 SmsCode)
 from app.tariffs.models import StoredTariff, StoredTariffVersion
 
 metadata = SQLModel.metadata
 
 __all__ = [
-    "Account", "AccountBalance", "Anomaly", "AuditEntry", "Building", "BuildingDay", "Command",
+    "Account", "AccountBalance", "AgreementAcceptance", "Message", "Resident",
+    "ResidentAccount", "SmsCode", "Anomaly", "AuditEntry", "Building", "BuildingDay", "Command",
     "CommandAttempt", "CutApproval", "CutDecision", "DailyFrozen", "Estate", "FrozenDay",
     "Gateway", "HolidayArrangement", "HolidayDay", "JobRun", "LedgerDay", "LedgerEntry", "Manager",
     "ManagerBuilding", "ManagerSession", "ManagerTask", "Meter", "Notice", "Order",

@@ -31,6 +31,9 @@ class Estate(SQLModel, table=True):
     # confirmations (payment, restore) at once (app/notices, the messages of issue 15).
     message_start: str = "08:00"
     message_end: str = "21:00"
+    # How WeChat messages reach followers: "template" (模板消息) or "subscribe" (订阅通知, granted
+    # by the resident on our page with the wx-open-subscribe button).
+    wechat_messages: str = "template"
 
 
 class Building(SQLModel, table=True):
