@@ -26,6 +26,8 @@ from app.estate.models import Account
 from app.ledger.models import EMERGENCY_CREDIT, LedgerEntry
 from app.ledger.services import funds, post_entry
 from app.money import fen_to_yuan_str
+from app.notices.models import EMERGENCY_CREDIT as EMERGENCY_NOTICE
+from app.notices.models import Notice
 from app.tariffs import CHINA_TZ
 
 
@@ -70,6 +72,8 @@ def take_emergency_credit(session: Session, account: Account,
                             f"repaid from the next top-up")
     if entry is None:
         raise EmergencyCreditRefused(f"应急用电 was taken already in {month}")
+    session.add(Notice(account_id=account.id, kind=EMERGENCY_NOTICE,
+                       amount_fen=account.emergency_credit_fen, created_at=now or utcnow()))
     for meter in meters_of(session, account.id):
         if meter.relay_open is not False:
             queue_restore(session, meter, f"emergency credit {month}")

@@ -14,6 +14,7 @@ POWER_CUT = "power_cut"
 LOW_BALANCE = "low_balance"  # below the account's threshold
 LESS_THAN_A_DAY = "less_than_a_day"  # one more day at the recent daily rate would exceed it
 BALANCE_EXHAUSTED = "balance_exhausted"  # below the cut line: the notice a cut must wait for
+EMERGENCY_CREDIT = "emergency_credit"  # 应急用电 taken: amount_fen is the advance
 
 
 class Notice(SQLModel, table=True):
