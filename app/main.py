@@ -34,7 +34,7 @@ from app.settings import ROOT, Settings, get_settings, use_settings
 from app.web import health
 from app.web.limits import BodyLimit
 from app.web.metrics import RequestTimer, metrics_view
-from app.web.templating import make_templates
+from app.web.templating import make_templates, without_lang
 from payments.wechat_oauth_standin import make_oauth_app
 from payments.wechat_standin import make_wechat_api_app
 
@@ -42,8 +42,10 @@ LANG_COOKIE = "lang"
 
 
 class LanguageMiddleware:
-    """?lang=en|zh switches and remembers the language (a cookie); zh-CN otherwise. Plain ASGI:
-    no task and no stream per request (BaseHTTPMiddleware costs both, on every notification)."""
+    """?lang=en|zh switches and remembers the language (a cookie); zh-CN otherwise. The `lang`
+    item is taken out of the query the views see (a signed cashier query stays as signed; the
+    page's switch link, `language_url`, puts it back). Plain ASGI: no task and no stream per
+    request (BaseHTTPMiddleware costs both, on every notification)."""
 
     def __init__(self, app):
         self.app = app
@@ -56,6 +58,9 @@ class LanguageMiddleware:
         asked = connection.query_params.get("lang") if scope.get("query_string") else None
         language = i18n.pick_language(asked, connection.cookies.get(LANG_COOKIE))
         token = i18n.current_language.set(language)
+        if asked is not None or b"lang=" in scope.get("query_string", b""):
+            scope = dict(scope, query_string=without_lang(
+                scope["query_string"].decode("latin-1")).encode("latin-1"))
         if asked in i18n.LANGUAGES:
             cookie = Response()
             cookie.set_cookie(LANG_COOKIE, asked, max_age=365 * 86400, samesite="lax")
