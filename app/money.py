@@ -7,6 +7,8 @@ integer number of watt-hours, and posted amounts are integer fen.
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 PRICE_PLACES = Decimal("0.0001")
@@ -53,9 +55,23 @@ def post_increment(exact_total_before: Decimal, exact_amount: Decimal) -> int:
     return to_fen(exact_total_before + exact_amount) - to_fen(exact_total_before)
 
 
+# What a person types as an amount or a price: ASCII digits with an optional decimal part.
+# Decimal() alone also takes "1e2", "1_000", "NaN" and other scripts' digits ("١٠٠").
+_PLAIN_DECIMAL = re.compile(r"[0-9]+(\.[0-9]*)?|\.[0-9]+")
+
+
 def _non_negative_decimal(text: str | Decimal, what: str) -> Decimal:
+    if isinstance(text, Decimal):
+        raw = str(text)
+    else:
+        # NFKC folds full-width digits and point (１００．５, a Chinese keyboard's) to ASCII
+        raw = unicodedata.normalize("NFKC", str(text)).strip()
+        if raw.startswith("-") and _PLAIN_DECIMAL.fullmatch(raw[1:]):
+            raise ValueError(f"{what} must be zero or more: {text!r}")
+        if not _PLAIN_DECIMAL.fullmatch(raw):
+            raise ValueError(f"{what} is not a number: {text!r}")
     try:
-        value = Decimal(str(text).strip())
+        value = Decimal(raw)
     except InvalidOperation as exc:
         raise ValueError(f"{what} is not a number: {text!r}") from exc
     if not value.is_finite() or value < 0:

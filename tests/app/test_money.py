@@ -63,3 +63,22 @@ def test_parse_price(text, ok):
     else:
         with pytest.raises(ValueError):
             parse_price(text)
+
+
+@pytest.mark.parametrize("typed", ["1e2", "١٠٠", "1_000", "NaN", "Infinity", "0x10", "", "５e2",
+                                   "+5", "5,00", "¥5"])
+def test_an_amount_is_plain_digits_only(typed):
+    with pytest.raises(ValueError, match="not a number"):
+        yuan_str_to_fen(typed)
+
+
+@pytest.mark.parametrize("typed", ["-5", "-0.01", "－5"])
+def test_a_negative_amount_is_refused_as_negative(typed):
+    with pytest.raises(ValueError, match="zero or more"):
+        yuan_str_to_fen(typed)
+
+
+@pytest.mark.parametrize("typed,fen", [("１００", 10000), ("１００．５", 10050), (" 35.50 ", 3550),
+                                       (".5", 50), ("50.", 5000)])
+def test_a_chinese_keyboards_full_width_digits_are_accepted(typed, fen):
+    assert yuan_str_to_fen(typed) == fen
