@@ -31,7 +31,7 @@ from app.resident import views as resident
 from app.sandbox import views as sandbox
 from app.sandbox.delivery import SandboxNotifier
 from app.settings import ROOT, Settings, get_settings, use_settings
-from app.web import health
+from app.web import errors, health
 from app.web.limits import BodyLimit
 from app.web.metrics import RequestTimer, metrics_view
 from app.web.templating import make_templates, without_lang
@@ -120,7 +120,9 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         routes.append(Mount(WECHAT_OAUTH_STANDIN_PATH,
                             app=make_oauth_app(providers.wechat_oauth_standin)))
     app = Starlette(routes=routes, middleware=[Middleware(RequestTimer), Middleware(BodyLimit),
-                                               Middleware(LanguageMiddleware)])
+                                               Middleware(LanguageMiddleware)],
+                    exception_handlers={404: errors.http_error, 405: errors.http_error,
+                                        500: errors.server_error})
     app.state.settings = settings
     app.state.engine = engine or make_engine(settings.database_url)
     app.state.templates = make_templates()
