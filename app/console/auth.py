@@ -6,7 +6,8 @@ so that every `serve --processes` child sees the same count).
 Compared before choosing: Starlette's SessionMiddleware (a signed cookie holding the session)
 cannot be revoked or expired server-side, which the console must; `limits`' own storages
 (memory, Redis, Memcached, MongoDB) are per process or need a server this deployment does not
-have, so `DatabaseStorage` implements its storage interface on our database.
+have, so `DatabaseStorage` (app/web/ratelimit.py, shared with the residents' limits) implements
+its storage interface on our database.
 """
 
 from __future__ import annotations
@@ -14,22 +15,18 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import secrets
-import time
 from dataclasses import dataclass
 
 import sqlalchemy as sa
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from limits import parse
-from limits.storage import Storage
 from limits.strategies import FixedWindowRateLimiter
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, select
 
-from app.console.models import (BUILDING_MANAGER, Manager, ManagerBuilding, ManagerSession,
-                                RateCounter)
+from app.console.models import BUILDING_MANAGER, Manager, ManagerBuilding, ManagerSession
 from app.db import transaction, utcnow
+from app.web.ratelimit import DatabaseStorage
 
 COOKIE = "feikong_manage"
 SEEN_EVERY = dt.timedelta(minutes=1)  # last_seen_at is written at most this often
@@ -131,55 +128,6 @@ def revoke(session: Session, *, token_sha256: str | None = None,
 
 
 # --- the login rate limit ------------------------------------------------------------------------
-
-class DatabaseStorage(Storage):
-    """`limits`' storage interface (fixed windows) on our database: one row per key
-    (`rate_counter`), moved by one upsert, so every process counts the same."""
-
-    STORAGE_SCHEME = ["feikong-db"]
-
-    def __init__(self, engine) -> None:
-        super().__init__()
-        self.engine = engine
-
-    @property
-    def base_exceptions(self):
-        return sa.exc.SQLAlchemyError
-
-    def incr(self, key: str, expiry: float, amount: int = 1) -> int:
-        now = time.time()
-        table = RateCounter.__table__
-        insert = (pg_insert if self.engine.dialect.name == "postgresql" else sqlite_insert)(table)
-        expired = table.c.expires_at <= now
-        statement = insert.values(key=key, count=amount, expires_at=now + expiry) \
-            .on_conflict_do_update(index_elements=["key"], set_={
-                "count": sa.case((expired, amount), else_=table.c.count + amount),
-                "expires_at": sa.case((expired, now + expiry), else_=table.c.expires_at)}) \
-            .returning(table.c.count)
-        with transaction(self.engine) as s:
-            return int(s.execute(statement).scalar())
-
-    def get(self, key: str) -> int:
-        with transaction(self.engine, read_only=True) as s:
-            row = s.get(RateCounter, key)
-        return row.count if row is not None and row.expires_at > time.time() else 0
-
-    def get_expiry(self, key: str) -> float:
-        with transaction(self.engine, read_only=True) as s:
-            row = s.get(RateCounter, key)
-        return row.expires_at if row is not None else time.time()
-
-    def check(self) -> bool:
-        return True
-
-    def reset(self) -> int | None:
-        with transaction(self.engine) as s:
-            return s.execute(sa.delete(RateCounter)).rowcount
-
-    def clear(self, key: str) -> None:
-        with transaction(self.engine) as s:
-            s.execute(sa.delete(RateCounter).where(RateCounter.key == key))
-
 
 class LoginLimiter:
     """Failed logins counted per name and per client address; a login is refused, unchecked,

@@ -82,7 +82,7 @@ class AuditEntry(SQLModel, table=True):
 
 class RateCounter(SQLModel, table=True):
     """A fixed-window counter of the `limits` library, kept in the database so that every web
-    process sees the same count (app/console/auth.py: DatabaseStorage)."""
+    process sees the same count (app/web/ratelimit.py: DatabaseStorage)."""
 
     __tablename__ = "rate_counter"
 
