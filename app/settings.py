@@ -39,6 +39,14 @@ class Settings(BaseSettings):
     # the monitoring host's; others get 404. Behind a proxy, the proxy's address is the client.
     metrics_allow: str = "127.0.0.1,::1"
     console_idle_minutes: int = 30  # a console session ends after this long without a request
+    # The reverse proxies in front of us (comma-separated IPs or CIDR networks; default none):
+    # only a request from one of them has its X-Forwarded-For believed for the client's address
+    # (rate limits, records). Without it, the peer's address is the client's.
+    trusted_proxies: str = ""
+    # The prepaid agreement (预付费协议) residents accept: a text file with a `version:` in its
+    # front matter (or `-v<version>` in its name). Empty: the one shipped in
+    # app/resident/agreement/. A new version is accepted again by every resident.
+    agreement_file: Path | None = None
     full_check_s: float = 60.0  # unchanged readings are judged again (policy, notices) this often
     modbus_timeout_s: float = 1.0
     confirm_timeout_s: float = 5.0
@@ -77,6 +85,38 @@ class Settings(BaseSettings):
     wechat_appsecret_file: Path | None = None
     wechat_oauth_authorize_url: str = "https://open.weixin.qq.com/connect/"  # …oauth2/authorize
     wechat_oauth_api_url: str = "https://api.weixin.qq.com/"  # …sns/oauth2/access_token
+    # WeChat messages to followers of the official account (messaging/wechat.py) use the same
+    # appid and appsecret, at wechat_oauth_api_url + "cgi-bin/". Template ids: the template
+    # messages' (模板消息) and the subscription notices' (订阅通知) of the account; the defaults
+    # are the sandbox's.
+    wechat_template_low_balance: str = "sandbox-tpl-low-balance"
+    wechat_template_exhausted: str = "sandbox-tpl-exhausted"
+    wechat_template_cut: str = "sandbox-tpl-cut"
+    wechat_template_restored: str = "sandbox-tpl-restored"
+    wechat_template_payment: str = "sandbox-tpl-payment"
+    wechat_subscribe_low_balance: str = "sandbox-sub-low-balance"
+    wechat_subscribe_exhausted: str = "sandbox-sub-exhausted"
+    wechat_subscribe_cut: str = "sandbox-sub-cut"
+    wechat_subscribe_restored: str = "sandbox-sub-restored"
+    wechat_subscribe_payment: str = "sandbox-sub-payment"
+
+    # SMS through Tencent Cloud SMS (messaging/sms.py). Empty secret id: no SMS, except in the
+    # sandbox (no merchant keys), where a local stand-in plays Tencent with local keys. The
+    # SecretKey as the value or as a file holding it (one of the two). Template ids are the
+    # approved templates of sms_sdk_app_id; the defaults are the sandbox's.
+    sms_secret_id: str = ""
+    sms_secret_key: str = ""
+    sms_secret_key_file: Path | None = None
+    sms_sdk_app_id: str = ""  # 短信 SdkAppId, "1400…"
+    sms_sign_name: str = ""  # the approved signature (签名), e.g. the property company's name
+    sms_endpoint: str = "https://sms.tencentcloudapi.com"
+    sms_region: str = "ap-guangzhou"
+    sms_template_code: str = "2000001"  # verification code: {1} the code, {2} minutes
+    sms_template_low_balance: str = "2000002"
+    sms_template_exhausted: str = "2000003"
+    sms_template_cut: str = "2000004"
+    sms_template_restored: str = "2000005"
+    sms_template_payment: str = "2000006"
 
     @property
     def sandbox(self) -> bool:
@@ -95,6 +135,15 @@ class Settings(BaseSettings):
         if self.wechat_appsecret_file:
             return self.wechat_appsecret_file.read_text().strip()
         return self.wechat_appsecret.strip()
+
+    def sms_secret_key_value(self) -> str:
+        """Tencent Cloud's SecretKey for SMS, from the setting or its file ("" when neither).
+        Raises ValueError if both are set."""
+        if self.sms_secret_key and self.sms_secret_key_file:
+            raise ValueError("set FEIKONG_SMS_SECRET_KEY or FEIKONG_SMS_SECRET_KEY_FILE, not both")
+        if self.sms_secret_key_file:
+            return self.sms_secret_key_file.read_text().strip()
+        return self.sms_secret_key.strip()
 
     @property
     def base_url(self) -> str:
