@@ -8,10 +8,10 @@ from starlette.middleware import Middleware
 from starlette.requests import HTTPConnection
 from starlette.responses import Response
 from starlette.routing import Mount, Route
-from starlette.staticfiles import StaticFiles
 
 from app import i18n
 from app.db import make_engine
+from app.logs import RequestIds
 from app.orders.providers import (
     ALIPAY_NOTIFY_PATH,
     SANDBOX_ALIPAY_BILL_PATH,
@@ -30,10 +30,11 @@ from app.orders.views import alipay_notify, wechat_notify
 from app.resident import views as resident
 from app.sandbox import views as sandbox
 from app.sandbox.delivery import SandboxNotifier
-from app.settings import ROOT, Settings, get_settings, use_settings
+from app.settings import Settings, get_settings, use_settings
 from app.web import errors, health
 from app.web.limits import BodyLimit
 from app.web.metrics import RequestTimer, metrics_view
+from app.web.static import PageGZip, VersionedStaticFiles, favicon
 from app.web.templating import make_templates, without_lang
 from payments.wechat_oauth_standin import make_oauth_app
 from payments.wechat_standin import make_wechat_api_app
@@ -111,7 +112,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         Route("/healthz", health.healthz, name="healthz"),
         Route("/readyz", health.readyz, name="readyz"),
         Route("/metrics", metrics_view, name="metrics"),
-        Mount("/static", StaticFiles(directory=str(ROOT / "static")), name="static"),
+        Mount("/static", VersionedStaticFiles(), name="static"),
+        Route("/favicon.ico", favicon, name="favicon"),
     ]
     if providers.wechat_standin is not None:  # WeChat's API, played for our own provider
         routes.append(Mount(WECHAT_STANDIN_PATH, app=make_wechat_api_app(
@@ -119,8 +121,9 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     if providers.wechat_oauth_standin is not None:  # WeChat's web OAuth, played
         routes.append(Mount(WECHAT_OAUTH_STANDIN_PATH,
                             app=make_oauth_app(providers.wechat_oauth_standin)))
-    app = Starlette(routes=routes, middleware=[Middleware(RequestTimer), Middleware(BodyLimit),
-                                               Middleware(LanguageMiddleware)],
+    app = Starlette(routes=routes, middleware=[Middleware(RequestIds), Middleware(RequestTimer),
+                                               Middleware(BodyLimit),
+                                               Middleware(PageGZip), Middleware(LanguageMiddleware)],
                     exception_handlers={404: errors.http_error, 405: errors.http_error,
                                         500: errors.server_error})
     app.state.settings = settings

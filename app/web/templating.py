@@ -14,6 +14,7 @@ from app import i18n
 from app.money import fen_to_yuan_str
 from app.privacy import mask_name, mask_phone
 from app.settings import ROOT
+from app.web.static import static_url
 
 LOCAL_TZ = ZoneInfo("Asia/Shanghai")
 
@@ -82,4 +83,5 @@ def make_templates() -> Jinja2Templates:
                        mask_phone=mask_phone)
     env.globals["current_language"] = i18n.current_language.get
     env.globals["language_url"] = language_url
+    env.globals["static_url"] = static_url
     return templates
