@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
 
 from app.settings import get_settings
@@ -445,8 +444,11 @@ def cmd_demo(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    from app.logs import configure as configure_logs
+
+    words = sys.argv[1:] if argv is None else argv
+    # JSON lines in production (FEIKONG_LOG_FORMAT); the demo is read by a person
+    configure_logs("console" if words[:1] == ["demo"] else None)
     parser = argparse.ArgumentParser(prog="feikong", description="Feikong prepaid electricity")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("demo", help="web, worker and a simulated estate together, on SQLite")

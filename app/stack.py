@@ -20,8 +20,9 @@ log = logging.getLogger(__name__)
 
 def make_web_server(app, host: str, port: int) -> uvicorn.Server:
     """A uvicorn server for `app` that leaves signals to its caller; run it with `.serve()`."""
+    # log_config=None: uvicorn's records go to the root handler (app/logs.py), structured
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning",
-                                           lifespan="off"))
+                                           lifespan="off", log_config=None))
     server.install_signal_handlers = lambda: None
     return server
 

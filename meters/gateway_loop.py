@@ -17,7 +17,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 from sqlalchemy.engine import Engine
 
-from app import metrics
+from app import logs, metrics
 from app.db import utcnow
 from app.settings import Settings
 from meters import store
@@ -108,6 +108,7 @@ class GatewayLoop:
     # --- the loop ----------------------------------------------------------------------------
 
     async def run(self) -> None:
+        logs.bind(gateway=self.spec.name)  # this task's lines, and the tasks it starts
         loop = asyncio.get_running_loop()
         next_poll = loop.time()
         while True:
@@ -142,7 +143,13 @@ class GatewayLoop:
         """One attempt at a command: write the relay command (unless the relay already reads
         the wanted state), then read the relay until it is in the wanted state or the
         confirmation deadline passes. The attempt is stored by a task of its own; until it is
-        stored the command is not tried again. Returns that task (result: the new state)."""
+        stored the command is not tried again. Returns that task (result: the new state).
+        Every line logged on the way, the storing task's included, carries the command's ids."""
+        with logs.bound(command=command.command_id, meter=command.meter_id,
+                        unit=command.unit_id, action=command.action):
+            return await self._execute(command)
+
+    async def _execute(self, command: DueCommand) -> asyncio.Task:
         if command.is_read:
             return await self.execute_read(command)
         loop = asyncio.get_running_loop()

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextvars
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -76,7 +77,9 @@ class NotifyDesk:
         self.waiting.append(Arrived(channel, provider, headers, body, done))
         if self.running < self.batches_at_once:
             self.running += 1
-            task = asyncio.create_task(self._run())
+            # a context of its own: the desk serves many requests, it must not log with the
+            # ids (app/logs.py) of the one that happened to start it
+            task = asyncio.create_task(self._run(), context=contextvars.Context())
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         return await done
@@ -127,7 +130,8 @@ def handle_batch(engine: Engine, batch: list[Arrived]) -> list[bool | Exception]
     except Exception as exc:  # noqa: BLE001
         if len(verified) == 1:  # alone already: its request fails with it
             log.error("%s notify %s failed", batch[verified[0][0]].channel,
-                      verified[0][1].out_trade_no, exc_info=True)
+                      verified[0][1].out_trade_no, exc_info=True,
+                      extra={"order": verified[0][1].out_trade_no})
             results = [(verified[0][0], verified[0][1], exc)]
         else:
             results = _one_at_a_time(engine, batch, verified)
@@ -137,13 +141,15 @@ def handle_batch(engine: Engine, batch: list[Arrived]) -> list[bool | Exception]
         elif isinstance(result, tuple):
             refusals[i] = result
         else:  # logged once committed
-            log.info("%s notify %s: %s", batch[i].channel, notification.out_trade_no, result)
+            log.info("%s notify %s: %s", batch[i].channel, notification.out_trade_no, result,
+                     extra={"order": notification.out_trade_no})
             if result == CREDITED:
                 metrics.CREDITS.labels(batch[i].channel).inc()
             outcomes[i] = True
     if refusals:
-        for i, (channel, reason, detail, _, _) in refusals.items():
-            log.warning("%s notify refused (%s): %s", channel, reason, detail)
+        for i, (channel, reason, detail, out_trade_no, _) in refusals.items():
+            log.warning("%s notify refused (%s): %s", channel, reason, detail,
+                        extra={"order": out_trade_no} if out_trade_no else None)
         try:
             with transaction(engine) as session:
                 for channel, reason, detail, out_trade_no, payload in refusals.values():
@@ -189,5 +195,5 @@ def _confirm_alone(engine: Engine, batch: list[Arrived], i: int,
             return _confirm_all(session, batch, [(i, notification)])[0][2]
     except Exception as exc:  # noqa: BLE001 - this notification's request fails with it
         log.error("%s notify %s failed", batch[i].channel, notification.out_trade_no,
-                  exc_info=True)
+                  exc_info=True, extra={"order": notification.out_trade_no})
         return exc

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import or_, text, update
 from sqlmodel import select
 
+from app import logs
 from app.db import is_postgres, transaction, utcnow
 from app.orders.models import (CLOSED, PENDING, REFUND_REQUESTED, REFUND_SUBMITTED, Order,
                                Refund)
@@ -94,6 +95,7 @@ def query_pending(engine, providers, *, now: dt.datetime | None = None,
     return outcomes
 
 
+@logs.binding("order", "out_trade_no")
 def query_order(engine, providers, out_trade_no: str, *, now: dt.datetime | None = None) -> str:
     """Ask the order's provider about it; credit it through `confirm_paid` if it was paid.
     Returns CREDITED, "duplicate", NOT_PAID, ERROR or GONE."""
@@ -148,6 +150,7 @@ def close_expired(engine, providers, *, now: dt.datetime | None = None,
     return Counter(close_order(engine, providers, no, now=now) for no in expired)
 
 
+@logs.binding("order", "out_trade_no")
 def close_order(engine, providers, out_trade_no: str, *, now: dt.datetime | None = None) -> str:
     """Query the order one last time (paid: credited, as by `query_order`); otherwise close it
     at the provider, then here: pending → closed. If the provider will not close it (paid

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, update
 from sqlmodel import Session, select
 
+from app import logs
 from app.db import transaction, utcnow
 from app.estate.models import Account
 from app.ledger.models import REFUND
@@ -139,6 +140,7 @@ def _draw_on_orders(session: Session, account_id: int, amount_fen: int,
     return plan
 
 
+@logs.binding("refund", "out_refund_no")
 def submit_refund(engine, providers, settings, out_refund_no: str) -> str:
     """Ask the provider for a recorded refund (again, if need be: the same out_refund_no refunds
     once). Its reply moves requested → submitted; a refusal → failed, with the money given back
@@ -233,6 +235,7 @@ def settle_refund_notice(session: Session, notification: Notification, order: Or
     return settle_refund(session, refund.out_refund_no, notification.refund_status)
 
 
+@logs.binding("refund", "out_refund_no")
 def check_refund(engine, providers, out_refund_no: str) -> str:
     """Ask the provider where a submitted refund stands and settle it on the answer. A refund
     the provider does not know is asked for again (`submit_refund` of a requested one)."""
