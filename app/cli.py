@@ -1,5 +1,5 @@
 """`feikong demo | run | serve | worker | simulate | db upgrade | seed | quote | tariff |
-read | reconcile | refund | review | holidays | ledger | manager`."""
+read | reconcile | refund | review | holidays | ledger | manager | import`."""
 
 from __future__ import annotations
 
@@ -432,6 +432,77 @@ def cmd_manager(args) -> int:
     return 0
 
 
+def cmd_import(args) -> int:
+    """`feikong import --template FILE.xlsx`: the empty estate workbook. `feikong import FILE
+    [--estate ID | --new-estate NAME] [--dry-run]`: check every row and, when nothing is wrong
+    (and not a dry run), import it in one transaction (app/estate/importing, docs/import.md)."""
+    from pathlib import Path
+
+    from sqlmodel import select
+
+    from app.db import transaction
+    from app.estate.importing import import_file, template_bytes
+    from app.estate.models import Estate
+
+    if args.template:
+        Path(args.template).write_bytes(template_bytes())
+        print(f"wrote the estate workbook template to {args.template}")
+        return 0
+    if not args.file:
+        print("usage: feikong import FILE [--estate ID] [--dry-run] | --template FILE.xlsx",
+              file=sys.stderr)
+        return 2
+    try:
+        data = Path(args.file).read_bytes()
+    except OSError as exc:
+        print(f"feikong import: {exc}", file=sys.stderr)
+        return 2
+
+    class DryRun(Exception):
+        pass
+
+    try:
+        with transaction(_engine()) as s:
+            if args.new_estate:
+                estate = Estate(name=args.new_estate)
+                s.add(estate)
+                s.flush()
+                estate_id = estate.id
+            elif args.estate is not None:
+                estate_id = args.estate
+            else:
+                ids = list(s.exec(select(Estate.id).order_by(Estate.id)))
+                if len(ids) != 1:
+                    print("feikong import: " + ("no estate yet: give --new-estate NAME" if not ids
+                          else f"say which estate: --estate ID (one of {ids})"), file=sys.stderr)
+                    return 2
+                estate_id = ids[0]
+            result = import_file(s, data, estate_id=estate_id, dry_run=args.dry_run,
+                                 file_name=Path(args.file).name)
+            if not result.ok or args.dry_run:
+                raise DryRun()  # nothing written: not even a new estate
+    except DryRun:
+        pass
+    if not result.ok:
+        print(f"{args.file}: {len(result.problems)} 处错误，未导入任何内容 "
+              f"({len(result.problems)} problems, nothing imported):", file=sys.stderr)
+        for problem in result.problems:
+            print(f"  {problem.text()}", file=sys.stderr)
+        return 1
+    for title, c in result.counts.items():
+        print(f"{title}: 新增 {c.created}，更新 {c.updated}，不变 {c.unchanged} "
+              f"(created {c.created}, updated {c.updated}, unchanged {c.unchanged})")
+    if args.dry_run:
+        for line in result.change_lines(50):
+            print(f"  {line}")
+        if len(result.changes) > 50:
+            print(f"  … {len(result.changes) - 50} more")
+        print("dry run: nothing written (检查通过，未写入)")
+    else:
+        print(f"imported into estate {estate_id} (已导入)")
+    return 0
+
+
 def cmd_demo(args) -> int:
     """The demo runs a worker on SQLite: it takes the worker lock as `worker` and `run` do."""
     from app.demo import run_demo
@@ -536,6 +607,13 @@ def main(argv: list[str] | None = None) -> int:
     show = hol_sub.add_parser("show", help="a year's days off and working weekends, by source")
     show.add_argument("year", type=int)
     hol_sub.add_parser("status", help="until when the calendar is official")
+    imp = sub.add_parser("import", help="import an estate from a workbook (docs/import.md)")
+    imp.add_argument("file", nargs="?", help="an .xlsx workbook or a CSV of one sheet")
+    imp.add_argument("--template", metavar="FILE.xlsx", help="write the empty workbook instead")
+    imp.add_argument("--estate", type=int, help="the estate's id (default: the only one)")
+    imp.add_argument("--new-estate", metavar="NAME", help="create the estate, named so")
+    imp.add_argument("--dry-run", action="store_true", help="check and show what would "
+                                                             "change; write nothing")
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["simulate"]:  # the simulator parses its own flags
         from meters import simulator
@@ -547,7 +625,7 @@ def main(argv: list[str] | None = None) -> int:
                "refund": cmd_refund, "account": cmd_account, "backup": cmd_backup,
                "restore": cmd_backup, "check": cmd_check, "tariff": cmd_tariff, "read": cmd_read,
                "review": cmd_review, "holidays": cmd_holidays,
-               "ledger": cmd_ledger, "manager": cmd_manager}[args.command]
+               "ledger": cmd_ledger, "manager": cmd_manager, "import": cmd_import}[args.command]
     return handler(args)
 
 

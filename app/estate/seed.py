@@ -2,36 +2,14 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
-
 from sqlalchemy.engine import Engine
 from sqlmodel import select
 
 from app.db import transaction
-from app.estate.models import Account, Building, Estate, Gateway, Meter
-from app.ledger.models import OPENING
-from app.ledger.services import post_entry
-
-SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗"
-DEMO_PRICE = Decimal("0.5583")
-CUT_ACCOUNT = "101020"  # building 1, the 20th household: cut, at -5.00 元
-
-
-def demo_households(gateways: int = 2, per_gateway: int = 20):
-    """(gateway index, unit id, account number, household, opening balance in fen, relay open)."""
-    for g in range(gateways):
-        for unit in range(1, per_gateway + 1):
-            number = f"1{g + 1:02d}{unit:03d}"
-            floor, room = (unit - 1) // 4 + 1, (unit - 1) % 4 + 1
-            household = f"{g + 1}-{floor}-{floor}0{room}"
-            if number == CUT_ACCOUNT:
-                balance, cut = -500, True
-            elif unit % 7 == 3:
-                balance, cut = 350 + unit * 10, False  # low
-            else:
-                balance, cut = 5_000 + unit * 731 % 20_000, False
-            yield g, unit, number, household, balance, cut
-
+from app.estate.demo_workbook import (CUT_ACCOUNT, DEMO_PRICE, DEMO_WORKBOOK,  # noqa: F401
+                                      SURNAMES, demo_households, demo_workbook_bytes,
+                                      gateway_name)
+from app.estate.models import Account, Building, Estate, Meter
 
 DEMO_MANAGER_PASSWORD = "feikong-demo-2026"  # printed by `feikong demo`: a demo, not a secret
 
@@ -60,33 +38,35 @@ def seed_demo_managers(engine: Engine) -> bool:
 
 def seed_demo(engine: Engine, *, host: str, base_port: int, gateways: int = 2,
               per_gateway: int = 20) -> bool:
-    """Create the demo estate unless one exists. Returns True when it created it."""
+    """Create the demo estate unless one exists, by importing the demo workbook
+    (`app/estate/demo_estate.xlsx`, or the same built for another size) through the import
+    every manager's file goes through (`app.estate.importing`), its gateways where the
+    simulator listens. Returns True when it created it."""
+    from app.estate.importing import import_file
+
     with transaction(engine) as s:
         if s.exec(select(Estate)).first() is not None:
             return False
         estate = Estate(name="翠苑小区", manager_phone="0571-88886666")
         s.add(estate)
         s.flush()
-        buildings, gws = [], []
-        for g in range(gateways):
-            b = Building(estate_id=estate.id, name=f"{g + 1}号楼")
-            gw = Gateway(name=f"{g + 1}号楼集中器", host=host, port=base_port + g)
-            s.add(b)
-            s.add(gw)
-            buildings.append(b)
-            gws.append(gw)
-        s.flush()
-        for g, unit, number, household, balance, cut in demo_households(gateways, per_gateway):
-            account = Account(number=number, building_id=buildings[g].id, household=household,
-                              holder_name=SURNAMES[unit % len(SURNAMES)] + "先生",
-                              holder_phone=f"138{unit:04d}{g:04d}",
-                              floor_area_m2=Decimal(80 + unit % 5 * 10),
-                              price_yuan_per_kwh=DEMO_PRICE)
-            s.add(account)
-            s.flush()
-            s.add(Meter(account_id=account.id, gateway_id=gws[g].id, unit_id=unit,
-                        relay_open=cut))
-            post_entry(s, account_id=account.id, amount_fen=balance, kind=OPENING,
-                       idempotency_key=f"opening:{number}", memo="期初余额")
+        shipped = (gateways, per_gateway) == (2, 20)
+        data = DEMO_WORKBOOK.read_bytes() if shipped else demo_workbook_bytes(gateways,
+                                                                               per_gateway)
+        result = import_file(s, data, estate_id=estate.id, file_name=DEMO_WORKBOOK.name,
+                             gateway_endpoints={gateway_name(g): (host, base_port + g)
+                                                for g in range(gateways)})
+        if not result.ok:
+            raise RuntimeError("the demo workbook does not import: "
+                               + "; ".join(p.text() for p in result.problems[:5]))
+        # The simulated meters start with their relays as the demo's story has them (the
+        # import leaves a new meter's relay unknown until it is read): closed, the cut
+        # household's open.
+        cut = {number: relay_open for _g, _u, number, _h, _b, relay_open
+               in demo_households(gateways, per_gateway)}
+        for meter, number in s.exec(select(Meter, Account.number)
+                                    .join(Account, Account.id == Meter.account_id)
+                                    .join(Building, Building.id == Account.building_id)
+                                    .where(Building.estate_id == estate.id)):
+            meter.relay_open = cut.get(number, False)
     return True
-

@@ -1,0 +1,151 @@
+"""Writing a checked plan (`app.estate.importing.plan`) in the caller's transaction: buildings,
+gateways, accounts, meters, then each new account's opening balance as an `opening` ledger entry
+of its own (key `opening:<户号>`, so it can never be posted twice), and an audit entry for every
+object created or changed (before → after, personal data masked) plus one for the import."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sqlmodel import Session, select
+
+from app.console import audit
+from app.console.auth import Who
+from app.estate.importing.plan import Plan, describe
+from app.estate.importing.spec import COMMON, HOUSEHOLD, MAIN
+from app.estate.models import Account, Building, Gateway, Meter
+from app.ledger.models import OPENING
+from app.ledger.services import post_entries
+from app.money import fen_to_yuan_str
+
+Progress = Callable[[int, int], None]
+
+
+def apply_plan(session: Session, plan: Plan, *, who: Who | None = None, client: str = "",
+               file_name: str = "", progress: Progress | None = None) -> None:
+    if not plan.ok:
+        raise ValueError("a plan with problems is never written")
+    steps = 6
+    tick = progress or (lambda done, total: None)
+    building_ids = {b.name: b.id for b in session.exec(
+        select(Building).where(Building.estate_id == plan.estate_id))}
+    for op in plan.buildings:
+        values = dict(op.values)
+        if op.existing is None:
+            row = Building(estate_id=plan.estate_id, name=op.key, **values)
+            session.add(row)
+            op.created = row
+        else:
+            for column, (_old, new) in op.changed.items():
+                setattr(op.existing, column, new)
+    session.flush()
+    for op in plan.buildings:
+        if op.existing is None:
+            building_ids[op.key] = op.created.id
+    tick(1, steps)
+
+    gateway_ids = {}
+    for op in plan.gateways:
+        if op.existing is None:
+            row = Gateway(name=op.key, **op.values)
+            session.add(row)
+            op.created = row
+        else:
+            gateway_ids[op.key] = op.existing.id
+            for column, (_old, new) in op.changed.items():
+                setattr(op.existing, column, new)
+    session.flush()
+    for op in plan.gateways:
+        if op.existing is None:
+            gateway_ids[op.key] = op.created.id
+    tick(2, steps)
+
+    account_ids = {}
+    new_accounts = []
+    for op in plan.accounts:
+        values = {k: v for k, v in op.values.items() if k not in ("building", "meter")}
+        if op.existing is None:
+            row = Account(number=op.key, building_id=building_ids[op.values["building"]], **values)
+            new_accounts.append(row)
+            op.created = row
+        else:
+            account_ids[op.key] = op.existing.id
+            for column, (_old, new) in op.changed.items():
+                if column == "building":
+                    op.existing.building_id = building_ids[new]
+                elif column != "meter":
+                    setattr(op.existing, column, new)
+    session.add_all(new_accounts)
+    session.flush()
+    for row in new_accounts:
+        account_ids[row.number] = row.id
+    tick(3, steps)
+
+    new_meters = []
+    for op in plan.meters:
+        if op.existing is None:
+            gateway, unit = op.key.rsplit(" / ", 1)
+            row = Meter(gateway_id=_gateway_id(session, gateway_ids, gateway),
+                        unit_id=int(unit), **_meter_columns(op.values, building_ids,
+                                                            account_ids))
+            new_meters.append(row)
+            op.created = row
+        elif op.changed:
+            columns = _meter_columns({c: new for c, (_old, new) in op.changed.items()}
+                                     | {"kind": op.values["kind"]}, building_ids, account_ids)
+            if op.values["kind"] != HOUSEHOLD and "building" in op.values:
+                columns["building_id"] = building_ids[op.values["building"]]
+            for column, value in columns.items():
+                setattr(op.existing, column, value)
+    session.add_all(new_meters)
+    session.flush()
+    tick(4, steps)
+
+    post_entries(session, [
+        dict(account_id=account_ids[number], amount_fen=fen, kind=OPENING,
+             idempotency_key=f"opening:{number}", memo="期初余额", energy_wh=None)
+        for number, fen in plan.openings.items()])
+    tick(5, steps)
+
+    changed = plan.changes()
+    for op in changed:
+        before, after = describe(op, plan.tariff_names)
+        if op.existing is None and op.sheet.key == "accounts" and op.key in plan.openings:
+            after += f"; 期初余额={fen_to_yuan_str(plan.openings[op.key])}"
+        audit.record(session, who, f"import.{op.action}", estate_id=plan.estate_id,
+                     object_type=_OBJECT[op.sheet.key], object_id=op.key, before=before,
+                     after=after, reason=file_name, client=client)
+    if changed:
+        counts = plan.counts()
+        summary = "; ".join(f"{title} 新增 {c.created} 更新 {c.updated} 不变 {c.unchanged}"
+                            for title, c in counts.items())
+        audit.record(session, who, "import", estate_id=plan.estate_id, object_type="estate",
+                     object_id=plan.estate_id, after=summary, reason=file_name, client=client)
+    session.flush()
+    tick(6, steps)
+
+
+_OBJECT = {"buildings": "building", "gateways": "gateway", "meters": "meter",
+           "accounts": "account"}
+
+
+def _gateway_id(session: Session, gateway_ids: dict, name: str) -> int:
+    if name not in gateway_ids:  # a gateway of the database the file does not list
+        gateway_ids[name] = session.exec(select(Gateway.id).where(Gateway.name == name)).one()
+    return gateway_ids[name]
+
+
+def _meter_columns(values: dict, building_ids: dict, account_ids: dict) -> dict:
+    columns = {}
+    if "kind" in values:
+        kind = values["kind"]
+        columns.update(common_area=kind == COMMON, building_main=kind == MAIN)
+        if kind == HOUSEHOLD:
+            columns["building_id"] = None
+    if values.get("building"):
+        columns["building_id"] = building_ids[values["building"]]
+    if "max_power_w" in values:
+        columns["max_power_w"] = values["max_power_w"]
+    if values.get("account"):
+        columns["account_id"] = account_ids[values["account"]]
+    return columns
