@@ -28,6 +28,7 @@ from app.orders.providers import (
 from app.console.views import console_mount
 from app.orders.views import alipay_notify, wechat_notify
 from app.resident import views as resident
+from app.resident import pages as resident_pages
 from app.sandbox import views as sandbox
 from app.sandbox.delivery import SandboxNotifier
 from app.settings import Settings, get_settings, use_settings
@@ -88,6 +89,11 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         Route("/a/{number}/_status", resident.account_status, name="account_status"),
         Route("/a/{number}/topup", resident.topup, methods=["POST"], name="topup"),
         Route("/a/{number}/emergency", resident.emergency, methods=["POST"], name="emergency"),
+        Route("/a/{number}/bills", resident_pages.bills, name="bills"),
+        Route("/a/{number}/bills/{month}", resident_pages.bill, name="bill"),
+        Route("/a/{number}/history", resident_pages.history, name="history"),
+        Route("/a/{number}/usage", resident_pages.usage, name="usage"),
+        Route("/a/{number}/notices", resident_pages.notices, name="notices"),
         Route(ALIPAY_NOTIFY_PATH, alipay_notify, methods=["POST"], name="alipay_notify"),
         Route(SANDBOX_GATEWAY_PATH, sandbox.cashier, methods=["GET", "POST"],
               name="sandbox_cashier"),  # Alipay's cashier, and its server API for our provider
