@@ -27,7 +27,9 @@ from app.orders.providers import (
 )
 from app.console.views import console_mount
 from app.orders.views import alipay_notify, wechat_notify
+from app.resident import auth_views as residents
 from app.resident import views as resident
+from app.resident.security import ResidentCsrf, ResidentSecurityHeaders
 from app.resident import pages as resident_pages
 from app.sandbox import views as sandbox
 from app.sandbox.delivery import SandboxNotifier
@@ -89,6 +91,19 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         Route("/a/{number}/_status", resident.account_status, name="account_status"),
         Route("/a/{number}/topup", resident.topup, methods=["POST"], name="topup"),
         Route("/a/{number}/emergency", resident.emergency, methods=["POST"], name="emergency"),
+        Route("/a/{number}/agreement", residents.agreement, methods=["GET", "POST"],
+              name="agreement"),
+        Route("/a/{number}/unbind", residents.unbind, methods=["POST"], name="unbind"),
+        Route("/login", residents.login, methods=["GET", "POST"], name="login"),
+        Route("/login/code", residents.login_code, methods=["POST"], name="login_code"),
+        Route("/login/wechat", residents.login_wechat, name="login_wechat"),
+        Route("/logout", residents.logout, methods=["POST"], name="logout"),
+        Route("/bind", residents.bind, name="bind"),
+        Route("/bind/holder/code", residents.bind_holder_code, methods=["POST"],
+              name="bind_holder_code"),
+        Route("/bind/holder", residents.bind_holder, methods=["POST"], name="bind_holder"),
+        Route("/bind/details", residents.bind_details, methods=["POST"], name="bind_details"),
+        Route("/bind/confirm", residents.bind_confirm, methods=["POST"], name="bind_confirm"),
         Route("/a/{number}/bills", resident_pages.bills, name="bills"),
         Route("/a/{number}/bills/{month}", resident_pages.bill, name="bill"),
         Route("/a/{number}/history", resident_pages.history, name="history"),
@@ -127,9 +142,13 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     if providers.wechat_oauth_standin is not None:  # WeChat's web OAuth, played
         routes.append(Mount(WECHAT_OAUTH_STANDIN_PATH,
                             app=make_oauth_app(providers.wechat_oauth_standin)))
+    https = settings.base_url.startswith("https://")
     app = Starlette(routes=routes, middleware=[Middleware(RequestIds), Middleware(RequestTimer),
                                                Middleware(BodyLimit),
-                                               Middleware(PageGZip), Middleware(LanguageMiddleware)],
+                                               Middleware(ResidentSecurityHeaders, https=https),
+                                               Middleware(PageGZip), Middleware(LanguageMiddleware),
+                                               Middleware(ResidentCsrf, secret_key=settings.secret_key,
+                                                          secure=https)],
                     exception_handlers={404: errors.http_error, 405: errors.http_error,
                                         500: errors.server_error})
     app.state.settings = settings

@@ -1,11 +1,21 @@
-"""The resident's pages: find an account by 户号, see balance and supply, top up."""
+"""The resident's pages: find an account by 户号, see balance and supply, top up.
+
+Who sees what (app/resident/identity.py holds the rules' parts):
+- Anyone may look up a 户号 and pay for it: the unbound page shows the masked holder, the
+  building, the balance and the top-up buttons, and a way to bind; nothing else (no address, no
+  history, notices or emergency credit). Households looked up by a visitor not bound to them are
+  counted per client address (and per openid and phone): distinct 户号 beyond the limit get 429.
+- A resident bound to the household sees the whole page, once they have accepted the current
+  prepaid agreement (else they are sent to it first), and may take 应急用电 when the balance is
+  below the low-balance threshold or the household is cut.
+- A stranger's anything else (emergency credit, the agreement, unbinding) is a 404.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlmodel import Session, select
 from starlette.concurrency import run_in_threadpool
@@ -19,9 +29,13 @@ from app.db import transaction, utcnow
 from app.estate.models import Account, Building, Estate, Meter
 from app.i18n import gettext as _
 from app.ledger.models import LedgerEntry
-from app.ledger.services import recent_entries
+from app.ledger.services import funds, recent_entries
 from app.notices.models import Notice
 from app.money import yuan_str_to_fen
+from app.resident import identity
+from app.resident.agreement import Agreement, load_agreement
+from app.resident.identity import bindings, bound_account, has_accepted, resident_id
+from app.web.ratelimit import Limits
 from app.orders.models import PENDING, Order
 from app.orders.providers import NOTIFY_PATHS, WECHAT_JSAPI_PAY_PATH, WECHAT_OAUTH_CALLBACK_PATH
 from app.orders.services import (MAX_TOPUP_FEN, MIN_TOPUP_FEN, AccountClosed, create_order,
@@ -36,7 +50,6 @@ log = logging.getLogger(__name__)
 PRESET_YUAN = (20, 50, 100, 200)
 NOTICES_SHOWN_FOR = dt.timedelta(days=7)
 PAYMENT_WATCH_FOR = dt.timedelta(minutes=10)  # then a pending order is most likely not paid
-ACCOUNT_NUMBER = re.compile(r"^[0-9A-Za-z-]{1,32}$")
 WECHAT_BROWSER = "micromessenger"  # in the user agent of WeChat's built-in browser
 
 
@@ -57,29 +70,11 @@ def wechat_inside_message() -> str:
              "请点右上角「···」，选「在浏览器打开」，再用微信支付。")
 
 
-@dataclass
-class AccountView:
-    """Everything the account page shows, read in one transaction."""
+class PaymentWatch:
+    """The payment the visitor came back with (`?order=`), and how the page follows it."""
 
-    account: Account
-    building: Building
-    estate: Estate
-    balance_fen: int
-    power: str
-    last_read_at: object
-    entries: list[LedgerEntry]
     order: Order | None
-    notices: list[Notice]
-    emergency_offer_fen: int = 0  # 应急用电 the page offers now (0: none)
-    emergency_owed_fen: int = 0  # taken and not yet repaid
-
-    @property
-    def days_left(self) -> int | None:
-        """Whole days the balance lasts at the recent daily rate (None when unknown)."""
-        rate = self.account.daily_rate_fen
-        if rate <= 0 or self.balance_fen <= 0:
-            return None
-        return self.balance_fen // rate
+    power: str
 
     @property
     def watching(self) -> bool:
@@ -107,87 +102,266 @@ class AccountView:
         return "500ms" if utcnow() - self.order.created_at < dt.timedelta(minutes=1) else "5s"
 
 
-def load_account_view(session: Session, number: str, out_trade_no: str | None) -> AccountView | None:
-    account = session.exec(select(Account).where(Account.number == number)).first()
-    if account is None:
+@dataclass
+class Household:
+    """One of the resident's households, for the switcher."""
+
+    number: str
+    household: str
+    estate: str
+    balance_fen: int
+
+
+@dataclass
+class AccountView(PaymentWatch):
+    """Everything the bound resident's account page shows, read in one transaction."""
+
+    account: Account
+    building: Building
+    estate: Estate
+    balance_fen: int
+    power: str
+    last_read_at: object
+    entries: list[LedgerEntry]
+    order: Order | None
+    notices: list[Notice]
+    emergency_offer_fen: int = 0  # 应急用电 the page offers now (0: none)
+    emergency_owed_fen: int = 0  # taken and not yet repaid
+    households: list[Household] = field(default_factory=list)  # all the resident's, for the switcher
+
+    @property
+    def days_left(self) -> int | None:
+        """Whole days the balance lasts at the recent daily rate (None when unknown)."""
+        rate = self.account.daily_rate_fen
+        if rate <= 0 or self.balance_fen <= 0:
+            return None
+        return self.balance_fen // rate
+
+
+@dataclass
+class PublicView(PaymentWatch):
+    """What anyone who types the 户号 sees: the masked holder, the building, the balance, the
+    top-up buttons (and the state of the payment they came back with)."""
+
+    account: Account
+    building: Building
+    balance_fen: int
+    order: Order | None
+    power: str = ""  # not shown: the payment alone is followed
+
+
+def emergency_needed(account: Account, balance_fen: int, power: str) -> bool:
+    """应急用电 is for a household below its low-balance threshold or cut."""
+    return power == POWER_OFF or balance_fen < account.low_balance_threshold_fen
+
+
+def _order_of(session: Session, account_id: int, out_trade_no: str | None) -> Order | None:
+    if not out_trade_no:
         return None
+    return session.exec(select(Order).where(Order.out_trade_no == out_trade_no,
+                                            Order.account_id == account_id)).first()
+
+
+def load_account_view(session: Session, account: Account, out_trade_no: str | None,
+                      resident_id_: int | None = None) -> AccountView:
     building = session.get(Building, account.building_id)
     meters: list[Meter] = meters_of(session, account.id)
     read_times = [m.last_read_at for m in meters if m.last_read_at is not None]
-    order = None
-    if out_trade_no:
-        order = session.exec(select(Order).where(Order.out_trade_no == out_trade_no,
-                                                 Order.account_id == account.id)).first()
     balance, owed = balance_and_advance_fen(session, account.id)  # one pass over the ledger
     power = power_state(session, account.id)
-    needs_power = power == POWER_OFF or balance <= account.restore_threshold_fen
     offer = (account.emergency_credit_fen
-             if needs_power and power != RESTORING and emergency_credit_offered(session, account)
-             else 0)
+             if emergency_needed(account, balance, power) and power != RESTORING
+             and emergency_credit_offered(session, account) else 0)
+    households = []
+    if resident_id_ is not None:
+        bound = bindings(session, resident_id_)
+        if len(bound) > 1:
+            money = funds(session, {a.id for a, _ in bound})
+            estates = {e.id: e.name for e in session.exec(select(Estate).join(
+                Building, Building.estate_id == Estate.id).where(
+                Building.id.in_({a.building_id for a, _ in bound})))}
+            names = {b.id: estates.get(b.estate_id, "") for b in session.exec(
+                select(Building).where(Building.id.in_({a.building_id for a, _ in bound})))}
+            households = [Household(a.number, a.household, names.get(a.building_id, ""),
+                                    money[a.id].balance_fen) for a, _ in bound]
     return AccountView(
         account=account, building=building, estate=session.get(Estate, building.estate_id),
         balance_fen=balance, power=power,
         emergency_offer_fen=offer, emergency_owed_fen=owed,
         last_read_at=max(read_times) if read_times else None,
-        entries=recent_entries(session, account.id), order=order,
+        entries=recent_entries(session, account.id),
+        order=_order_of(session, account.id, out_trade_no),
         notices=list(session.exec(
             select(Notice).where(Notice.account_id == account.id,
                                  Notice.created_at >= utcnow() - NOTICES_SHOWN_FOR)
             .order_by(Notice.created_at.desc(), Notice.id.desc()).limit(3))),
+        households=households,
     )
 
 
+def load_public_view(session: Session, number: str, out_trade_no: str | None) -> PublicView | None:
+    account = session.exec(select(Account).where(Account.number == number)).first()
+    if account is None:
+        return None
+    return PublicView(account=account, building=session.get(Building, account.building_id),
+                      balance_fen=funds(session, {account.id})[account.id].balance_fen,
+                      order=_order_of(session, account.id, out_trade_no))
+
+
 def render(request: Request, name: str, context: dict, status_code: int = 200) -> Response:
+    token = request.scope.get("csrftoken")  # asgi-csrf's (app/resident/security.py)
+    if token is not None and "csrftoken" not in context:
+        context = {**context, "csrftoken": token()}
     return request.app.state.templates.TemplateResponse(request, name, context,
                                                        status_code=status_code)
 
 
+def too_many(request: Request, retry_after: float) -> Response:
+    """429: a limit is spent; the page says for how long."""
+    minutes = max(1, -(-int(retry_after) // 60))
+    reply = render(request, "resident/error.html", {
+        "status_code": 429, "title": _("操作太频繁"),
+        "message": _("为保护住户信息，操作次数有限制。请 {minutes} 分钟后再试。").format(
+            minutes=minutes),
+        "back_url": None}, 429)
+    reply.headers["Retry-After"] = str(int(retry_after) + 1)
+    return reply
+
+
+def not_found(request: Request, number: str) -> Response:
+    return render(request, "resident/not_found.html", {"number": number[:40]}, 404)
+
+
+def current_agreement(request: Request) -> Agreement:
+    return load_agreement(request.app.state.settings.agreement_file)
+
+
 async def home(request: Request) -> Response:
-    number = request.query_params.get("number", "").strip()
-    if number:
-        if not ACCOUNT_NUMBER.match(number):
-            return render(request, "resident/home.html",
-                          {"error": _("户号格式不对，请核对后重新输入"), "number": number[:40]}, 400)
+    raw = request.query_params.get("number", "")
+    if raw.strip():
+        number = identity.normalize_number(raw)
+        if number is None:
+            return await _home_page(request, _("户号格式不对，请核对后重新输入"), raw.strip()[:40],
+                                    400)
         return RedirectResponse(request.url_for("account", number=number), status_code=303)
-    return render(request, "resident/home.html", {"error": None, "number": ""})
+    return await _home_page(request, None, "")
 
 
-async def _view_or_404(request: Request, number: str):
-    out_trade_no = request.query_params.get("order")
+async def _home_page(request: Request, error: str | None, number: str,
+                     status_code: int = 200) -> Response:
+    rid = resident_id(request)
     engine = request.app.state.engine
 
     def load():
         with transaction(engine, read_only=True) as session:
-            return load_account_view(session, number, out_trade_no)
+            resident = identity.get_resident(session, rid)
+            if resident is None:
+                return None, []
+            bound = bindings(session, resident.id)
+            money = funds(session, {a.id for a, _ in bound}) if bound else {}
+            buildings = {b.id: b for b in session.exec(select(Building).where(
+                Building.id.in_({a.building_id for a, _ in bound} or {-1})))}
+            estates = {e.id: e.name for e in session.exec(select(Estate).where(
+                Estate.id.in_({b.estate_id for b in buildings.values()} or {-1})))}
+            return resident, [Household(a.number, a.household,
+                                        estates.get(buildings[a.building_id].estate_id, ""),
+                                        money[a.id].balance_fen) for a, _ in bound]
 
-    view = await run_in_threadpool(load)
+    resident, households = await run_in_threadpool(load) if rid else (None, [])
+    unbound = identity.normalize_number(request.query_params.get("unbound", ""))
+    return render(request, "resident/home.html", {
+        "error": error, "number": number, "resident": resident, "households": households,
+        "unbound": unbound}, status_code)
+
+
+def _askers(session: Session, request: Request, rid: int | None) -> tuple[str, ...]:
+    resident = identity.get_resident(session, rid)
+    return identity.askers(resident, identity.cookie_openid(request))
+
+
+def count_lookup(request: Request, session: Session, rid: int | None,
+                 number: str) -> float | None:
+    """A visitor not bound to `number` looks it up: counted once per 户号 and hour (per client
+    address, and per openid and phone); returns the seconds to wait when the limit is spent."""
+    limits = Limits(request.app.state.engine)
+    client = identity.client_of(request)
+    pair = f"{client}|{number}"
+    if limits.seen(identity.LOOKUP_SEEN, "lookup-seen", pair):
+        return None
+    retry = limits.hit(identity.lookup_rules(client, _askers(session, request, rid)))
+    if retry is None:
+        limits.hit([(identity.LOOKUP_SEEN, "lookup-seen", pair)])
+    return retry
+
+
+AGREEMENT = "agreement"  # the bound resident has not accepted the current agreement
+
+
+async def _bound_or_public(request: Request, number: str):
+    """(AccountView, None) for a bound resident who accepted the agreement; (AGREEMENT, None)
+    for one who has not; (PublicView, None) for anyone else; or (None, a 404 or 429 reply)."""
+    out_trade_no = request.query_params.get("order")
+    engine = request.app.state.engine
+    rid = resident_id(request)
+    version = current_agreement(request).version
+
+    def load():
+        with transaction(engine, read_only=True) as session:
+            found = bound_account(session, rid, number)
+            if found is not None:
+                account, _ = found
+                if not has_accepted(session, rid, account.id, version):
+                    return AGREEMENT, None
+                return load_account_view(session, account, out_trade_no, rid), None
+            retry = count_lookup(request, session, rid, number)
+            if retry is not None:
+                return None, retry
+            return load_public_view(session, number, out_trade_no), None
+
+    view, retry = await run_in_threadpool(load)
+    if retry is not None:
+        return None, too_many(request, retry)
     if view is None:
-        return None, render(request, "resident/not_found.html", {"number": number[:40]}, 404)
+        return None, not_found(request, number)
     return view, None
 
 
-def render_account(request: Request, view: AccountView, error: str | None = None,
+def render_account(request: Request, view: AccountView | PublicView, error: str | None = None,
                    status_code: int = 200) -> Response:
-    return render(request, "resident/account.html", {
+    return render(request, "resident/account.html" if isinstance(view, AccountView)
+                  else "resident/account_public.html", {
         "v": view, "presets": PRESET_YUAN, "error": error,
         "channels": request.app.state.providers.channels,
         "in_wechat": in_wechat(request) and not jsapi_offered(request),
         "inside_wechat": in_wechat(request),  # where WeChat blocks Alipay's pages
         "wechat_inside": wechat_inside_message(),
+        "signed_in": resident_id(request) is not None,
     }, status_code)
 
 
+def _to_agreement(request: Request, number: str) -> Response:
+    return RedirectResponse(request.url_for("agreement", number=number), status_code=303)
+
+
 async def account(request: Request) -> Response:
-    view, missing = await _view_or_404(request, request.path_params["number"])
-    if missing:
-        return missing
+    number = request.path_params["number"]
+    view, reply = await _bound_or_public(request, number)
+    if reply is not None:
+        return reply
+    if view == AGREEMENT:
+        return _to_agreement(request, number)
     return render_account(request, view)
 
 
 async def account_status(request: Request) -> Response:
-    view, missing = await _view_or_404(request, request.path_params["number"])
-    if missing:
-        return missing
+    number = request.path_params["number"]
+    view, reply = await _bound_or_public(request, number)
+    if reply is not None:
+        return reply
+    if view == AGREEMENT:  # the page it polls is the agreement's: nothing to refresh
+        return Response(status_code=204)
+    if isinstance(view, PublicView):
+        return render(request, "resident/_status_public.html", {"v": view})
     return render(request, "resident/_status.html", {"v": view})
 
 
@@ -209,14 +383,27 @@ def parse_topup_amount(form) -> int:
 
 async def _account_with_error(request: Request, number: str, error: str,
                               status_code: int) -> Response:
-    view, missing = await _view_or_404(request, number)
-    if missing:
-        return missing
+    view, reply = await _bound_or_public(request, number)
+    if reply is not None:
+        return reply
+    if view == AGREEMENT:
+        return _to_agreement(request, number)
     return render_account(request, view, error, status_code)
+
+
+def _topup_lookup(request: Request, number: str) -> float | None:
+    """A top-up by someone not bound to the household counts as a look-up of it (a 303 or a
+    404 would tell whether the 户号 exists)."""
+    rid = resident_id(request)
+    with transaction(request.app.state.engine, read_only=True) as session:
+        if bound_account(session, rid, number) is not None:
+            return None
+        return count_lookup(request, session, rid, number)
 
 
 async def topup(request: Request) -> Response:
     """Create a pending order and send the browser to the provider's cashier. Moves no money.
+    Anyone may pay for any 户号 (a look-up, counted, for someone not bound to it).
 
     WeChat Pay's `start` is a blocking HTTP call (in the sandbox, to this very server): it runs
     in a thread, or the event loop would wait for itself. If WeChat refuses the order, the page
@@ -227,6 +414,9 @@ async def topup(request: Request) -> Response:
     channel = form.get("channel") or next(iter(providers.channels), "")
     engine = request.app.state.engine
     settings = request.app.state.settings
+    retry = await run_in_threadpool(_topup_lookup, request, number)
+    if retry is not None:
+        return too_many(request, retry)
     try:
         amount_fen = parse_topup_amount(form)
         if channel not in providers.channels:
@@ -243,12 +433,12 @@ async def topup(request: Request) -> Response:
     except AccountClosed:
         return await _account_with_error(request, number, _closed_message(), 409)
     if info is None:
-        return render(request, "resident/not_found.html", {"number": number[:40]}, 404)
+        return not_found(request, number)
     provider = providers.by_channel(channel)
     start = {"notify_url": settings.base_url + NOTIFY_PATHS[channel],
              "return_url": f"{settings.base_url}/a/{number}?order={info.out_trade_no}"}
     if channel == "wechat":
-        start["payer_client_ip"] = request.client.host if request.client else ""
+        start["payer_client_ip"] = identity.client_of(request)
     try:
         checkout = await run_in_threadpool(provider.start, info, **start)
     except (WechatPayError, ValueError) as exc:
@@ -285,7 +475,7 @@ async def _topup_inside_wechat(request: Request, number: str, amount_fen: int) -
     if cookies.openid(request) is not None:
         return await _order_for_jsapi(request, number, amount_fen)
     if not await run_in_threadpool(_account_exists, request.app.state.engine, number):
-        return render(request, "resident/not_found.html", {"number": number[:40]}, 404)
+        return not_found(request, number)
     pending = cookies.new_pending(number, amount_fen)
     callback = request.app.state.settings.base_url + WECHAT_OAUTH_CALLBACK_PATH
     reply = RedirectResponse(
@@ -304,7 +494,7 @@ async def _order_for_jsapi(request: Request, number: str, amount_fen: int) -> Re
     except AccountClosed:
         return await _account_with_error(request, number, _closed_message(), 409)
     if info is None:
-        return render(request, "resident/not_found.html", {"number": number[:40]}, 404)
+        return not_found(request, number)
     return RedirectResponse(
         f"{request.app.state.settings.base_url}{WECHAT_JSAPI_PAY_PATH}/{info.out_trade_no}",
         status_code=303)
@@ -316,12 +506,28 @@ def _oauth_failed(request: Request, message: str, number: str | None,
                   {"message": message, "number": number}, status_code)
 
 
+def resident_by_openid(engine, openid: str, current_id: int | None) -> int:
+    with transaction(engine) as session:
+        current = identity.get_resident(session, current_id)
+        return identity.resident_for_openid(session, openid, current).id
+
+
+def safe_next(target: str | None, default: str = "/") -> str:
+    """A local path to go to after signing in (never another site: "//evil", "https://…")."""
+    target = (target or "").strip()
+    if not target.startswith("/") or target.startswith("//") or "\\" in target \
+            or any(ord(ch) < 32 for ch in target):
+        return default
+    return target[:300]
+
+
 async def wechat_oauth_callback(request: Request) -> Response:
     """WeChat's OAuth sends the browser back here with `code` and `state`. The state must be
     the one this browser's signed cookie holds; the code is exchanged (wechatpy, in a thread) for
-    the openid, which is kept in a signed cookie; then the top-up goes on: the order, and its
-    pay page. A forged, expired or reused state or code gets a clear page and changes nothing:
-    no order, no cookie."""
+    the openid, which is kept in a signed cookie; the visitor becomes (or is signed in as) the
+    resident of that openid; then the top-up goes on (the order, and its pay page), or, for a
+    sign-in, the page they came from. A forged, expired or reused state or code gets a clear
+    page and changes nothing: no order, no cookie."""
     oauth = request.app.state.providers.wechat_oauth
     if oauth is None:
         return _oauth_failed(request, _("微信内支付未开通。"), None, 404)
@@ -334,16 +540,26 @@ async def wechat_oauth_callback(request: Request) -> Response:
     try:
         openid = await run_in_threadpool(oauth.fetch_openid, request.query_params.get("code", ""))
     except WechatOAuthError as exc:
-        log.warning("WeChat OAuth code refused for %s: %s %s", pending.number, exc.code,
-                    exc.message)
+        log.warning("WeChat OAuth code refused for %s: %s %s", pending.number or "sign-in",
+                    exc.code, exc.message)
         network = exc.code == "NETWORK"
-        message = (_("暂时连不上微信，请稍后再试。您的余额没有变化。") if network else
-                   _("微信授权已失效，请回到账户页重新充值。您的余额没有变化。"))
-        return _oauth_failed(request, message, pending.number, 502 if network else 400)
-    log.info("WeChat OAuth: openid %s for %s", mask_openid(openid), pending.number)
-    reply = await _order_for_jsapi(request, pending.number, pending.amount_fen)
+        if pending.sign_in:
+            message = (_("暂时连不上微信，请稍后再试。") if network else
+                       _("微信授权已失效，请重新登录。"))
+        else:
+            message = (_("暂时连不上微信，请稍后再试。您的余额没有变化。") if network else
+                       _("微信授权已失效，请回到账户页重新充值。您的余额没有变化。"))
+        return _oauth_failed(request, message, pending.number or None, 502 if network else 400)
+    log.info("WeChat OAuth: openid %s for %s", mask_openid(openid), pending.number or "sign-in")
+    rid = await run_in_threadpool(resident_by_openid, request.app.state.engine, openid,
+                                  resident_id(request))
+    if pending.sign_in:
+        reply = RedirectResponse(safe_next(pending.next), status_code=303)
+    else:
+        reply = await _order_for_jsapi(request, pending.number, pending.amount_fen)
     cookies.set_openid(reply, openid)
     cookies.clear_pending(reply)
+    identity.sign_in(request, reply, rid)
     return reply
 
 
@@ -399,16 +615,29 @@ async def wechat_pay(request: Request) -> Response:
 
 async def emergency(request: Request) -> Response:
     """应急用电: the household takes its advance for the month; power is restored at once and the
-    advance is repaid from the next top-up. Refused (the page says why, nothing changes) when
-    not offered or already taken this month."""
+    advance is repaid from the next top-up. Only for a resident bound to the household (anyone
+    else: 404, nothing changes) who has accepted the agreement, and only when the balance is
+    below the low-balance threshold or the household is cut. Refused (the page says why,
+    nothing changes) otherwise, when not offered, or when already taken this month."""
     number = request.path_params["number"]
     engine = request.app.state.engine
+    rid = resident_id(request)
+    version = current_agreement(request).version
 
     def take() -> str | None:
         with transaction(engine) as session:
-            acct = session.exec(select(Account).where(Account.number == number)).first()
-            if acct is None:
+            found = bound_account(session, rid, number)
+            if found is None:
                 return None
+            acct, _binding = found
+            if not has_accepted(session, rid, acct.id, version):
+                return AGREEMENT
+            balance, _owed = balance_and_advance_fen(session, acct.id)
+            if acct.closed_at is None and acct.emergency_credit_fen > 0 \
+                    and not emergency_needed(acct, balance, power_state(session, acct.id)):
+                log.info("emergency credit refused for %s: balance and supply fine", number)
+                return _("余额高于提醒金额且正在供电，暂不需要应急用电。"
+                         "余额低于提醒金额或停电时可以使用。")
             try:
                 take_emergency_credit(session, acct)
             except EmergencyCreditRefused as exc:
@@ -420,7 +649,9 @@ async def emergency(request: Request) -> Response:
 
     error = await run_in_threadpool(take)
     if error is None:
-        return render(request, "resident/not_found.html", {"number": number[:40]}, 404)
+        return not_found(request, number)
+    if error == AGREEMENT:
+        return _to_agreement(request, number)
     if error:
         return await _account_with_error(request, number, error, 409)
     return RedirectResponse(request.url_for("account", number=number), status_code=303)

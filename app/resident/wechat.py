@@ -5,8 +5,8 @@ timestamped), HttpOnly, SameSite=Lax (WeChat's redirect back to us is a top-leve
 cookies go with it), Secure when the public URL is HTTPS:
 - `wx_openid`: the resident's openid for our appid, for 30 days. A cookie that does not verify,
   is too old, or was made for another appid counts as absent: OAuth runs again.
-- `wx_oauth`: the pending top-up (户号, amount in fen) and the `state` sent to WeChat, for 10
-  minutes, on the callback's path only. WeChat carries `state` back unchanged but accepts only
+- `wx_oauth`: the pending top-up (户号, amount in fen), or the pending sign-in (where to go
+  after it), and the `state` sent to WeChat, for 10 minutes, on the callback's path only. WeChat carries `state` back unchanged but accepts only
   128 letters and digits: a random nonce, bound to this browser by the cookie. A callback whose
   state is not this cookie's (forged, replayed, from another browser) is refused before the code
   is exchanged.
@@ -36,11 +36,17 @@ STATE_LENGTH = 32
 
 @dataclass(frozen=True)
 class PendingTopup:
-    """What the resident asked for before WeChat's OAuth sent them away and back."""
+    """What the resident asked for before WeChat's OAuth sent them away and back: a top-up of
+    `amount_fen` for `number`, or (amount 0, no number) a sign-in, then `next`."""
 
     state: str
     number: str
     amount_fen: int
+    next: str = ""
+
+    @property
+    def sign_in(self) -> bool:
+        return self.amount_fen == 0 and not self.number
 
 
 class WechatCookies:
@@ -82,13 +88,13 @@ class WechatCookies:
 
     # -- the pending top-up
 
-    def new_pending(self, number: str, amount_fen: int) -> PendingTopup:
+    def new_pending(self, number: str, amount_fen: int, next_: str = "") -> PendingTopup:
         state = "".join(secrets.choice(STATE_CHARS) for _ in range(STATE_LENGTH))
-        return PendingTopup(state, number, amount_fen)
+        return PendingTopup(state, number, amount_fen, next_)
 
     def set_pending(self, response: Response, pending: PendingTopup) -> None:
         value = self._pending.dumps({"s": pending.state, "n": pending.number,
-                                     "f": pending.amount_fen})
+                                     "f": pending.amount_fen, "x": pending.next})
         response.set_cookie(PENDING_COOKIE, value, max_age=PENDING_MAX_AGE_S, httponly=True,
                             samesite="lax", secure=self.secure, path=WECHAT_OAUTH_CALLBACK_PATH)
 
@@ -105,11 +111,13 @@ class WechatCookies:
         if not isinstance(value, dict):
             return None
         kept, number, amount_fen = value.get("s"), value.get("n"), value.get("f")
-        if not (isinstance(kept, str) and isinstance(number, str) and type(amount_fen) is int):
+        next_ = value.get("x", "")
+        if not (isinstance(kept, str) and isinstance(number, str) and type(amount_fen) is int
+                and isinstance(next_, str)):
             return None
         if not secrets.compare_digest(kept.encode(), state.encode()):
             return None
-        return PendingTopup(kept, number, amount_fen)
+        return PendingTopup(kept, number, amount_fen, next_)
 
     def clear_pending(self, response: Response) -> None:
         response.delete_cookie(PENDING_COOKIE, path=WECHAT_OAUTH_CALLBACK_PATH, httponly=True,

@@ -18,7 +18,9 @@ import itertools
 import time
 
 import sqlalchemy as sa
+from limits import RateLimitItem
 from limits.storage import Storage
+from limits.strategies import FixedWindowRateLimiter
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from starlette.requests import HTTPConnection
@@ -27,6 +29,7 @@ from app.console.models import RateCounter
 from app.db import transaction
 
 PURGE_EVERY = 500  # increments per process between two deletions of expired counters
+_increments = itertools.count(1)  # this process's, over every storage instance
 
 
 class DatabaseStorage(Storage):
@@ -40,7 +43,6 @@ class DatabaseStorage(Storage):
     def __init__(self, engine) -> None:
         super().__init__()
         self.engine = engine
-        self._increments = itertools.count(1)
 
     @property
     def base_exceptions(self):
@@ -58,7 +60,7 @@ class DatabaseStorage(Storage):
             .returning(table.c.count)
         with transaction(self.engine) as s:
             count = int(s.execute(statement).scalar())
-        if next(self._increments) % PURGE_EVERY == 0:
+        if next(_increments) % PURGE_EVERY == 0:
             self.purge_expired(now)
         return count
 
@@ -88,6 +90,39 @@ class DatabaseStorage(Storage):
         with transaction(self.engine) as s:
             return s.execute(sa.delete(RateCounter).where(
                 RateCounter.expires_at <= (time.time() if now is None else now))).rowcount
+
+
+Rule = tuple[RateLimitItem, str, str]  # (the limit, what is counted, whose: a phone, an address…)
+
+
+class Limits:
+    """Several limits checked or counted together, e.g. a code sent: per phone, per openid and
+    per client address. A rule whose key is empty (no openid, say) is left out. Each call
+    answers None (within every limit) or the seconds until the tightest spent one frees up."""
+
+    def __init__(self, engine) -> None:
+        self.limiter = FixedWindowRateLimiter(DatabaseStorage(engine))
+
+    def _retry_after(self, spent: list[Rule]) -> float | None:
+        if not spent:
+            return None
+        now = time.time()
+        return max(1.0, max(self.limiter.get_window_stats(item, name, key).reset_time - now
+                            for item, name, key in spent))
+
+    def spent(self, rules: list[Rule]) -> float | None:
+        """Whether any limit is spent already, counting nothing."""
+        live = [r for r in rules if r[2]]
+        return self._retry_after([r for r in live if not self.limiter.test(*r)])
+
+    def hit(self, rules: list[Rule]) -> float | None:
+        """Count one against every limit (atomically each); None when all still hold."""
+        live = [r for r in rules if r[2]]
+        return self._retry_after([r for r in live if not self.limiter.hit(*r)])
+
+    def seen(self, item: RateLimitItem, name: str, key: str) -> bool:
+        """Whether `key` was counted under `name` in its current window (nothing counted)."""
+        return not self.limiter.test(item, name, key)
 
 
 # --- the client's address -------------------------------------------------------------------------

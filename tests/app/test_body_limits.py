@@ -14,6 +14,7 @@ from app.orders.models import RefusedNotification
 from app.web.limits import BODY_LIMITS, DEFAULT_BODY_LIMIT, body_limit
 from tests.factories import balance_of, entries_of
 from tests.payflow import NOTIFY, post_notification, start_payment
+from tests.identity.support import post
 
 
 def test_the_limits_by_path():
@@ -80,8 +81,8 @@ def test_a_chunked_body_is_cut_off_at_the_limit(stack):
 
 
 def test_a_form_above_the_default_limit(client, cut_account):
-    reply = client.post(f"/a/{cut_account}/topup",
-                        data={"amount": "50", "custom": "x" * DEFAULT_BODY_LIMIT})
+    reply = post(client, f"/a/{cut_account}/topup",
+                 {"amount": "50", "custom": "x" * DEFAULT_BODY_LIMIT})
     assert reply.status_code == 413
 
 

@@ -21,6 +21,7 @@ from app.orders.models import (CLOSED, PAID, PAID_AFTER_CLOSE, PENDING, Order,
 from app.orders.services import CREDITED, credit_late_payment
 from tests.conftest import wait_until
 from tests.factories import balance_of, entries_of
+from tests.identity.support import post
 
 CHANNELS = ["alipay", "wechat"]
 
@@ -44,7 +45,7 @@ def pay(web, providers, channel: str, number: str, yuan: str = "50",
         notify: str = "normal") -> str:
     """Top up through the account page and pay in the sandbox cashier, the notification sent as
     `notify` says (normal, repeat, late, never); return the out_trade_no."""
-    reply = web.post(f"/a/{number}/topup", data={"amount": yuan, "channel": channel})
+    reply = post(web, f"/a/{number}/topup", {"amount": yuan, "channel": channel})
     assert reply.status_code == 303, reply.text
     cashier = reply.headers["location"]
     if channel == "alipay":
@@ -104,7 +105,7 @@ def test_a_notification_never_sent_is_recovered_by_query(web, providers, engine,
 @pytest.mark.parametrize("channel", CHANNELS)
 def test_an_unpaid_order_is_asked_again_later_then_closed_at_the_provider(
         web, providers, engine, cut_account, channel):
-    web.post(f"/a/{cut_account}/topup", data={"amount": "50", "channel": channel})
+    post(web, f"/a/{cut_account}/topup", {"amount": "50", "channel": channel})
     no = _only_order(engine).out_trade_no
 
     assert query_pending(engine, providers, now=later(3)) == {NOT_PAID: 1}
@@ -207,7 +208,7 @@ def test_the_provider_refuses_a_payment_after_the_orders_life(web, providers, en
     credited and the order stays pending (the order jobs close it)."""
     import time
 
-    reply = web.post(f"/a/{cut_account}/topup", data={"amount": "50", "channel": channel})
+    reply = post(web, f"/a/{cut_account}/topup", {"amount": "50", "channel": channel})
     assert reply.status_code == 303, reply.text
     cashier = reply.headers["location"]
     later = time.time() + 31 * 60

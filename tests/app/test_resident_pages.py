@@ -6,6 +6,7 @@ from sqlmodel import select
 from app.db import transaction
 from app.orders.models import Order
 from tests.factories import EstateFactory
+from tests.identity.support import bound_resident, post
 
 
 @pytest.fixture
@@ -23,22 +24,26 @@ def orders(engine):
         return s.exec(select(Order)).all()
 
 
-def test_account_page_shows_balance_power_and_masked_name(client, estate, gateway):
+def test_account_page_shows_balance_power_and_masked_name(client, engine, settings, estate,
+                                                          gateway):
     number = estate.account(gateway_id=gateway, unit_id=1, balance_fen=12345, holder_name="张三丰")
+    bound_resident(engine, client, settings, number)
     page = client.get(f"/a/{number}").text
     assert "123.45" in page
     assert "供电中" in page
     assert "张**" in page and "张三丰" not in page
 
 
-def test_cut_account_shows_negative_balance_and_cut(client, estate, gateway):
+def test_cut_account_shows_negative_balance_and_cut(client, engine, settings, estate, gateway):
     number = estate.account(gateway_id=gateway, unit_id=1, balance_fen=-500, relay_open=True)
+    bound_resident(engine, client, settings, number)
     page = client.get(f"/a/{number}").text
     assert "-5.00" in page and "已停电" in page
 
 
-def test_english_is_available_and_remembered(client, estate, gateway):
+def test_english_is_available_and_remembered(client, engine, settings, estate, gateway):
     number = estate.account(gateway_id=gateway, unit_id=1, balance_fen=100, relay_open=True)
+    bound_resident(engine, client, settings, number)
     page = client.get(f"/a/{number}?lang=en").text
     assert "Power cut" in page and "Balance" in page
     assert "Power cut" in client.get(f"/a/{number}").text  # the cookie keeps English
@@ -73,27 +78,27 @@ def test_malformed_account_number_is_refused(client):
 ])
 def test_malformed_topup_is_refused_and_creates_no_order(client, engine, estate, gateway, form, message):
     number = estate.account(gateway_id=gateway, unit_id=1, balance_fen=100)
-    reply = client.post(f"/a/{number}/topup", data=form)
+    reply = post(client, f"/a/{number}/topup", form)
     assert reply.status_code == 400 and message in reply.text
     assert orders(engine) == []
 
 
 def test_topup_for_unknown_account_creates_no_order(client, engine):
-    reply = client.post("/a/424242/topup", data={"amount": "50"})
+    reply = post(client, "/a/424242/topup", {"amount": "50"})
     assert reply.status_code == 404
     assert orders(engine) == []
 
 
 def test_custom_amount_goes_to_the_cashier(client, engine, estate, gateway):
     number = estate.account(gateway_id=gateway, unit_id=1)
-    reply = client.post(f"/a/{number}/topup", data={"amount": "50", "custom": "35.50"})
+    reply = post(client, f"/a/{number}/topup", {"amount": "50", "custom": "35.50"})
     assert reply.status_code == 303 and "/sandbox/alipay/gateway.do?" in reply.headers["location"]
     assert [o.amount_fen for o in orders(engine)] == [3550]
     cashier = client.get(reply.headers["location"])
     assert cashier.status_code == 200 and "35.50" in cashier.text
 
 
-def test_page_shows_recent_notices_and_days_left(client, engine, estate, gateway):
+def test_page_shows_recent_notices_and_days_left(client, engine, settings, estate, gateway):
     import datetime as dt
 
     from app.db import transaction, utcnow
@@ -108,6 +113,7 @@ def test_page_shows_recent_notices_and_days_left(client, engine, estate, gateway
         s.add(Notice(account_id=account.id, kind=LOW_BALANCE, amount_fen=1000))
         s.add(Notice(account_id=account.id, kind=LOW_BALANCE, amount_fen=5,
                      created_at=utcnow() - dt.timedelta(days=30)))  # too old to show
+    bound_resident(engine, client, settings, number)
     page = client.get(f"/a/{number}").text
     assert "余额不足：仅剩 10.00 元，请及时充值" in page
     assert "仅剩 0.05 元" not in page
@@ -135,8 +141,8 @@ def test_a_page_waiting_for_a_payment_asks_less_often_then_stops(client, engine,
     from app.db import utcnow
 
     number = estate.account(gateway_id=gateway, unit_id=1, balance_fen=100)
-    assert client.post(f"/a/{number}/topup", data={"amount": "20", "channel": "alipay"}
-                       ).status_code == 303
+    assert post(client, f"/a/{number}/topup", {"amount": "20", "channel": "alipay"}
+                ).status_code == 303
     [order] = orders(engine)
 
     def page_aged(minutes):

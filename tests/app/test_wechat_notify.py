@@ -17,6 +17,7 @@ from payments.sandbox import generate_rsa_keypair
 from payments.wechat_sandbox import ensure_wechat_sandbox_keys
 from tests.factories import balance_of, entries_of
 from tests.payflow import WECHAT_NOTIFY, post_wechat_notification, start_wechat_payment
+from tests.identity.support import post
 
 IN_WECHAT = ("Mozilla/5.0 (Linux; Android 13; V2183A) AppleWebKit/537.36 (KHTML, like Gecko) "
              "Chrome/116.0 Mobile Safari/537.36 MicroMessenger/8.0.47.2560 NetType/WIFI")
@@ -134,7 +135,7 @@ def test_refund_notice_of_another_merchant_is_refused(web, standin, engine, paid
 # -- the top-up and the sandbox cashier ---------------------------------------------------------
 
 def test_sandbox_cashier_pays_and_sends_the_browser_back(web, stack, engine, cut_account):
-    reply = web.post(f"/a/{cut_account}/topup", data={"amount": "50", "channel": "wechat"})
+    reply = post(web, f"/a/{cut_account}/topup", {"amount": "50", "channel": "wechat"})
     cashier_url = reply.headers["location"]
     assert cashier_url.startswith(stack.base_url + "/sandbox/wechat/h5?prepay_id=")
     query = parse_qs(urlsplit(cashier_url).query)
@@ -177,7 +178,7 @@ def test_inside_wechat_without_an_appsecret_the_page_explains_instead_of_offerin
     with TestClient(create_app(live, engine), follow_redirects=False) as c:
         page = c.get(f"/a/{cut_account}", headers={"user-agent": IN_WECHAT}).text
         assert 'value="wechat"' not in page and "在浏览器打开" in page
-        reply = c.post(f"/a/{cut_account}/topup", data={"amount": "50", "channel": "wechat"},
+        reply = post(c, f"/a/{cut_account}/topup", {"amount": "50", "channel": "wechat"},
                        headers={"user-agent": IN_WECHAT})
     assert reply.status_code == 400 and "在浏览器打开" in reply.text
     assert orders(engine) == []
@@ -185,7 +186,7 @@ def test_inside_wechat_without_an_appsecret_the_page_explains_instead_of_offerin
 
 def test_wechat_unreachable_shows_a_clear_message_and_changes_nothing(client, engine, cut_account):
     # TestClient serves no port: our provider's call to the stand-in at base_url is refused.
-    reply = client.post(f"/a/{cut_account}/topup", data={"amount": "50", "channel": "wechat"})
+    reply = post(client, f"/a/{cut_account}/topup", {"amount": "50", "channel": "wechat"})
     assert reply.status_code == 502
     assert "微信支付暂时无法下单" in reply.text and "-5.00" in reply.text
     assert [(o.channel, o.status) for o in orders(engine)] == [("wechat", PENDING)]

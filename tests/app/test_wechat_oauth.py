@@ -19,6 +19,7 @@ from app.orders.models import Order
 from app.orders.providers import build_wechat_oauth
 from app.settings import Settings
 from tests.factories import balance_of, entries_of
+from tests.identity.support import post
 
 WECHAT_UA = ("Mozilla/5.0 (Linux; Android 13; V2148A Build/TP1A.220624.014; wv) AppleWebKit/537.36 "
              "(KHTML, like Gecko) Version/4.0 Chrome/116.0.0.0 Mobile Safari/537.36 XWEB/1160065 "
@@ -52,7 +53,7 @@ def orders(engine) -> list[Order]:
 
 def start_oauth(wx, number: str, yuan: str = "50") -> str:
     """Top up with WeChat Pay inside WeChat with no openid yet: our redirect to WeChat's OAuth."""
-    reply = wx.post(f"/a/{number}/topup", data={"amount": yuan, "channel": "wechat"})
+    reply = post(wx, f"/a/{number}/topup", {"amount": yuan, "channel": "wechat"})
     assert reply.status_code == 303, reply.text
     return reply.headers["location"]
 
@@ -140,7 +141,7 @@ def test_jsapi_pay_sign_verifies_with_the_merchant_public_key(live, wx, cut_acco
 
 def test_with_the_openid_cookie_the_next_topup_skips_oauth(live, wx, engine, cut_account):
     paid_through_oauth(wx, cut_account)
-    reply = wx.post(f"/a/{cut_account}/topup", data={"amount": "20", "channel": "wechat"})
+    reply = post(wx, f"/a/{cut_account}/topup", {"amount": "20", "channel": "wechat"})
     assert pay_params(pay_page(wx, reply))["appId"] == live.app.state.providers.wechat_oauth.appid
     assert [o.amount_fen for o in orders(engine)] == [5000, 2000]
     assert live.app.state.providers.wechat_oauth_standin.exchanges == 1
@@ -198,7 +199,7 @@ def test_a_tampered_openid_cookie_is_ignored_and_oauth_runs_again(live, wx, engi
     else:
         value = ("A" if value[0] != "A" else "B") + value[1:]
     wx.cookies.set("wx_openid", value, domain="127.0.0.1")
-    reply = wx.post(f"/a/{cut_account}/topup", data={"amount": "20", "channel": "wechat"})
+    reply = post(wx, f"/a/{cut_account}/topup", {"amount": "20", "channel": "wechat"})
     assert reply.status_code == 303
     assert urlsplit(reply.headers["location"]).path.endswith("/connect/oauth2/authorize")
     assert len(orders(engine)) == 1  # only the first top-up's
@@ -208,14 +209,14 @@ def test_an_openid_cookie_of_another_appid_is_ignored(live, wx, engine, cut_acco
     signer = URLSafeTimedSerializer(live.settings.secret_key, salt="feikong.wechat.openid")
     wx.cookies.set("wx_openid", signer.dumps({"a": "wxsomebodyelse00001", "o": "o" + "x" * 27}),
                    domain="127.0.0.1")
-    reply = wx.post(f"/a/{cut_account}/topup", data={"amount": "20", "channel": "wechat"})
+    reply = post(wx, f"/a/{cut_account}/topup", {"amount": "20", "channel": "wechat"})
     assert reply.status_code == 303 and "/connect/oauth2/authorize" in reply.headers["location"]
     assert orders(engine) == []
 
 
 def test_outside_wechat_wechat_pay_is_still_h5(live, engine, cut_account):
     with browser(live, user_agent="Mozilla/5.0 (Linux; Android 13) Mobile Safari/537.36") as c:
-        reply = c.post(f"/a/{cut_account}/topup", data={"amount": "50", "channel": "wechat"})
+        reply = post(c, f"/a/{cut_account}/topup", {"amount": "50", "channel": "wechat"})
     assert reply.status_code == 303 and "/sandbox/wechat/h5?prepay_id=" in reply.headers["location"]
     assert live.app.state.providers.wechat_oauth_standin.exchanges == 0
 
@@ -319,7 +320,7 @@ def test_with_real_keys_and_an_appsecret_no_oauth_stand_in_is_served(settings, e
         assert providers.wechat_oauth_standin is None
         assert c.get("/sandbox/wechat/oauth/connect/oauth2/authorize").status_code == 404
         assert c.get("/sandbox/wechat/jsapi").status_code == 404
-        reply = c.post(f"/a/{cut_account}/topup", data={"amount": "50", "channel": "wechat"})
+        reply = post(c, f"/a/{cut_account}/topup", {"amount": "50", "channel": "wechat"})
     assert reply.status_code == 303
     assert reply.headers["location"].startswith(
         "https://open.weixin.qq.com/connect/oauth2/authorize?appid=wx1234567890abcdef&")

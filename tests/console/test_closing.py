@@ -15,6 +15,7 @@ from app.orders.models import Order, Refund
 from meters.store import load_gateways
 from tests.console.conftest import csrf, new_client
 from tests.factories import account_by_number, balance_of, entries_of, meter_of, store_readings
+from tests.identity.support import post
 
 
 def _accrue(engine, number: str) -> int:
@@ -52,7 +53,7 @@ def test_closing_bills_the_final_reading_and_keeps_the_balance(console, engine, 
     web = new_client(settings, engine)
     resident = web.get(f"/a/{number}")
     assert "本户已销户" in resident.text and "/topup" not in resident.text
-    refused = web.post(f"/a/{number}/topup", data={"amount": "50", "channel": "alipay"})
+    refused = post(web, f"/a/{number}/topup", {"amount": "50", "channel": "alipay"})
     assert refused.status_code == 409 and "本户已销户" in refused.text
     with transaction(engine, read_only=True) as s:
         assert s.exec(select(Order)).all() == []

@@ -1,6 +1,7 @@
-"""应急用电 as a cut household meets it: the page offers the month's advance, taking it restores
-the supply (the relay read back from the simulated meter), a second time in the month is refused
-and changes nothing, and the next top-up repays it before anything else."""
+"""应急用电 as a cut household meets it: the page offers the month's advance to a resident bound to
+the household, taking it restores the supply (the relay read back from the simulated meter), a
+second time in the month is refused and changes nothing, and the next top-up repays it before
+anything else."""
 
 import httpx
 import pytest
@@ -8,6 +9,7 @@ import pytest
 from tests.conftest import wait_until
 from tests.factories import balance_of, entries_of
 from tests.functional.test_worker import commands, read_relay
+from tests.identity.support import bound_resident, post
 from tests.payflow import post_notification, start_payment
 
 
@@ -22,11 +24,12 @@ def test_emergency_credit_restores_at_once_and_is_repaid_by_the_next_topup(stack
     stack.start_sim([[4]])
     number = stack.household(4, balance_fen=-500, relay_open=True, emergency_credit_fen=1000)
     stack.start_worker()
+    bound_resident(engine, web, stack.settings, number)
 
     page = web.get(f"/a/{number}").text
     assert "已停电" in page and "使用应急用电 10.00 元" in page
 
-    reply = web.post(f"/a/{number}/emergency")
+    reply = post(web, f"/a/{number}/emergency")
     assert reply.status_code == 303 and reply.headers["location"].endswith(f"/a/{number}")
     wait_until(lambda: read_relay(stack, 0, 4) is False, timeout=10,
                message="the meter's relay did not close after the emergency credit")
@@ -38,7 +41,7 @@ def test_emergency_credit_restores_at_once_and_is_repaid_by_the_next_topup(stack
     assert "使用应急用电" not in page  # taken for this month
     assert balance_of(engine, number) == 500
 
-    again = web.post(f"/a/{number}/emergency")
+    again = post(web, f"/a/{number}/emergency")
     assert again.status_code == 409
     assert "本月已使用过应急用电" in again.text
     assert [e.amount_fen for e in entries_of(engine, number, "emergency_credit")] == [1000]
@@ -59,7 +62,8 @@ def test_a_small_topup_repays_what_it_can_and_the_threshold_sees_the_rest(stack,
     the balance still 5.00: the supply stays on, the next top-up repays the rest."""
     stack.start_sim([[5]])
     number = stack.household(5, balance_fen=-500, relay_open=True, emergency_credit_fen=1000)
-    assert web.post(f"/a/{number}/emergency").status_code == 303
+    bound_resident(engine, web, stack.settings, number)
+    assert post(web, f"/a/{number}/emergency").status_code == 303
     sandbox = stack.app.state.providers.sandbox_alipay
     pay = start_payment(web, sandbox, number, yuan="3")
     assert post_notification(web, sandbox, sandbox.build_notification(pay)).text == "success"
@@ -71,8 +75,9 @@ def test_a_small_topup_repays_what_it_can_and_the_threshold_sees_the_rest(stack,
 def test_emergency_credit_not_offered_is_refused_and_changes_nothing(stack, web, engine):
     stack.start_sim([[6]])
     number = stack.household(6, balance_fen=-500, relay_open=True)  # emergency_credit_fen 0
+    bound_resident(engine, web, stack.settings, number)
     assert "应急用电" not in web.get(f"/a/{number}").text
-    reply = web.post(f"/a/{number}/emergency")
+    reply = post(web, f"/a/{number}/emergency")
     assert reply.status_code == 409 and "本户未开通应急用电" in reply.text
     assert entries_of(engine, number, "emergency_credit") == []
     assert commands(engine) == []
@@ -80,32 +85,39 @@ def test_emergency_credit_not_offered_is_refused_and_changes_nothing(stack, web,
 
 
 def test_emergency_credit_for_an_unknown_account_is_a_404(web, engine):
-    reply = web.post("/a/999999/emergency")
+    reply = post(web, "/a/999999/emergency")
     assert reply.status_code == 404 and "未找到该户号" in reply.text
 
 
-def test_a_household_with_money_is_not_offered_emergency_credit(stack, web):
+def test_a_household_with_money_is_not_offered_emergency_credit(stack, web, engine):
     stack.start_sim([[7]])
     number = stack.household(7, balance_fen=2000, relay_open=False, emergency_credit_fen=1000)
+    bound_resident(engine, web, stack.settings, number)
     assert "使用应急用电" not in web.get(f"/a/{number}").text
 
 
 def test_a_cut_household_takes_emergency_credit_on_a_phone(stack, engine, phone):
     """The journey in a 360-px browser: the offer is on screen, one tap restores the supply."""
+    from app.resident.identity import SESSION_COOKIE, session_value
     from tests.functional.conftest import ARTIFACTS
+    from tests.identity.support import bind, resident
 
     stack.start_sim([[8]], relay_delay_s=0.2)
     number = stack.household(8, balance_fen=-500, relay_open=True, emergency_credit_fen=1000)
     stack.start_web()
     stack.start_worker()
+    rid = resident(engine)
+    bind(engine, rid, number)
+    phone.context.add_cookies([{"name": SESSION_COOKIE, "url": stack.base_url,
+                                "value": session_value(stack.settings.secret_key, rid)}])
     phone.goto(f"{stack.base_url}/a/{number}")
     button = phone.get_by_role("button", name="使用应急用电 10.00 元")
     box = button.bounding_box()
     assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 360
     assert phone.evaluate("document.documentElement.scrollWidth") <= 360  # nothing overflows
     button.click()
-    phone.wait_for_function("document.querySelector('#power').innerText.includes('供电中')",
-                            timeout=15_000)
+    # a selector, not wait_for_function: the page's CSP (no 'unsafe-eval') refuses evaluated text
+    phone.wait_for_selector("#power:has-text('供电中')", timeout=15_000)
     ARTIFACTS.mkdir(exist_ok=True)
     phone.screenshot(path=str(ARTIFACTS / "emergency-credit-360.png"), full_page=True)
     assert "应急用电待还 10.00 元" in phone.inner_text("#status")

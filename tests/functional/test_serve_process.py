@@ -23,6 +23,7 @@ from tests.app.test_orders_jobs import order_of, pay
 from tests.billing.test_share_jobs import make_building, runs
 from tests.conftest import USE_POSTGRES, wait_until
 from tests.factories import balance_of
+from tests.identity.support import post
 
 
 def test_serve_runs_the_order_and_billing_jobs(engine, settings, cut_account, tmp_path):
@@ -83,8 +84,8 @@ def test_serve_in_two_processes_shares_one_port(engine, settings, cut_account, t
 
         def top_up(_):
             with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as web:
-                return web.post(f"/a/{cut_account}/topup",
-                                data={"amount": "20", "channel": "alipay"}).status_code
+                return post(web, f"/a/{cut_account}/topup",
+                            {"amount": "20", "channel": "alipay"}).status_code
 
         with ThreadPoolExecutor(8) as pool:
             assert list(pool.map(top_up, range(40))) == [303] * 40
