@@ -633,7 +633,7 @@ async def emergency(request: Request) -> Response:
             if not has_accepted(session, rid, acct.id, version):
                 return AGREEMENT
             balance, _owed = balance_and_advance_fen(session, acct.id)
-            if acct.closed_at is None and acct.emergency_credit_fen > 0 \
+            if emergency_credit_offered(session, acct) \
                     and not emergency_needed(acct, balance, power_state(session, acct.id)):
                 log.info("emergency credit refused for %s: balance and supply fine", number)
                 return _("余额高于提醒金额且正在供电，暂不需要应急用电。"
