@@ -1,7 +1,8 @@
 """A bound resident's pages of their household: bills (账单), history (明细), usage (用电) and
 notices (消息), read by app/resident/statements.py. Each is for a resident bound to that
 household only: no session, no binding, an unknown 户号 all get the same Chinese 404, and nothing
-changes."""
+changes. A bound resident who has not accepted the current prepaid agreement is sent to it
+first, as the account page does."""
 
 from __future__ import annotations
 
@@ -10,13 +11,14 @@ from dataclasses import dataclass
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 
 from app.db import transaction, utcnow
 from app.estate.models import Building, Estate
 from app.ledger.days import local_day
 from app.resident import statements
-from app.resident.identity import bound_account, resident_id
+from app.resident.identity import bound_account, has_accepted, resident_id
+from app.resident.views import current_agreement
 
 
 def render(request: Request, name: str, context: dict, status_code: int = 200) -> Response:
@@ -31,13 +33,14 @@ def not_found(request: Request) -> Response:
     return render(request, "resident/not_found.html", {"number": number[:40]}, 404)
 
 
-async def _read(request: Request, read) -> dict | None:
-    """`read(session, account, binding)` in a read-only transaction when the signed-in resident
-    is bound to the path's household, with the page's common context; else None."""
+async def _read(request: Request, read) -> tuple[dict | None, Response | None]:
+    """(context, None): `read(session, account, binding)` in a read-only transaction, with the
+    page's common context, when the signed-in resident is bound to the path's household and has
+    accepted the agreement; else (None, the reply: the 404, or the way to the agreement)."""
     number, rid = request.path_params["number"], resident_id(request)
     if rid is None:
-        return None
-    engine = request.app.state.engine
+        return None, not_found(request)
+    engine, version = request.app.state.engine, current_agreement(request).version
 
     def load():
         with transaction(engine, read_only=True) as s:
@@ -45,20 +48,31 @@ async def _read(request: Request, read) -> dict | None:
             if found is None:
                 return None
             account, binding = found
+            if not has_accepted(s, rid, account.id, version):
+                return AGREEMENT
             building = s.get(Building, account.building_id)
             context = read(s, account, binding)
             context.update(account=account, binding=binding, building=building,
                            estate=s.get(Estate, building.estate_id))
             return context
 
-    return await run_in_threadpool(load)
+    context = await run_in_threadpool(load)
+    if context is None:
+        return None, not_found(request)
+    if context is AGREEMENT:
+        return None, RedirectResponse(request.url_for("agreement", number=number),
+                                      status_code=303)
+    return context, None
+
+
+AGREEMENT = object()  # bound, the agreement not accepted yet
 
 
 async def bills(request: Request) -> Response:
-    context = await _read(request, lambda s, a, b: {
+    context, reply = await _read(request, lambda s, a, b: {
         "months": statements.bill_months(s, a), "today": local_day(utcnow())})
-    if context is None:
-        return not_found(request)
+    if reply is not None:
+        return reply
     return render(request, "resident/bills.html", {**context, "tab": "bills"})
 
 
@@ -66,9 +80,10 @@ async def bill(request: Request) -> Response:
     month = statements.parse_month(request.path_params["month"])
     if month is None or month > statements.month_of(local_day(utcnow())):
         return not_found(request)
-    context = await _read(request, lambda s, a, b: {"bill": statements.month_bill(s, a, month)})
-    if context is None:
-        return not_found(request)
+    context, reply = await _read(request, lambda s, a, b: {
+        "bill": statements.month_bill(s, a, month)})
+    if reply is not None:
+        return reply
     return render(request, "resident/bill.html", {
         **context, "tab": "bills", "generated_at": utcnow(),
         "last_day": statements.next_month(month) - dt.timedelta(days=1),
@@ -88,10 +103,10 @@ async def history(request: Request) -> Response:
             before = None
         if before is None:
             return not_found(request)
-    context = await _read(request, lambda s, a, b: {
+    context, reply = await _read(request, lambda s, a, b: {
         "page": statements.history_page(s, a, before)})
-    if context is None:
-        return not_found(request)
+    if reply is not None:
+        return reply
     return render(request, "resident/history.html", {**context, "tab": "history",
                                                       "before": before})
 
@@ -134,9 +149,9 @@ def bar_chart(points: list[tuple[dt.date, int]], every: int) -> Chart:
 
 
 async def usage(request: Request) -> Response:
-    context = await _read(request, lambda s, a, b: {"usage": statements.usage(s, a)})
-    if context is None:
-        return not_found(request)
+    context, reply = await _read(request, lambda s, a, b: {"usage": statements.usage(s, a)})
+    if reply is not None:
+        return reply
     used = context["usage"]
     return render(request, "resident/usage.html", {
         **context, "tab": "usage", "daily": bar_chart(used.days, 7),
@@ -150,12 +165,12 @@ async def notices(request: Request) -> Response:
     before = statements.parse_notice_cursor(raw) if raw else None
     if raw and before is None:
         return not_found(request)
-    context = await _read(request, lambda s, a, b: {
+    context, reply = await _read(request, lambda s, a, b: {
         "page": statements.notices_page(s, a.id, before),
         "unread": statements.unread_count(s, a.id, b.notices_read_at),
         "read_at": b.notices_read_at})
-    if context is None:
-        return not_found(request)
+    if reply is not None:
+        return reply
     shown = context["page"].notices
     if before is None and shown and statements.is_unread(shown[0], context["read_at"]):
         engine, binding = request.app.state.engine, context["binding"]

@@ -15,6 +15,8 @@ from app.estate.models import Account
 from app.ledger.days import day_start
 from app.ledger.models import LedgerEntry
 from app.resident import identity
+from app.resident.agreement import load_agreement
+from app.resident.identity import accept_agreement
 from app.resident.models import Resident, ResidentAccount
 from app.tariffs import CHINA_TZ
 
@@ -24,8 +26,11 @@ def local(*args) -> dt.datetime:
     return dt.datetime(*args, tzinfo=CHINA_TZ).astimezone(dt.timezone.utc)
 
 
-def resident(engine, phone: str, *numbers: str, read_at: dt.datetime | None = None) -> int:
-    """A resident with a proved phone, bound to the households `numbers`; returns their id."""
+def resident(engine, phone: str, *numbers: str, read_at: dt.datetime | None = None,
+             accepted: bool = True) -> int:
+    """A resident with a proved phone, bound to the households `numbers` (the prepaid
+    agreement accepted for each, unless not `accepted`); returns their id."""
+    version = load_agreement(None).version
     with transaction(engine) as s:
         r = Resident(phone=phone)
         s.add(r)
@@ -34,6 +39,8 @@ def resident(engine, phone: str, *numbers: str, read_at: dt.datetime | None = No
             account = s.execute(sa.select(Account).where(Account.number == number)).scalar_one()
             s.add(ResidentAccount(resident_id=r.id, account_id=account.id,
                                   notices_read_at=read_at))
+            if accepted:
+                accept_agreement(s, r.id, account.id, version, "test")
         return r.id
 
 

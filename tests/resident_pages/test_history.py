@@ -63,7 +63,7 @@ def test_a_payment_stays_in_view_after_200_hourly_charges(client, settings, engi
     page = client.get(f"/a/{number}/history")
     assert page.status_code == 200
     html = page.text
-    assert "<h1>明细</h1>" in html
+    assert "<h1>收支明细</h1>" in html
     days = _days(html)
     assert len(days) == 30  # a page: 30 local days with entries
     text = " ".join(t for _, t in days)
