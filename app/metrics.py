@@ -35,3 +35,14 @@ POLL_ROUND_SECONDS = Histogram("feikong_poll_round_seconds", "One gateway's poll
 HTTP_SECONDS = Histogram("feikong_http_request_seconds", "Server time of a request, by route",
                          ["route", "method", "status"],
                          buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10))
+MESSAGES = Counter("feikong_messages_total",
+                   "Messages to residents, by channel (wechat_template, wechat_subscribe, sms) "
+                   "and outcome (queued, sent, failed, skipped)", ["channel", "outcome"])
+MESSAGE_ATTEMPTS = Counter("feikong_message_attempts_total",
+                           "Message delivery attempts, by channel and result (ok, transient, "
+                           "permanent)", ["channel", "result"])
+MESSAGE_SECONDS = Histogram(
+    "feikong_message_delivery_seconds",
+    "From a notice to the provider taking its message, by timing (at_once: the cut notice and "
+    "confirmations; reminder: held for the messaging hours)", ["timing"],
+    buckets=(0.5, 1, 2, 5, 10, 30, 60, 300, 1800, 3600, 6 * 3600, 12 * 3600, 86400))

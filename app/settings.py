@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     # Billing jobs (`app.billing.jobs`), run by the same commands: common-area shares of every
     # ended day or month. 0: not in this process.
     billing_jobs_every_s: float = 300.0
+    # Message jobs (`app.messages.jobs`), run by the same commands: notices become WeChat or SMS
+    # messages, due messages are sent (and retried). 0: not in this process.
+    message_jobs_every_s: float = 2.0
 
     # Alipay. Empty app id = the local sandbox cashier plays Alipay with local keys.
     alipay_app_id: str = ""

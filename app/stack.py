@@ -20,9 +20,12 @@ log = logging.getLogger(__name__)
 
 def make_web_server(app, host: str, port: int) -> uvicorn.Server:
     """A uvicorn server for `app` that leaves signals to its caller; run it with `.serve()`."""
-    # log_config=None: uvicorn's records go to the root handler (app/logs.py), structured
+    # log_config=None: uvicorn's records go to the root handler (app/logs.py), structured.
+    # proxy_headers=False: uvicorn would believe X-Forwarded-For from 127.0.0.1 by default;
+    # FEIKONG_TRUSTED_PROXIES alone decides (app/web/ratelimit.py: client_address).
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning",
-                                           lifespan="off", log_config=None))
+                                           lifespan="off", log_config=None,
+                                           proxy_headers=False))
     server.install_signal_handlers = lambda: None
     return server
 
@@ -72,7 +75,8 @@ async def run_system(settings, engine, *, worker: bool = True, announce=None,
     """Serve the web app, run the order jobs (lost notifications queried, expired orders
     closed, refunds followed, yesterday reconciled: `app.orders.jobs`), the billing jobs
     (charges of past hours, common-area shares, the daily balance check, old raw readings
-    dropped: `app.billing.jobs`) and, with `worker`, the
+    dropped: `app.billing.jobs`), the message jobs (notices to WeChat and SMS messages, sent
+    and retried: `app.messages.jobs`; `message_jobs_every_s`) and, with `worker`, the
     meter worker, all in this loop, until SIGINT/SIGTERM or until one of them stops; then stop
     them all. One process, so a payment wakes the worker through an asyncio event. The order
     jobs use the web app's own providers (in the sandbox, the stand-ins keep their records
@@ -101,6 +105,14 @@ async def run_system(settings, engine, *, worker: bool = True, announce=None,
         tasks.add(asyncio.create_task(run_billing_jobs(
             engine, every_s=settings.billing_jobs_every_s,
             retention_days=settings.reading_retention_days), name="billing-jobs"))
+    if settings.message_jobs_every_s > 0:  # the web app's messengers (in the sandbox, pointed
+        from app.messages.jobs import run_message_jobs  # at its own stand-ins)
+        from app.messaging_setup import build_messengers
+
+        messengers = getattr(app.state, "messengers", None) or build_messengers(settings)
+        tasks.add(asyncio.create_task(run_message_jobs(
+            engine, settings, messengers, every_s=settings.message_jobs_every_s),
+            name="message-jobs"))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -130,8 +142,8 @@ def serve_processes(settings, processes: int, announce=None) -> int:
     cores all serve; PostgreSQL only. Each process listens on a socket of its own
     (SO_REUSEPORT) and the kernel spreads new connections between them: with one shared
     socket, whichever process woke first accepted a whole burst of connections, and kept them
-    (keep-alive) while the others idled. The order and billing jobs run in the first process
-    alone.
+    (keep-alive) while the others idled. The order, billing and message jobs run in the first
+    process alone.
 
     This (parent) process supervises: a child that dies (a crash, the OOM killer, SIGKILL) is
     logged with why and replaced within a second (`RESTART_DELAYS_S` back off a child that
@@ -173,7 +185,8 @@ def serve_processes(settings, processes: int, announce=None) -> int:
                     os.close(ready_r)
                 sock = tcp_listener(settings.web_host, port, reuse_port=True)
                 jobs_elsewhere = {} if index == 0 else {"order_jobs_every_s": 0,
-                                                         "billing_jobs_every_s": 0}
+                                                         "billing_jobs_every_s": 0,
+                                                         "message_jobs_every_s": 0}
                 own = settings.model_copy(update={"web_port": port, **jobs_elsewhere})
                 ready = (lambda: os.write(ready_fd, b".")) if ready_fd is not None else None
                 asyncio.run(run_system(own, make_engine(own.database_url), worker=False,

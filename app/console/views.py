@@ -46,6 +46,7 @@ from app.estate.models import Account, Building, DailyFrozen, Estate, Meter, Sha
 from app.i18n import N_
 from app.ledger.models import ADJUSTMENT, CHARGE, SHARE, LedgerEntry
 from app.ledger.services import funds, kept_balance_fen, lock_balances, post_entry
+from app.messages.services import failed_messages, mask_recipient, messages_of
 from app.notices.models import Notice
 from app.orders.models import (PAID, PAID_AFTER_CLOSE, Order, ReconcileDifference, Refund,
                                RefusedCount)
@@ -372,6 +373,7 @@ async def account(request: Request) -> Response:
                               .order_by(Refund.created_at.desc(), Refund.id.desc()).limit(20)))
         notices = list(s.exec(select(Notice).where(Notice.account_id == a.id)
                               .order_by(Notice.created_at.desc(), Notice.id.desc()).limit(20)))
+        messages = [(m, mask_recipient(m.channel, m.recipient)) for m in messages_of(s, a.id)]
         decisions = list(s.exec(select(CutDecision).where(CutDecision.account_id == a.id)
                                 .order_by(CutDecision.id.desc()).limit(20)))
         kept = kept_balance_fen(s, a.id)
@@ -398,7 +400,7 @@ async def account(request: Request) -> Response:
     return _render(request, "console/account.html", {
         "who": who, "a": a, "building": building, "funds": money, "meters": meters,
         "lines": lines, "commands": commands, "attempts": attempts, "decisions": decisions,
-        "orders": orders, "refunds": refunds, "notices": notices,
+        "orders": orders, "refunds": refunds, "notices": notices, "messages": messages,
         "daily": daily, "monthly": monthly, "strategies": STRATEGIES, "tariffs": tariffs,
         "may_administer": scope.may_administer(who), "may_move_money": may_move_money(who),
         "saved": request.query_params.get("saved") == "1",
@@ -932,6 +934,9 @@ async def anomalies(request: Request) -> Response:
             select(Order, Account.number).join(Account, Account.id == Order.account_id)
             .where(Account.building_id.in_(scope.building_ids(s, who) or [-1]),
                    Order.status == PAID_AFTER_CLOSE).order_by(Order.closed_at)).all())
+        failed = [(m, number, household, mask_recipient(m.channel, m.recipient))
+                  for m, number, household in failed_messages(
+                      s, scope.building_ids(s, who), since)]
         refused, differences = [], []
         if who.building_ids is None:  # not tied to a building: the estate-wide roles see them
             differences = list(s.exec(
@@ -948,6 +953,7 @@ async def anomalies(request: Request) -> Response:
                 .order_by(sa.func.sum(RefusedCount.count).desc())).all())
     return _render(request, "console/anomalies.html", {
         "who": who, "rows": rows, "late": late, "refused": refused, "differences": differences,
+        "failed_messages": failed,
         "may_act": scope.may_decide_cuts(who), "may_move_money": may_move_money(who),
         "error": request.query_params.get("error", "")})
 

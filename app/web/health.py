@@ -4,8 +4,9 @@ and 503 when one fails:
 - the database answers, and its schema is at this code's head revision;
 - a meter worker's heartbeat is fresh (within twice the lease time: a worker renews it every
   third of it), else nobody reads meters or restores power;
-- the order jobs and the billing jobs each ended a sweep within three of their intervals (at
-  least a minute, and for billing ten), wherever they run (`JobRun`), and the last did not fail.
+- the order, billing and message jobs each ended a sweep within three of their intervals (at
+  least a minute, and for billing ten; the message jobs record a sweep every 20 s at most),
+  wherever they run (`JobRun`), and the last did not fail.
 It also reports the holiday calendar (`app.policy.arrangements.calendar_status`): until when it
 is official, and from 60 days before that a warning to load next year's arrangement. That check
 warns and never fails readiness: past the official years the statutory holidays are computed
@@ -23,6 +24,7 @@ from starlette.responses import JSONResponse, Response
 from app.db import transaction, utcnow
 from app.estate.models import WorkerHeartbeat
 from app.jobs.runs import BILLING_JOBS, ORDER_JOBS, last_runs
+from app.messages.jobs import MESSAGE_JOBS
 from app.migrate import current_revision, head_revision
 from app.policy.arrangements import calendar_status
 from app.tariffs import CHINA_TZ
@@ -57,8 +59,9 @@ def _checks(engine, settings) -> dict:
     checks["worker"] = {"ok": beat is not None and now - beat <= fresh,
                         "age_s": _age(now, beat), "within_s": fresh.total_seconds()}
     for name, every in ((ORDER_JOBS, settings.order_jobs_every_s),
-                        (BILLING_JOBS, settings.billing_jobs_every_s)):
-        within = max(3 * every, 60.0 if name == ORDER_JOBS else 600.0)
+                        (BILLING_JOBS, settings.billing_jobs_every_s),
+                        (MESSAGE_JOBS, settings.message_jobs_every_s)):
+        within = max(3 * every, 600.0 if name == BILLING_JOBS else 60.0)
         run = runs.get(name)
         checks[name] = {
             "ok": run is not None and (now - run.last_run_at).total_seconds() <= within

@@ -1,6 +1,7 @@
 """`/metrics` for Prometheus (the counters of app/metrics.py, added up over every process of
 `serve --processes N` in multiprocess mode; and, read from the database at each scrape, the
-meters online and offline and the age of the jobs' last runs), to the addresses in
+meters online and offline, the age of the jobs' last runs and the messages due and the age of
+the oldest), to the addresses in
 `FEIKONG_METRICS_ALLOW` only (404 to anyone else: not served publicly unless configured).
 `RequestTimer` times every request by its route."""
 
@@ -23,6 +24,7 @@ from app import metrics
 from app.db import transaction, utcnow
 from app.estate.models import Meter
 from app.jobs.runs import last_runs
+from app.messages.jobs import queue_state
 
 
 def allowed(client: str, allow: str) -> bool:
@@ -51,17 +53,27 @@ class DatabaseCollector:
         ages = GaugeMetricFamily("feikong_job_last_run_age_seconds",
                                  "Seconds since each background job last ended a sweep",
                                  labels=["job"])
+        due = GaugeMetricFamily("feikong_messages_due",
+                                "Messages to residents due and not yet sent (reminders held "
+                                "for the messaging hours are not due)")
+        queue_age = GaugeMetricFamily("feikong_message_queue_age_seconds",
+                                      "How long the oldest due message has waited (0: none)")
+        now = utcnow()
         with transaction(self.engine, read_only=True) as s:
             counted = dict(s.execute(sa.select(Meter.online, sa.func.count())
                                      .group_by(Meter.online)).all())
             runs = last_runs(s)
+            waiting, oldest_s = queue_state(s, now)
         meters.add_metric(["online"], counted.get(True, 0))
         meters.add_metric(["offline"], counted.get(False, 0))
-        now = utcnow()
+        due.add_metric([], waiting)
+        queue_age.add_metric([], oldest_s)
         for name, run in runs.items():
             ages.add_metric([name], (now - run.last_run_at).total_seconds())
         yield meters
         yield ages
+        yield due
+        yield queue_age
 
 
 def _scrape(engine) -> bytes:

@@ -9,17 +9,20 @@ import sqlalchemy as sa
 from app.db import transaction, utcnow
 from app.estate.models import WorkerHeartbeat
 from app.jobs.runs import BILLING_JOBS, ORDER_JOBS, record_run
+from app.messages.jobs import MESSAGE_JOBS
 from tests.factories import EstateFactory, REAL_POLICY
 
 
 def alive(engine, *, worker_age_s: float = 1, order_age_s: float = 1,
-          billing_age_s: float = 1, order_error: Exception | None = None) -> None:
+          billing_age_s: float = 1, message_age_s: float = 1,
+          order_error: Exception | None = None) -> None:
     """A worker's heartbeat and the jobs' last sweeps, that many seconds ago."""
     now = utcnow()
     with transaction(engine) as s:
         s.merge(WorkerHeartbeat(worker_id="w1", seen_at=now - dt.timedelta(seconds=worker_age_s)))
     record_run(engine, ORDER_JOBS, order_error, now=now - dt.timedelta(seconds=order_age_s))
     record_run(engine, BILLING_JOBS, now=now - dt.timedelta(seconds=billing_age_s))
+    record_run(engine, MESSAGE_JOBS, now=now - dt.timedelta(seconds=message_age_s))
 
 
 def test_ready_with_the_schema_at_head_and_the_calendar_reported(client, engine):
@@ -48,6 +51,7 @@ def test_not_ready_when_the_schema_is_behind(client, engine):
     ({"worker_age_s": 600}, "worker"),  # the worker died: nobody reads meters
     ({"order_age_s": 3600}, ORDER_JOBS),  # the jobs' process died
     ({"billing_age_s": 7200}, BILLING_JOBS),
+    ({"message_age_s": 300}, MESSAGE_JOBS),  # no restore confirmation would go out
     ({"order_error": RuntimeError("provider down")}, ORDER_JOBS),
 ])
 def test_not_ready_with_each_part_broken(client, engine, broken, check):
@@ -63,6 +67,7 @@ def test_not_ready_before_any_worker_or_job_ran(client):
     checks = client.get("/readyz").json()["checks"]
     assert not checks["worker"]["ok"] and checks["worker"]["age_s"] is None
     assert not checks[ORDER_JOBS]["ok"] and not checks[BILLING_JOBS]["ok"]
+    assert not checks[MESSAGE_JOBS]["ok"]
 
 
 def test_a_running_worker_makes_its_heartbeat_on_sqlite_too(stack, engine):
