@@ -14,15 +14,9 @@ from app.db import make_engine
 from app.logs import RequestIds
 from app.orders.providers import (
     ALIPAY_NOTIFY_PATH,
-    SANDBOX_ALIPAY_BILL_PATH,
-    SANDBOX_GATEWAY_PATH,
-    WECHAT_CASHIER_PATH,
-    WECHAT_JSAPI_CASHIER_PATH,
     WECHAT_JSAPI_PAY_PATH,
     WECHAT_NOTIFY_PATH,
     WECHAT_OAUTH_CALLBACK_PATH,
-    WECHAT_OAUTH_STANDIN_PATH,
-    WECHAT_STANDIN_PATH,
     build_providers,
 )
 from app.console.views import console_mount
@@ -31,16 +25,14 @@ from app.resident import auth_views as residents
 from app.resident import views as resident
 from app.resident.security import ResidentCsrf, ResidentSecurityHeaders
 from app.resident import pages as resident_pages
-from app.sandbox import views as sandbox
-from app.sandbox.delivery import SandboxNotifier
 from app.settings import Settings, get_settings, use_settings
 from app.web import errors, health
 from app.web.limits import BodyLimit
 from app.web.metrics import RequestTimer, metrics_view
 from app.web.static import PageGZip, VersionedStaticFiles, favicon
 from app.web.templating import make_templates, without_lang
-from payments.wechat_oauth_standin import make_oauth_app
-from payments.wechat_standin import make_wechat_api_app
+from standins.delivery import SandboxNotifier
+from standins.mounts import mount as mount_standins
 
 LANG_COOKIE = "lang"
 
@@ -110,25 +102,11 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         Route("/a/{number}/usage", resident_pages.usage, name="usage"),
         Route("/a/{number}/notices", resident_pages.notices, name="notices"),
         Route(ALIPAY_NOTIFY_PATH, alipay_notify, methods=["POST"], name="alipay_notify"),
-        Route(SANDBOX_GATEWAY_PATH, sandbox.cashier, methods=["GET", "POST"],
-              name="sandbox_cashier"),  # Alipay's cashier, and its server API for our provider
-        Route(SANDBOX_ALIPAY_BILL_PATH + "/{token}", sandbox.alipay_bill, name="sandbox_bill"),
-        Route("/sandbox/notify-behaviour", sandbox.notify_behaviour, methods=["GET", "POST"],
-              name="sandbox_notify_behaviour"),
-        Route("/sandbox/notifications/release", sandbox.release_notifications,
-              methods=["POST"], name="sandbox_release"),
-        Route("/sandbox/alipay/pay", sandbox.pay, methods=["POST"], name="sandbox_pay"),
         Route(WECHAT_NOTIFY_PATH, wechat_notify, methods=["POST"], name="wechat_notify"),
-        Route(WECHAT_CASHIER_PATH, sandbox.wechat_cashier, name="sandbox_wechat_cashier"),
-        Route("/sandbox/wechat/pay", sandbox.wechat_pay, methods=["POST"],
-              name="sandbox_wechat_pay"),
         Route(WECHAT_OAUTH_CALLBACK_PATH, resident.wechat_oauth_callback,
               name="wechat_oauth_callback"),  # WeChat's web OAuth comes back here
         Route(WECHAT_JSAPI_PAY_PATH + "/{out_trade_no}", resident.wechat_pay,
               name="wechat_pay"),  # JSAPI pay inside WeChat
-        Route(WECHAT_JSAPI_CASHIER_PATH, sandbox.wechat_jsapi_sheet, name="sandbox_wechat_jsapi"),
-        Route(WECHAT_JSAPI_CASHIER_PATH + "/pay", sandbox.wechat_jsapi_pay, methods=["POST"],
-              name="sandbox_wechat_jsapi_pay"),
         console_mount(settings),
         Route("/healthz", health.healthz, name="healthz"),
         Route("/readyz", health.readyz, name="readyz"),
@@ -136,12 +114,9 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         Mount("/static", VersionedStaticFiles(), name="static"),
         Route("/favicon.ico", favicon, name="favicon"),
     ]
-    if providers.wechat_standin is not None:  # WeChat's API, played for our own provider
-        routes.append(Mount(WECHAT_STANDIN_PATH, app=make_wechat_api_app(
-            providers.wechat_standin, cashier_url=settings.base_url + WECHAT_CASHIER_PATH)))
-    if providers.wechat_oauth_standin is not None:  # WeChat's web OAuth, played
-        routes.append(Mount(WECHAT_OAUTH_STANDIN_PATH,
-                            app=make_oauth_app(providers.wechat_oauth_standin)))
+    sandbox = providers.sandbox_alipay is not None or providers.sandbox_wechat is not None
+    if sandbox:  # no merchant keys: the stand-ins of every outside service are served
+        routes += mount_standins(settings, providers)
     https = settings.base_url.startswith("https://")
     app = Starlette(routes=routes, middleware=[Middleware(RequestIds), Middleware(RequestTimer),
                                                Middleware(BodyLimit),
@@ -156,7 +131,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.state.templates = make_templates()
     app.state.providers = providers
     app.state.sandbox_notifier = None
-    if providers.sandbox_alipay is not None or providers.sandbox_wechat is not None:
+    if sandbox:
         # The stand-ins' refund notices go out as the sandbox's notify behaviour says.
         app.state.sandbox_notifier = notifier = SandboxNotifier()
         for standin in (providers.alipay_standin, providers.wechat_standin):

@@ -58,8 +58,8 @@ from app.orders.models import PAID, Order, RefusedNotification
 from app.orders.providers import (ALIPAY_NOTIFY_PATH, SANDBOX_ALIPAY_APP_ID, SANDBOX_KEYS_DIR,
                                   WECHAT_NOTIFY_PATH)
 from bench.common import free_ports, start_process, stop_process, throwaway_postgres
-from payments.sandbox import PayRequest, SandboxAlipay, ensure_sandbox_keys
-from payments.wechat_sandbox import WechatSandbox, ensure_wechat_sandbox_keys
+from standins.alipay_sandbox import PayRequest, SandboxAlipay, ensure_sandbox_keys
+from standins.wechat_pay_sandbox import WechatSandbox, ensure_wechat_sandbox_keys
 
 TOTAL = int(os.environ.get("BENCH_NOTIFICATIONS", "10000"))
 ORDERS, DUPLICATES, SENDERS = TOTAL - TOTAL // 10, TOTAL // 10, 50

@@ -42,7 +42,7 @@ from app.orders.models import Order
 from app.orders.providers import SANDBOX_ALIPAY_APP_ID
 from bench.common import free_ports, start_process, stop_process
 from meters.transport import GatewayClient
-from payments.sandbox import SandboxAlipay, ensure_sandbox_keys
+from standins.alipay_sandbox import SandboxAlipay, ensure_sandbox_keys
 from tests.payflow import post_notification, start_payment
 
 GATEWAYS, PER_GATEWAY, PAYMENTS = 5, 10, 200

@@ -129,7 +129,7 @@ class SmsKeys:
 def ensure_sms_sandbox_keys(directory: Path) -> SmsKeys:
     """The sandbox's Tencent Cloud API key pair (SecretId "AKID…" of 36 characters, SecretKey of
     32), created 0600 the first time in `directory` (the sandbox keys' directory)."""
-    from payments.sandbox import _create_if_absent  # the sandbox keys' one careful writer
+    from standins.alipay_sandbox import _create_if_absent  # the sandbox keys' one careful writer
 
     directory = Path(directory)
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)

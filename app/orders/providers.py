@@ -12,27 +12,29 @@ from dataclasses import dataclass
 
 from app.settings import Settings
 from payments.alipay import AlipayProvider
-from payments.alipay_standin import AlipayStandin
-from payments.sandbox import SandboxAlipay, ensure_sandbox_keys
 from payments.wechat import WechatPayProvider
 from payments.wechat_oauth import WechatOAuthClient
-from payments.wechat_oauth_standin import OAuthStandin, ensure_sandbox_appsecret
-from payments.wechat_sandbox import WechatSandbox, ensure_wechat_sandbox_keys
-from payments.wechat_standin import WechatStandin
+from standins.alipay import AlipayStandin
+from standins.alipay_sandbox import SandboxAlipay, ensure_sandbox_keys
+from standins.paths import (  # noqa: F401 (re-exported: the sandbox's paths)
+    SANDBOX_ALIPAY_BILL_PATH,
+    SANDBOX_GATEWAY_PATH,
+    SANDBOX_KEYS_DIR,
+    WECHAT_CASHIER_PATH,
+    WECHAT_JSAPI_CASHIER_PATH,
+    WECHAT_OAUTH_STANDIN_PATH,
+    WECHAT_STANDIN_PATH,
+)
+from standins.wechat_oauth import OAuthStandin, ensure_sandbox_appsecret
+from standins.wechat_pay import WechatStandin
+from standins.wechat_pay_sandbox import WechatSandbox, ensure_wechat_sandbox_keys
 
 SANDBOX_ALIPAY_APP_ID = "2021000000000000"
 ALIPAY_NOTIFY_PATH = "/notify/alipay"
 WECHAT_NOTIFY_PATH = "/notify/wechat"
 NOTIFY_PATHS = {"alipay": ALIPAY_NOTIFY_PATH, "wechat": WECHAT_NOTIFY_PATH}
-SANDBOX_GATEWAY_PATH = "/sandbox/alipay/gateway.do"  # Alipay's cashier and its server API
-SANDBOX_ALIPAY_BILL_PATH = "/sandbox/alipay/bill"  # where its bill download URLs point
-WECHAT_STANDIN_PATH = "/sandbox/wechat/api"  # the stand-in of WeChat's API, mounted in our app
-WECHAT_CASHIER_PATH = "/sandbox/wechat/h5"  # where the stand-in's h5_url sends the browser
-SANDBOX_KEYS_DIR = "sandbox-keys"
 WECHAT_OAUTH_CALLBACK_PATH = "/wechat/oauth"  # our redirect_uri for WeChat's web OAuth
 WECHAT_JSAPI_PAY_PATH = "/wechat/pay"  # + "/{out_trade_no}": register …/wechat/pay/ at WeChat Pay
-WECHAT_OAUTH_STANDIN_PATH = "/sandbox/wechat/oauth"  # the stand-in of WeChat's web OAuth
-WECHAT_JSAPI_CASHIER_PATH = "/sandbox/wechat/jsapi"  # the sandbox bridge's pay sheet
 MIN_SECRET_KEY_CHARS = 32
 
 

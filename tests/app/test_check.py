@@ -9,7 +9,7 @@ from app.check import ERROR, check
 from app.cli import main as feikong
 from app.migrate import upgrade
 from app.settings import use_settings
-from payments.sandbox import generate_rsa_keypair
+from standins.alipay_sandbox import generate_rsa_keypair
 
 
 @pytest.fixture

@@ -1,7 +1,8 @@
 """The house's arrows go one way (docs/architecture.md): web → services → providers
-(`payments/`) and meters (`meters/`). No circle in the import graph of app/, meters/ and
-payments/ (every import, at module level or in a function), and the providers and meters never
-import the web stack."""
+(`payments/`, `messaging/`) and meters (`meters/`). No circle in the import graph of app/,
+meters/, payments/, messaging/ and standins/ (every import, at module level or in a function);
+the providers and meters never import the web stack, and the real providers never import their
+stand-ins (`standins/`, served only in the sandbox)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("app", "meters", "payments")
-WEB = ("app.main", "app.stack", "app.web", "app.console", "app.resident", "app.sandbox",
+PACKAGES = ("app", "meters", "payments", "messaging", "standins")
+WEB = ("app.main", "app.stack", "app.web", "app.console", "app.resident", "standins",
        "app.orders.views", "app.cli", "app.demo")
 
 
@@ -77,6 +78,19 @@ def test_the_check_finds_a_circle():
 
 def test_providers_and_meters_never_import_the_web():
     wrong = {(name, target) for name, targets in import_graph().items()
-             if name.startswith(("payments", "meters"))
+             if name.startswith(("payments", "meters", "messaging"))
              for target in targets if target.startswith(WEB)}
     assert wrong == set()
+
+
+def test_real_providers_never_import_the_standins_nor_the_app():
+    graph = import_graph()
+    assert {name for name in graph if name.startswith("standins.")} >= {
+        "standins.sms", "standins.wechat_messages", "standins.alipay", "standins.wechat_pay",
+        "standins.wechat_oauth", "standins.mounts"}  # the check sees them
+    wrong = {(name, target) for name, targets in graph.items()
+             if name.startswith(("payments", "messaging"))
+             for target in targets if target.startswith("standins")}
+    assert wrong == set()
+    assert {(name, target) for name, targets in graph.items() if name.startswith("messaging")
+            for target in targets if target.startswith("app")} == set()

@@ -6,7 +6,7 @@ from sqlmodel import select
 from app.commands.models import RESTORE, Command
 from app.db import transaction
 from app.orders.models import PAID, Order, RefusedNotification
-from payments.sandbox import generate_rsa_keypair
+from standins.alipay_sandbox import generate_rsa_keypair
 from tests.factories import balance_of, entries_of
 from tests.payflow import NOTIFY, post_notification, start_payment
 

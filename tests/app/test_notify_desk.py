@@ -8,7 +8,7 @@ from sqlmodel import select
 import app.orders.desk as desk
 from app.db import transaction
 from app.orders.models import PAID, PENDING, Order, RefusedNotification
-from payments.sandbox import generate_rsa_keypair
+from standins.alipay_sandbox import generate_rsa_keypair
 from tests.factories import balance_of, entries_of
 from tests.payflow import start_payment
 

@@ -14,7 +14,7 @@ from app.orders.jobs import close_expired
 from app.orders.models import PAID, PAID_AFTER_CLOSE
 from app.orders.providers import ALIPAY_NOTIFY_PATH
 from meters.store import record_poll_failure
-from payments.sandbox import generate_rsa_keypair
+from standins.alipay_sandbox import generate_rsa_keypair
 from tests.app.test_orders_jobs import (later, order_of, pay, providers,  # noqa: F401
                                         set_behaviour, web)
 from tests.conftest import wait_until

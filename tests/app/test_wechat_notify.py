@@ -13,8 +13,8 @@ from app.commands.models import RESTORE, Command
 from app.db import transaction
 from app.main import create_app
 from app.orders.models import PAID, PENDING, Order, RefusedNotification
-from payments.sandbox import generate_rsa_keypair
-from payments.wechat_sandbox import ensure_wechat_sandbox_keys
+from standins.alipay_sandbox import generate_rsa_keypair
+from standins.wechat_pay_sandbox import ensure_wechat_sandbox_keys
 from tests.factories import balance_of, entries_of
 from tests.payflow import WECHAT_NOTIFY, post_wechat_notification, start_wechat_payment
 from tests.identity.support import post

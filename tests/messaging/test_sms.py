@@ -21,7 +21,9 @@ from tencentcloud.common.profile.http_profile import HttpProfile
 from tencentcloud.sms.v20210111.models import SendSmsRequest
 from tencentcloud.sms.v20210111.sms_client import SmsClient
 
-from app.messaging_setup import SMS_STANDIN_PATH, build_messengers, standin_mounts
+from app.messaging_setup import build_messengers
+from standins.mounts import messaging_mounts
+from standins.paths import SMS_STANDIN_PATH
 from app.settings import Settings
 from messaging import DeliveryError, SmsSender
 from messaging.sms import split_endpoint
@@ -291,7 +293,7 @@ def test_sends_from_threads_each_land_once(url, keys, var_dir):
 
 def test_the_sandbox_wiring_points_the_real_client_at_the_mounted_standin(var_dir):
     settings = Settings(var_dir=var_dir, database_url="sqlite://")
-    with serve_in_thread(Starlette(routes=standin_mounts(settings))) as base:
+    with serve_in_thread(Starlette(routes=messaging_mounts(settings))) as base:
         live = settings.model_copy(update={"public_url": base})
         sms = build_messengers(live).sms
         assert sms is not None and sms.endpoint == base.removeprefix("http://") + "/sandbox/sms/"
@@ -302,7 +304,7 @@ def test_the_sandbox_wiring_points_the_real_client_at_the_mounted_standin(var_di
 
 def test_with_merchant_keys_nothing_is_played(var_dir, tmp_path):
     settings = Settings(var_dir=var_dir, database_url="sqlite://", alipay_app_id="2021000000001")
-    assert standin_mounts(settings) == []
+    assert messaging_mounts(settings) == []
     assert build_messengers(settings).sms is None
     real = settings.model_copy(update={"sms_secret_id": "AKIDreal", "sms_secret_key": "k" * 32,
                                        "sms_sdk_app_id": "1400123456", "sms_sign_name": "某物业"})

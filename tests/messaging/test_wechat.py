@@ -14,11 +14,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Mount, Route
 
-from app.messaging_setup import WECHAT_MESSAGES_STANDIN_PATH, build_messengers, standin_mounts
+from app.messaging_setup import build_messengers
+from standins.mounts import messaging_mounts
+from standins.paths import WECHAT_MESSAGES_STANDIN_PATH
 from app.settings import Settings
 from messaging import DeliveryError, WechatMessenger
 from payments.serving import serve_in_thread
-from payments.wechat_oauth_standin import new_openid
+from standins.wechat_oauth import new_openid
 from standins.wechat_messages import (
     WechatMessagesStandin,
     clear_outbox,
@@ -275,7 +277,7 @@ def test_followers_grants_and_failures_are_set_from_another_process(wechat, var_
 
 def test_the_sandbox_wiring_is_the_oauth_standins_official_account(var_dir, openid):
     settings = Settings(var_dir=var_dir, database_url="sqlite://")
-    with serve_in_thread(Starlette(routes=standin_mounts(settings))) as url:
+    with serve_in_thread(Starlette(routes=messaging_mounts(settings))) as url:
         live = settings.model_copy(update={"public_url": url})
         wechat = build_messengers(live).wechat
         assert wechat is not None and wechat.appid == APPID

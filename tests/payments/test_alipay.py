@@ -12,7 +12,7 @@ import pytest
 
 from payments.alipay import AlipayProvider
 from payments.base import Notification, NotificationRejected, OrderInfo, PaymentProvider
-from payments.sandbox import SandboxAlipay, ensure_sandbox_keys, generate_rsa_keypair
+from standins.alipay_sandbox import SandboxAlipay, ensure_sandbox_keys, generate_rsa_keypair
 
 APP_ID = "2021000000000001"
 GATEWAY = "http://127.0.0.1:8000/sandbox/alipay/gateway.do"

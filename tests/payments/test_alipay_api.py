@@ -16,11 +16,11 @@ import httpx
 import pytest
 
 from payments.alipay import AlipayError, AlipayProvider
-from payments.alipay_standin import AlipayStandin, make_alipay_api_app
+from standins.alipay import AlipayStandin, make_alipay_api_app
 from payments.base import (BILL_PAYMENT, BILL_REFUND, REFUND_PROCESSING, REFUND_SUCCEEDED,
                            BillLine, OrderInfo, PaymentProvider)
 from payments.bills import BillOverride, parse_alipay_bill_zip
-from payments.sandbox import BEIJING, SandboxAlipay, ensure_sandbox_keys, generate_rsa_keypair
+from standins.alipay_sandbox import BEIJING, SandboxAlipay, ensure_sandbox_keys, generate_rsa_keypair
 from payments.serving import serve_in_thread
 
 APP_ID = "2021000000000001"

@@ -28,10 +28,10 @@ from wechatpayv3 import WeChatPay, WeChatPayType
 from payments.base import (BILL_PAYMENT, BILL_REFUND, REFUND_PROCESSING, REFUND_SUCCEEDED,
                            NotificationRejected, OrderInfo, PaymentProvider)
 from payments.bills import BillOverride
-from payments.sandbox import BEIJING, generate_rsa_keypair
+from standins.alipay_sandbox import BEIJING, generate_rsa_keypair
 from payments.wechat import WechatPayError, WechatPayProvider, parse_trade_bill
-from payments.wechat_sandbox import WechatSandbox, ensure_wechat_sandbox_keys
-from payments.wechat_standin import WechatStandin, make_wechat_api_app, serve_in_thread
+from standins.wechat_pay_sandbox import WechatSandbox, ensure_wechat_sandbox_keys
+from standins.wechat_pay import WechatStandin, make_wechat_api_app, serve_in_thread
 
 NOTIFY_URL = "https://feikong.example/notify/wechat"
 RETURN_URL = "https://feikong.example/a/101020?paid=1&x=两"

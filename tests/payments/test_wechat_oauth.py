@@ -8,7 +8,7 @@ import pytest
 
 from payments.serving import serve_in_thread
 from payments.wechat_oauth import WechatOAuthClient, WechatOAuthError, mask_openid
-from payments.wechat_oauth_standin import OAuthStandin, make_oauth_app
+from standins.wechat_oauth import OAuthStandin, make_oauth_app
 from tests.conftest import free_port
 
 APPID, SECRET = "wxsandbox000000001", "0123456789abcdef0123456789abcdef"

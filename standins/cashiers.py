@@ -5,12 +5,12 @@ Alipay: it checks our signed pay request like Alipay does (the trade exists at t
 Alipay from then on), lets the resident press 付款, then posts an Alipay-format notification
 signed with the sandbox's own "Alipay" key to the notify URL named in the request, and sends the
 browser back to the return URL. Alipay's server API (query, close, refund, bills) shares the
-cashier's gateway.do: those requests go to the stand-in (`payments/alipay_standin.py`).
+cashier's gateway.do: those requests go to the stand-in (`standins/alipay.py`).
 WeChat Pay: our provider created the order on the stand-in of WeChat's API (mounted in this app);
 the stand-in's `h5_url` opens this cashier, which marks the order paid on the stand-in, posts
 WeChat's signed, encrypted notification to the order's notify_url and sends the browser back.
 Notifications go out as the sandbox's notify behaviour says: normally, repeated, late or never
-(`app/sandbox/delivery.py`). Neither touches our database: money moves only through the real
+(`standins/delivery.py`). Neither touches our database: money moves only through the real
 notify path.
 """
 
@@ -25,11 +25,11 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from app.orders.providers import SANDBOX_ALIPAY_BILL_PATH
 from app.resident.views import render
-from app.sandbox.delivery import LATE, MODES, NotifyBehaviour
-from payments.alipay_standin import (FORM_HEADERS, SERVER_METHODS, AlipayBusinessError,
+from standins.delivery import LATE, MODES, NotifyBehaviour
+from standins.alipay import (FORM_HEADERS, SERVER_METHODS, AlipayBusinessError,
                                      bill_response, request_params)
 from payments.base import NotificationRejected
-from payments.wechat_sandbox import StandinError
+from standins.wechat_pay_sandbox import StandinError
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ WeChat's v3 format (RSA-SHA256 over "timestamp\\nnonce\\nbody\\n", `resource` se
 AEAD_AES_256_GCM), signs API replies the same way, and checks our signed API requests. It is
 written against WeChat's documented rules with `cryptography`, not with wechatpayv3, so the two
 implementations check each other. WeChat's server side (orders, refunds, bills, HTTP) is
-`payments/wechat_standin.py`. Nothing here touches our database.
+`standins/wechat_pay.py`. Nothing here touches our database.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from payments.sandbox import BEIJING, _create_if_absent, _ensure_pair
+from standins.alipay_sandbox import BEIJING, _create_if_absent, _ensure_pair
 
 SANDBOX_MCHID = "1900000001"
 SANDBOX_APPID = "wxsandbox000000001"

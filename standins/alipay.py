@@ -38,7 +38,7 @@ from starlette.routing import Route
 
 from app.money import fen_to_yuan_str, yuan_str_to_fen
 from payments.bills import BillOverride
-from payments.sandbox import (BEIJING, SANDBOX_SELLER_ID, PayRequest, SandboxAlipay,
+from standins.alipay_sandbox import (BEIJING, SANDBOX_SELLER_ID, PayRequest, SandboxAlipay,
                               _signing_content, _trade_no, _verify)
 
 SUCCESS = {"code": "10000", "msg": "Success"}

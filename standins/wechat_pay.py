@@ -45,9 +45,9 @@ from starlette.routing import Route
 
 from app.money import fen_to_yuan_str
 from payments.bills import BillOverride
-from payments.sandbox import BEIJING
+from standins.alipay_sandbox import BEIJING
 from payments.serving import serve_in_thread  # noqa: F401 (re-exported: tests serve it alone)
-from payments.wechat_sandbox import (
+from standins.wechat_pay_sandbox import (
     StandinError,
     WechatSandbox,
     new_refund_id,

@@ -33,7 +33,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from payments.sandbox import _create_if_absent
+from standins.alipay_sandbox import _create_if_absent
 
 CODE_LIFETIME_S = 300  # WeChat: "5分钟未被使用自动过期"
 STATE = re.compile(r"^[A-Za-z0-9]{0,128}$")
