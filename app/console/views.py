@@ -33,7 +33,7 @@ from app.billing.shares import period_label
 from app.commands.models import PENDING as COMMAND_PENDING
 from app.commands.models import Command, CommandAttempt
 from app.commands.services import queue_cut, queue_read, queue_restore, restore_if_allowed
-from app.console import audit, scope, states
+from app.console import audit, imports, scope, states
 from app.console import settings as rules
 from app.console.auth import COOKIE, LoginLimiter, check_login, open_session, revoke, who_is
 from app.console.managers import (ManagerError, add_manager, disable_manager, list_managers,
@@ -1104,6 +1104,8 @@ def console_mount(settings) -> Mount:
         Route("/payments/{out_trade_no}/credit", credit_late, methods=["POST"],
               name="console_credit_late"),
         Route("/holidays", holidays, methods=["GET", "POST"], name="console_holidays"),
+        Route("/import", imports.import_page, methods=["GET", "POST"], name="console_import"),
+        Route("/import/template", imports.template_download, name="console_import_template"),
     ]
     return Mount(PREFIX, routes=routes, middleware=[
         Middleware(SecurityHeaders),

@@ -7,12 +7,14 @@ from __future__ import annotations
 from starlette.responses import PlainTextResponse
 
 KB = 1024
+MB = 1024 * KB
 DEFAULT_BODY_LIMIT = 64 * KB  # any form: a top-up, a setting, a reason
 # Longest prefix wins. The providers' notifications are 1–3 KB (WeChat Pay's encrypted JSON
 # with its headers outside the body; Alipay's signed form): a few KB more than any real one.
 BODY_LIMITS = {
     "/notify/": 16 * KB,
     "/manage/holidays": 256 * KB,  # a year's arrangement file: a few KB
+    "/manage/import": 20 * MB,  # an estate workbook: 10,000 households are about 1 MB
 }
 
 
@@ -71,6 +73,8 @@ class BodyLimit:
 
 
 async def _too_large(scope, receive, send, limit: int) -> None:
-    reply = PlainTextResponse(f"request body too large (limit {limit} bytes)", status_code=413,
+    size = f"{limit // MB} MB" if limit % MB == 0 else f"{limit} bytes"
+    reply = PlainTextResponse(f"上传的内容太大（上限 {size}）；request body too large (limit {size})",
+                              status_code=413,
                               headers={"connection": "close"})
     await reply(scope, receive, send)

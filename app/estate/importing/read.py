@@ -119,11 +119,10 @@ def _recognise(headers: list[str], title: str | None) -> Sheet | None:
         if required <= folded and folded <= set(known):
             if best is None or len(sheet.columns) < len(best.columns):
                 best = sheet
-    if best is None:  # the most headers in common, if all its required ones are there
-        scored = [(len(folded & set(header_map(s))), s) for s in SHEETS
-                  if {fold(c.header) for c in s.columns if c.required} <= folded]
-        if scored:
-            best = max(scored, key=lambda t: t[0])[1]
+    if best is None:  # else the sheet with clearly the most headers in common
+        scored = sorted(((len(folded & set(header_map(s))), s.key) for s in SHEETS), reverse=True)
+        if scored[0][0] >= 2 and scored[0][0] > scored[1][0]:
+            best = next(s for s in SHEETS if s.key == scored[0][1])
     return best
 
 

@@ -101,7 +101,7 @@ ACCOUNTS = Sheet("accounts", "账户", (
     Column("building", "楼栋", "必填。楼栋表中的名称（或系统中已有的楼栋）。", required=True,
            width=12),
     Column("household", "房号", "必填。例如 1-2-301。", required=True, width=12, text=True),
-    Column("holder_name", "户主姓名", "可不填。", width=12),
+    Column("holder_name", "户主姓名", "可不填。页面和操作记录上只显示姓，例如 张*。", width=12),
     Column("phone", "联系电话", "可不填。中国大陆手机号（11 位，例如 13812345678）或固定电话"
            "（带区号，例如 0571-88886666）。请以文本格式填写。", width=16, text=True),
     Column("floor_area", "建筑面积（㎡）", "按面积公摊时使用；不小于 0，最多四位小数；默认 0。",
