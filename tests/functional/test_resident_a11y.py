@@ -229,10 +229,10 @@ def test_error_pages_for_people_plain_replies_for_machines(site):
 
 
 def test_server_error_page(site, engine):
-    """A real fault (the ledger's table gone): the resident sees the styled 500 page."""
+    """A real fault (the accounts' table gone): the resident sees the styled 500 page."""
     base_url, number = site
     with engine.begin() as conn:
-        conn.exec_driver_sql("ALTER TABLE ledger_entry RENAME TO ledger_entry_gone")
+        conn.exec_driver_sql("ALTER TABLE account RENAME TO account_gone")
     with httpx.Client(base_url=base_url) as http:
         page = http.get(f"/a/{number}", headers=HTML)
         assert page.status_code == 500
