@@ -194,3 +194,13 @@ def test_the_shipped_demo_workbook_is_what_its_script_writes():
     assert {k: [r.cells for r in v.rows] for k, v in shipped.items()} == \
         {k: [r.cells for r in v.rows] for k, v in built.items()}
     assert len(shipped["accounts"].rows) == 40
+
+
+def test_the_managers_guide_names_every_column():
+    from pathlib import Path
+
+    guide = (Path(__file__).resolve().parents[2] / "docs" / "import.md").read_text("utf-8")
+    for sheet in SHEETS:
+        assert f"### {sheet.title}" in guide
+        for column in sheet.columns:
+            assert f"| {column.header} |" in guide, column.header
