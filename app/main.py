@@ -12,6 +12,7 @@ from starlette.routing import Mount, Route
 from app import i18n
 from app.db import make_engine
 from app.logs import RequestIds
+from app.messaging_setup import build_messengers
 from app.orders.providers import (
     ALIPAY_NOTIFY_PATH,
     WECHAT_JSAPI_PAY_PATH,
@@ -130,6 +131,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.state.engine = engine or make_engine(settings.database_url)
     app.state.templates = make_templates()
     app.state.providers = providers
+    app.state.messengers = build_messengers(settings)  # SMS and WeChat messages (or None each)
     app.state.sandbox_notifier = None
     if sandbox:
         # The stand-ins' refund notices go out as the sandbox's notify behaviour says.

@@ -7,7 +7,9 @@ from starlette.routing import BaseRoute, Mount, Route
 from app.messaging_setup import played
 from app.settings import Settings
 from standins import cashiers
+from standins.outbox_page import outbox_page
 from standins.paths import (
+    OUTBOX_PATH,
     SANDBOX_ALIPAY_BILL_PATH,
     SANDBOX_GATEWAY_PATH,
     SANDBOX_KEYS_DIR,
@@ -27,8 +29,8 @@ from standins.wechat_pay_sandbox import SANDBOX_APPID
 
 def mount(settings: Settings, providers) -> list[BaseRoute]:
     """The routes of the sandbox: Alipay's cashier and server API, WeChat Pay's API, H5 cashier
-    and JSAPI sheet, WeChat's web OAuth, the notify-behaviour switches, and the messaging
-    stand-ins (Tencent Cloud SMS, WeChat's message API). `providers` is
+    and JSAPI sheet, WeChat's web OAuth, the notify-behaviour switches, the messaging
+    stand-ins (Tencent Cloud SMS, WeChat's message API) and the page of their outbox. `providers` is
     `app.orders.providers.Providers` built for the sandbox (its stand-ins are served here).
     Call it only in sandbox mode: next to real merchant keys nothing may be played."""
     routes: list[BaseRoute] = [
@@ -47,6 +49,7 @@ def mount(settings: Settings, providers) -> list[BaseRoute]:
               name="sandbox_wechat_jsapi"),
         Route(WECHAT_JSAPI_CASHIER_PATH + "/pay", cashiers.wechat_jsapi_pay, methods=["POST"],
               name="sandbox_wechat_jsapi_pay"),
+        Route(OUTBOX_PATH, outbox_page, name="sandbox_outbox"),  # what the residents received
     ]
     if providers.wechat_standin is not None:  # WeChat's API, played for our own provider
         routes.append(Mount(WECHAT_STANDIN_PATH, app=make_wechat_api_app(
