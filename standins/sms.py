@@ -63,6 +63,7 @@ SANDBOX_TEMPLATES: dict[str, str] = {
     "2000004": "您的户号{1}已于{2}欠费停电，充值{3}元即可恢复供电。",
     "2000005": "您的户号{1}已于{2}恢复供电，当前余额{3}元。",
     "2000006": "您的户号{1}充值{2}元已到账，当前余额{3}元。",
+    "2000007": "您的户号{1}已使用应急用电{2}元，将从下次充值中扣回。",
 }
 SANDBOX_CODE_TEMPLATES = frozenset({"2000001"})
 PER_NUMBER_CODES = frozenset({  # refusals Tencent gives per number, in SendStatusSet

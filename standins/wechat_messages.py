@@ -66,6 +66,9 @@ SANDBOX_TEMPLATES: dict[str, tuple[str, str]] = {
     "sandbox-tpl-payment": ("充值成功通知",
                             "户号：{{character_string1.DATA}}\n充值金额：{{amount2.DATA}}\n"
                             "当前余额：{{amount3.DATA}}\n到账时间：{{time4.DATA}}"),
+    "sandbox-tpl-emergency": ("应急用电通知",
+                              "户号：{{character_string1.DATA}}\n应急用电金额：{{amount2.DATA}}\n"
+                              "温馨提示：{{thing3.DATA}}"),
 }
 SANDBOX_TEMPLATES |= {key.replace("-tpl-", "-sub-"): value
                       for key, value in list(SANDBOX_TEMPLATES.items())}

@@ -295,3 +295,15 @@ def test_a_real_official_account_is_used_as_set(var_dir):
     assert wechat.appid == "wx1234567890abcdef"
     assert wechat._client.API_BASE_URL == "https://api.weixin.qq.com/cgi-bin/"
     assert build_messengers(settings.model_copy(update={"wechat_appsecret": ""})).wechat is None
+
+
+def test_every_sandbox_template_takes_its_typed_keys(wechat, var_dir, openid):
+    """The sandbox's templates, each with values of its keys' types: all accepted, both kinds."""
+    values = {"character_string1": "101020", "amount2": "3.50元", "amount3": "45.00元",
+              "thing3": "余额不足，请及时充值", "thing4": "余额不足", "time2": "2025-11-03 08:00",
+              "time3": "2025年11月3日 08:00", "time4": "08:00"}
+    from standins.wechat_messages import SANDBOX_TEMPLATES
+    for template_id in SANDBOX_TEMPLATES:
+        send = wechat.send_subscribe if "-sub-" in template_id else wechat.send_template
+        send(openid, template_id, values, "")
+    assert len(outbox(var_dir)) == len(SANDBOX_TEMPLATES) == 12
