@@ -18,12 +18,14 @@ Rules:
   of the bill is a sum of some of them, each entry counted once. The month's own energy comes
   with its breakdown by tariff line (price step 第N档, time-of-use period, price): that is kept
   only in the memos of the `charge` entries (`app.billing.pricing.describe_accrued`), so the
-  bill reads the month's entries (about 24 a day: one index range of the ledger, ~750 rows) and
-  adds up the memos' Wh per line; each line's fen are the month's charged fen apportioned by the
-  lines' exact amounts (Wh × price) by largest remainder, so they sum to the ledger's to the fen
-  (the exact amounts differ from the posted fen by the sub-fen carried across the month's ends).
-  A memo that cannot be read (truncated, older wording) puts its entry on a line of its own,
-  with its own Wh and fen.
+  bill reads the month's charges (about 24 a day: one index range of the ledger, ~750 rows)
+  grouped by memo in the database (an hour's Wh and prices repeat: a few hundred memos, each
+  read once) and adds up the memos' Wh per line; each line's fen are the month's charged fen
+  apportioned by the lines' exact amounts (Wh × price) by largest remainder, so they sum to the
+  ledger's to the fen (the exact amounts differ from the posted fen by the sub-fen carried
+  across the month's ends). A memo that cannot be read (truncated, older wording) puts its
+  entries on a line of their own, with their own Wh and fen. The month's other entries (shares,
+  payments, …: a few dozen) are read one by one.
 - The common-area share (公摊) of the month is its `share` entries; how each was apportioned is
   its building's `ShareRun` (scheme, the building's common energy and charge, households), found
   from the entry's key (`share:<building>:<period>:<account>`), and the household's own basis
@@ -114,7 +116,7 @@ def balance_at(session: Session, account: Account, day: dt.date, *,
                frozen: dt.date | None | bool = True) -> int:
     """The account's balance, fen (its entries summed, emergency advances included), at the
     local midnight that starts `day`. `frozen`: the last frozen day when the caller has read it
-    (`app.estate.indicators.frozen_through`), else read here."""
+    (`frozen_through`), else read here."""
     if frozen is True:
         frozen = frozen_through(session)
     at, before = day_start(day), day - ONE_DAY
