@@ -58,7 +58,6 @@ from starlette.testclient import TestClient
 import bench.console as estate
 from app.db import local_date, make_engine, transaction
 from app.estate.models import Account, DailyFrozen, FrozenDay
-from app.ledger.days import day_start
 from app.ledger.models import CHARGE, EMERGENCY_CREDIT, SHARE, LedgerDay, LedgerEntry
 from app.main import create_app
 from app.migrate import upgrade

@@ -261,7 +261,8 @@ _IN_MONTH = (_ENTRY.c.account_id == bindparam("a"), _ENTRY.c.created_at >= bindp
           _ENTRY.c.created_at < bindparam("e"))
 _MONTH_ROWS = (sa.select(_ENTRY.c.kind, _ENTRY.c.amount_fen, _ENTRY.c.memo,
                          _ENTRY.c.idempotency_key, _ENTRY.c.created_at)
-               .where(*_IN_MONTH, _ENTRY.c.kind != CHARGE).order_by(_ENTRY.c.created_at, _ENTRY.c.id))
+               .where(*_IN_MONTH, _ENTRY.c.kind != CHARGE)
+               .order_by(_ENTRY.c.created_at, _ENTRY.c.id))
 # The charges by memo: ~720 entries a month, far fewer memos (an hour's Wh and prices repeat),
 # each read once; summed by the database.
 _MONTH_CHARGES = (sa.select(_ENTRY.c.memo, sa.func.sum(_ENTRY.c.amount_fen),

@@ -37,7 +37,7 @@ def test_a_payment_stays_in_view_after_200_hourly_charges(client, settings, engi
     post(engine, old, [(a, 20_000, TOPUP, "order:OLD", "wechat 4200old", None)])
     for k in range(1, 32):
         post(engine, old + k * dt.timedelta(days=1) - 12 * HOUR,
-             [(a, -300, CHARGE, f"charge:1:d{k}", f"5000 Wh × 0.5583 元/kWh", 5_000)])
+             [(a, -300, CHARGE, f"charge:1:d{k}", "5000 Wh × 0.5583 元/kWh", 5_000)])
     paid = now - 202 * HOUR
     post(engine, paid, [(a, 5_000, TOPUP, "order:NEW", "alipay 2026001", None)])
     post(engine, paid + HOUR // 2, [(a, -1_000, REFUND, "refund:R1", "alipay refund of NEW (x)",
