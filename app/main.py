@@ -55,9 +55,11 @@ class LanguageMiddleware:
         asked = connection.query_params.get("lang") if scope.get("query_string") else None
         language = i18n.pick_language(asked, connection.cookies.get(LANG_COOKIE))
         token = i18n.current_language.set(language)
+        scope["feikong.language"] = language  # for the 500 page, rendered outside this
         if asked is not None or b"lang=" in scope.get("query_string", b""):
-            scope = dict(scope, query_string=without_lang(
-                scope["query_string"].decode("latin-1")).encode("latin-1"))
+            # in place, as the router adds its route: outer middleware (metrics) reads the scope
+            scope["query_string"] = without_lang(
+                scope["query_string"].decode("latin-1")).encode("latin-1")
         if asked in i18n.LANGUAGES:
             cookie = Response()
             cookie.set_cookie(LANG_COOKIE, asked, max_age=365 * 86400, samesite="lax")

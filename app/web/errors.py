@@ -65,7 +65,8 @@ async def server_error(request: Request, exc: Exception) -> Response:
     Starlette re-raises the exception after this reply, for the server's log."""
     if not wants_page(request):
         return PlainTextResponse("Internal Server Error", status_code=500)
-    language = i18n.pick_language(request.query_params.get("lang"), request.cookies.get("lang"))
+    language = request.scope.get("feikong.language") or i18n.pick_language(
+        request.query_params.get("lang"), request.cookies.get("lang"))
     token = i18n.current_language.set(language)
     try:
         page = error_page(request, 500)

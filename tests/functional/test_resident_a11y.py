@@ -238,6 +238,9 @@ def test_server_error_page(site, engine):
         assert page.status_code == 500
         assert "<h1>出错了，请稍后再试</h1>" in page.text and "回到首页" in page.text
         assert page.headers["cache-control"] == "no-store"
+    with httpx.Client(base_url=base_url) as http:  # the server closes a connection that failed
+        english = http.get(f"/a/{number}?lang=en", headers=HTML)
+        assert english.status_code == 500 and "<h1>Something went wrong" in english.text
 
 
 def test_static_versioned_cached_compressed(site):
