@@ -15,12 +15,15 @@ from starlette.responses import PlainTextResponse, Response
 from app import i18n
 from app.i18n import gettext as _
 from app.web.templating import get_page_of
+from standins.paths import (SANDBOX_ALIPAY_BILL_PATH, SMS_STANDIN_PATH,
+                            WECHAT_MESSAGES_STANDIN_PATH, WECHAT_OAUTH_STANDIN_PATH,
+                            WECHAT_STANDIN_PATH)
 
 log = logging.getLogger(__name__)
 
 PLAIN_PREFIXES = ("/manage", "/notify/", "/healthz", "/readyz", "/metrics", "/static/",
-                  "/sandbox/wechat/api", "/sandbox/wechat/oauth", "/sandbox/alipay/bill",
-                  "/sandbox/notif")
+                  WECHAT_STANDIN_PATH, WECHAT_OAUTH_STANDIN_PATH, WECHAT_MESSAGES_STANDIN_PATH,
+                  SMS_STANDIN_PATH, SANDBOX_ALIPAY_BILL_PATH, "/sandbox/notif")
 
 
 def wants_page(request: Request) -> bool:

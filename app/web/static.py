@@ -25,6 +25,8 @@ from starlette.responses import Response
 from starlette.staticfiles import StaticFiles
 
 from app.settings import ROOT
+from standins.paths import (SANDBOX_GATEWAY_PATH, SMS_STANDIN_PATH, WECHAT_MESSAGES_STANDIN_PATH,
+                            WECHAT_STANDIN_PATH)
 
 STATIC_DIR = ROOT / "static"
 STATIC_PREFIX = "/static/"
@@ -121,7 +123,8 @@ async def favicon(request) -> Response:
                     headers={"cache-control": "public, max-age=86400"})
 
 
-NOT_COMPRESSED = ("/notify/", STATIC_PREFIX, "/sandbox/wechat/api", "/sandbox/alipay/gateway.do")
+NOT_COMPRESSED = ("/notify/", STATIC_PREFIX, WECHAT_STANDIN_PATH, SANDBOX_GATEWAY_PATH,
+                  SMS_STANDIN_PATH, WECHAT_MESSAGES_STANDIN_PATH)
 
 
 class PageGZip(GZipMiddleware):
