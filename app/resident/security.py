@@ -46,8 +46,13 @@ async def _refused(scope, send, error) -> None:
 
     from app.i18n import gettext as _
 
-    reply = scope["app"].state.templates.TemplateResponse(request, "resident/forbidden.html", {
-        "message": _("页面已过期或来源不明，操作没有执行。请返回上一页，刷新后再试。"),
+    from app.web.templating import get_page_of
+
+    back = get_page_of(scope["app"], scope["path"])
+    reply = scope["app"].state.templates.TemplateResponse(request, "resident/error.html", {
+        "status_code": 403, "title": _("操作没有执行"),
+        "message": _("页面已过期或来源不明。请返回上一页，刷新后再试。"),
+        "back_url": back if back != scope["path"] else None, "page_url": back,
     }, status_code=403)
     await reply(scope, no_body, send)
 
