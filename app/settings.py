@@ -97,11 +97,13 @@ class Settings(BaseSettings):
     wechat_template_cut: str = "sandbox-tpl-cut"
     wechat_template_restored: str = "sandbox-tpl-restored"
     wechat_template_payment: str = "sandbox-tpl-payment"
+    wechat_template_emergency: str = "sandbox-tpl-emergency"
     wechat_subscribe_low_balance: str = "sandbox-sub-low-balance"
     wechat_subscribe_exhausted: str = "sandbox-sub-exhausted"
     wechat_subscribe_cut: str = "sandbox-sub-cut"
     wechat_subscribe_restored: str = "sandbox-sub-restored"
     wechat_subscribe_payment: str = "sandbox-sub-payment"
+    wechat_subscribe_emergency: str = "sandbox-sub-emergency"
 
     # SMS through Tencent Cloud SMS (messaging/sms.py). Empty secret id: no SMS, except in the
     # sandbox (no merchant keys), where a local stand-in plays Tencent with local keys. The
@@ -120,6 +122,7 @@ class Settings(BaseSettings):
     sms_template_cut: str = "2000004"
     sms_template_restored: str = "2000005"
     sms_template_payment: str = "2000006"
+    sms_template_emergency: str = "2000007"  # 应急用电 taken: {1} 户号, {2} the advance
 
     @property
     def sandbox(self) -> bool:

@@ -20,8 +20,7 @@ SMS parameters follow the sandbox's approved texts (standins/sms.py `SANDBOX_TEM
   cut          "您的户号{1}已于{2}欠费停电，充值{3}元即可恢复供电。"
   restored     "您的户号{1}已于{2}恢复供电，当前余额{3}元。"
   payment      "您的户号{1}充值{2}元已到账，当前余额{3}元。"
-  emergency    "您的户号{1}已使用应急用电{2}元，将从下次充值中扣回。" (no sandbox template yet:
-               without `sms_template_emergency` set, 应急用电 is told on the portal only)
+  emergency    "您的户号{1}已使用应急用电{2}元，将从下次充值中扣回。"
 A real deployment has the same texts approved under its own signature and sets their ids.
 """
 

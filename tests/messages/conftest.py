@@ -102,15 +102,8 @@ class World:
 @pytest.fixture
 def world(stack, settings, engine) -> World:
     store.path_of(settings.var_dir).unlink(missing_ok=True)  # an empty outbox, no faults
-    from app.main import create_app
-
-    app = create_app(settings, engine)
-    if getattr(app.state, "messengers", None) is None:  # TEMPORARY until H1 wires create_app
-        from app.messaging_setup import build_messengers
-
-        app.state.messengers = build_messengers(settings)
-    stack.app = app
-    stack._server = stack.lt.serve_web(app, "127.0.0.1", settings.web_port)
+    stack.start_web()
+    app = stack.app
     factory = EstateFactory(engine, name="翠苑")
     gateway_id = factory.gateway("127.0.0.1", 1)
     jobs = MessageJobs(engine, settings, app.state.messengers)

@@ -13,8 +13,8 @@ from app.db import transaction
 from app.messages import services
 from app.messages.models import FAILED, QUEUED, SENT, SKIPPED, SMS, WECHAT_SUBSCRIBE, \
     WECHAT_TEMPLATE
-from app.notices.models import (BALANCE_EXHAUSTED, LOW_BALANCE, PAYMENT_RECEIVED, POWER_CUT,
-                                POWER_RESTORED)
+from app.notices.models import (BALANCE_EXHAUSTED, EMERGENCY_CREDIT, LESS_THAN_A_DAY,
+                                LOW_BALANCE, PAYMENT_RECEIVED, POWER_CUT, POWER_RESTORED)
 from app.notices.services import warn_low_balance
 from standins import sms as sms_standin
 from standins import wechat_messages as wechat_standin
@@ -116,6 +116,31 @@ def test_subscription_notices_where_the_estate_chose_them(world):
         (SMS, SENT), (WECHAT_SUBSCRIBE, SENT), (WECHAT_SUBSCRIBE, SKIPPED)]
 
 
+def test_every_kind_is_taken_by_both_providers(world):
+    """Each kind's WeChat data and SMS parameters fit their templates (the stand-ins check keys,
+    types and lengths as WeChat and Tencent do), at night too for the confirmations."""
+    house = world.household(number="101028", balance_fen=-300)
+    world.resident(house, openid=openid(8))
+    world.resident(house, phone="13900000018")
+    at = local(DAY, "12:00")
+    for kind, amount in ((LOW_BALANCE, 700), (LESS_THAN_A_DAY, 1_500), (BALANCE_EXHAUSTED, -300),
+                         (POWER_CUT, None), (POWER_RESTORED, None), (PAYMENT_RECEIVED, 5_000),
+                         (EMERGENCY_CREDIT, 2_000)):
+        world.notice(house, kind, at, amount_fen=amount)
+    world.jobs.sweep(at)
+    rows = world.messages(house)
+    assert len(rows) == 14 and {m.status for m in rows} == {SENT}, \
+        [(m.kind, m.channel, m.last_error) for m in rows if m.status != SENT]
+    texts = " | ".join(m["text"] for m in world.sms())
+    assert "户号101028已使用应急用电20.00元，将从下次充值中扣回" in texts
+    assert "户号101028电费余额为15.00元" in texts  # less than a day: the low-balance text
+    emergency = [m for m in world.wechat() if m["template_id"] == "sandbox-tpl-emergency"]
+    assert emergency[0]["data"] == {"character_string1": "101028", "amount2": "20.00元",
+                                    "thing3": "将从下次充值中扣回"}
+    exhausted = [m for m in world.wechat() if m["template_id"] == "sandbox-tpl-exhausted"]
+    assert exhausted[0]["data"]["time3"] == "2026年12月3日 12:00"  # no lead time, no quiet hours
+
+
 # --- messaging hours and once a day ------------------------------------------------------------
 
 def test_a_low_balance_at_23_waits_until_08_and_then_goes(world):
@@ -140,16 +165,17 @@ def test_a_low_balance_at_23_waits_until_08_and_then_goes(world):
 
 
 def test_confirmations_and_the_cut_go_at_once_at_night(world):
-    house = world.household(number="101025")
+    house = world.household(number="101025", balance_fen=-10)
     world.resident(house, phone="13900000008")
     night = local(DAY, "23:00")
     world.notice(house, PAYMENT_RECEIVED, night, amount_fen=2_000)
     world.notice(house, POWER_CUT, night + dt.timedelta(minutes=1))
     world.notice(house, BALANCE_EXHAUSTED, night, amount_fen=-10)
     world.jobs.sweep(night + dt.timedelta(minutes=1))
-    texts = [m["text"] for m in world.sms()]
-    assert len(texts) == 2
-    assert "充值20.00元已到账" in texts[0] and "欠费停电" in texts[1]
+    texts = " | ".join(m["text"] for m in world.sms())  # sent side by side: in either order
+    assert len(world.sms()) == 2
+    assert "充值20.00元已到账，当前余额-0.10元" in texts
+    assert "已于12月3日 23:01欠费停电，充值1.00元即可恢复供电" in texts
     held = [m for m in world.messages(house) if m.kind == BALANCE_EXHAUSTED]
     assert [(m.status, m.next_attempt_at) for m in held] == [
         (QUEUED, local("2026-12-04", "08:00"))]
