@@ -105,7 +105,8 @@ def test_100_mb_posted_to_a_notify_url(engine, settings, tmp_path, fault_report)
                     f"{sent['answered_s']:.2f} s with {sent['sent_when_answered'] / MB:.1f} MB "
                     f"sent" if sent["answered_s"] is not None else "no answer")
         closed = (f"closed by the server after {sent['closed_s']:.2f} s, {sent['sent'] / MB:.1f} "
-                  "MB of 100 sent by then (into socket buffers)" if sent["closed_s"] is not None else "never closed")
+                  "MB of 100 sent by then (into socket buffers)"
+                  if sent["closed_s"] is not None else "never closed")
         fault_report(f"100 MB POST to a notify URL ({'chunked' if chunked else 'Content-Length'})",
                      loss, degraded_s,
                      f"{answered}; {closed}; server peak RSS {before:.0f} → {after:.0f} MB; the "

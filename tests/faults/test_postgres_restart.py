@@ -74,9 +74,10 @@ def test_postgres_restarted_under_notifications(tmp_path, fault_report):
             loss = audit(engine, storm.paid)
             fault_report("PostgreSQL stopped and started under notifications", loss, degraded_s,
                          f"down {up_at - down_at:.1f} s (stopped with {acked_at_stop} "
-                         f"orders acknowledged), acknowledged again {degraded_s - (up_at - down_at):.2f} s "
-                         f"after it was back; {len(failed)} notifications answered "
-                         f"{' / '.join(replies)} and sent again; "
+                         f"orders acknowledged), acknowledged again "
+                         f"{degraded_s - (up_at - down_at):.2f} s after it was back; "
+                         f"{len(failed)} notifications answered {' / '.join(replies)} and sent "
+                         "again; "
                          f"{len(storm.paid)} orders paid")
         finally:
             engine.dispose()

@@ -53,7 +53,8 @@ def test_web_child_sigkilled_mid_storm(engine, settings, tmp_path, fault_report)
     failed = storm.failures(killed_at)
     loss = audit(engine, storm.paid)
     fault_report("web child SIGKILL mid-storm", loss, degraded_s,
-                 f"killed with {acked_at_kill} of {len(storm.paid)} orders acknowledged, {len(storm.attempts)} notifications sent, "
+                 f"killed with {acked_at_kill} of {len(storm.paid)} orders acknowledged, "
+                 f"{len(storm.attempts)} notifications sent, "
                  f"{len(failed)} failed and were sent again "
                  f"({', '.join(sorted({a.what for a in failed})) or 'none'}); "
                  f"replacement process after {replaced_s:.1f} s")
