@@ -60,6 +60,8 @@ from app.policy.services import complete_task, decide_approval
 from app.policy.strategies import STRATEGIES
 from app.tariffs import CHINA_TZ
 from app.tariffs.models import StoredTariff
+from app.resident.identity import acceptances_of, residents_of
+from app.web.ratelimit import request_client
 from app.web.charts import count_chart, rate_chart, usage_chart
 
 PREFIX = "/manage"
@@ -121,7 +123,7 @@ class MultipartTokenInHeader:
 
 
 def _client(request: Request) -> str:
-    return request.client.host if request.client else ""
+    return request_client(request)  # X-Forwarded-For only from FEIKONG_TRUSTED_PROXIES
 
 
 def _render(request: Request, name: str, context: dict, status_code: int = 200) -> Response:
@@ -374,6 +376,7 @@ async def account(request: Request) -> Response:
         notices = list(s.exec(select(Notice).where(Notice.account_id == a.id)
                               .order_by(Notice.created_at.desc(), Notice.id.desc()).limit(20)))
         messages = [(m, mask_recipient(m.channel, m.recipient)) for m in messages_of(s, a.id)]
+        bound_residents, acceptances = residents_of(s, a.id), acceptances_of(s, a.id)
         decisions = list(s.exec(select(CutDecision).where(CutDecision.account_id == a.id)
                                 .order_by(CutDecision.id.desc()).limit(20)))
         kept = kept_balance_fen(s, a.id)
@@ -401,6 +404,7 @@ async def account(request: Request) -> Response:
         "who": who, "a": a, "building": building, "funds": money, "meters": meters,
         "lines": lines, "commands": commands, "attempts": attempts, "decisions": decisions,
         "orders": orders, "refunds": refunds, "notices": notices, "messages": messages,
+        "bound_residents": bound_residents, "acceptances": acceptances,
         "daily": daily, "monthly": monthly, "strategies": STRATEGIES, "tariffs": tariffs,
         "may_administer": scope.may_administer(who), "may_move_money": may_move_money(who),
         "saved": request.query_params.get("saved") == "1",

@@ -15,12 +15,12 @@ stored, and the code is never logged. Only the latest unused code of a phone and
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import hashlib
 import hmac
 import re
 import secrets
 import unicodedata
+from dataclasses import dataclass
 
 import sqlalchemy as sa
 from itsdangerous import BadSignature, URLSafeTimedSerializer
@@ -32,9 +32,11 @@ from starlette.responses import Response
 from app.db import utcnow
 from app.estate.models import Account
 from app.messages.models import Message
+from app.privacy import mask_phone
 from app.resident.models import AgreementAcceptance, Resident, ResidentAccount, SmsCode
 from app.resident.wechat import WechatCookies
-from app.web.ratelimit import client_address, parse_networks
+from app.web.ratelimit import request_client
+from payments.wechat_oauth import mask_openid
 
 SESSION_COOKIE = "feikong_resident"
 SESSION_MAX_AGE_S = 30 * 86400
@@ -328,6 +330,42 @@ def holder_details_match(account: Account, surname: str, last4: str) -> bool:
             and hmac.compare_digest(phone[-4:].encode(), last4.encode()))
 
 
+# --- what managers see (the console's account page) --------------------------------------------
+
+@dataclass(frozen=True)
+class ResidentShown:
+    """A resident as a manager sees them: phone and openid masked."""
+
+    phone: str  # "138****5678", or ""
+    openid: str  # "oAbc…wxyz", or ""
+
+
+def _shown(resident: Resident) -> ResidentShown:
+    return ResidentShown(mask_phone(resident.phone or ""),
+                         mask_openid(resident.openid) if resident.openid else "")
+
+
+def residents_of(session: Session, account_id: int) -> list[tuple[ResidentShown, ResidentAccount]]:
+    """The residents bound to a household, first bound first."""
+    return [(_shown(r), b) for r, b in session.exec(
+        select(Resident, ResidentAccount)
+        .join(ResidentAccount, ResidentAccount.resident_id == Resident.id)
+        .where(ResidentAccount.account_id == account_id)
+        .order_by(ResidentAccount.bound_at, Resident.id))]
+
+
+def acceptances_of(session: Session, account_id: int,
+                   limit: int = 50) -> list[tuple[ResidentShown, AgreementAcceptance]]:
+    """Who accepted which version of the agreement for a household, when and from where;
+    newest first."""
+    return [(_shown(r), a) for a, r in session.exec(
+        select(AgreementAcceptance, Resident)
+        .join(Resident, Resident.id == AgreementAcceptance.resident_id)
+        .where(AgreementAcceptance.account_id == account_id)
+        .order_by(AgreementAcceptance.accepted_at.desc(), AgreementAcceptance.id.desc())
+        .limit(limit))]
+
+
 # --- the prepaid agreement ------------------------------------------------------------------------
 
 def has_accepted(session: Session, resident_id_: int, account_id: int, version: str) -> bool:
@@ -351,14 +389,9 @@ def accept_agreement(session: Session, resident_id_: int, account_id: int, versi
 
 # --- who is asking, for the limits ------------------------------------------------------------
 
-@functools.lru_cache(maxsize=8)
-def _trusted(text: str):
-    return parse_networks(text)
-
-
 def client_of(request: Request) -> str:
     """The client's address (X-Forwarded-For believed only from FEIKONG_TRUSTED_PROXIES)."""
-    return client_address(request, _trusted(request.app.state.settings.trusted_proxies))
+    return request_client(request)
 
 
 def cookie_openid(request: Request) -> str | None:

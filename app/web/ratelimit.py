@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import itertools
 import time
@@ -162,3 +163,13 @@ def client_address(connection: HTTPConnection, trusted: tuple[Network, ...]) -> 
         if not _in(hop, trusted):
             return hop[:64]
     return hops[0][:64] if hops else peer
+
+
+@functools.lru_cache(maxsize=8)
+def _trusted(text: str) -> tuple[Network, ...]:
+    return parse_networks(text)
+
+
+def request_client(connection: HTTPConnection) -> str:
+    """`client_address` with the app's FEIKONG_TRUSTED_PROXIES."""
+    return client_address(connection, _trusted(connection.app.state.settings.trusted_proxies))
