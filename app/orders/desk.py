@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
 from app import metrics
@@ -129,12 +130,10 @@ def handle_batch(engine: Engine, batch: list[Arrived]) -> list[bool | Exception]
                 results = _confirm_all(session, batch, verified)
     except Exception as exc:  # noqa: BLE001
         if len(verified) == 1:  # alone already: its request fails with it
-            log.error("%s notify %s failed", batch[verified[0][0]].channel,
-                      verified[0][1].out_trade_no, exc_info=True,
-                      extra={"order": verified[0][1].out_trade_no})
+            _log_failure(batch[verified[0][0]].channel, verified[0][1].out_trade_no, exc)
             results = [(verified[0][0], verified[0][1], exc)]
         else:
-            results = _one_at_a_time(engine, batch, verified)
+            results = _one_at_a_time(engine, batch, verified, exc)
     for i, notification, result in results:
         if isinstance(result, Exception):
             outcomes[i] = result
@@ -161,10 +160,21 @@ def handle_batch(engine: Engine, batch: list[Arrived]) -> list[bool | Exception]
     return outcomes
 
 
-def _one_at_a_time(engine: Engine, batch: list[Arrived],
-                   verified: list[tuple[int, Notification]]) -> list[tuple[int, Notification, Any]]:
-    log.warning("a batch of %d notifications failed; handling them one at a time",
-                len(verified), exc_info=True)
+def _log_failure(channel: str, out_trade_no: str, exc: Exception) -> None:
+    """A notification not handled. A database error is logged once, by the notify view (with
+    the provider's failure reply); anything else is a bug: its traceback here."""
+    if isinstance(exc, SQLAlchemyError):
+        return
+    log.error("%s notify %s failed", channel, out_trade_no, exc_info=exc,
+              extra={"order": out_trade_no})
+
+
+def _one_at_a_time(engine: Engine, batch: list[Arrived], verified: list[tuple[int, Notification]],
+                   exc: Exception) -> list[tuple[int, Notification, Any]]:
+    # a database that is down fails them all again, each logged once by the view
+    (log.debug if isinstance(exc, SQLAlchemyError) else log.warning)(
+        "a batch of %d notifications failed; handling them one at a time", len(verified),
+        exc_info=exc)
     return [(i, notification, _confirm_alone(engine, batch, i, notification))
             for i, notification in verified]
 
@@ -194,6 +204,5 @@ def _confirm_alone(engine: Engine, batch: list[Arrived], i: int,
         with transaction(engine) as session:
             return _confirm_all(session, batch, [(i, notification)])[0][2]
     except Exception as exc:  # noqa: BLE001 - this notification's request fails with it
-        log.error("%s notify %s failed", batch[i].channel, notification.out_trade_no,
-                  exc_info=True, extra={"order": notification.out_trade_no})
+        _log_failure(batch[i].channel, notification.out_trade_no, exc)
         return exc

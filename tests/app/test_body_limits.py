@@ -87,14 +87,21 @@ def test_a_form_above_the_default_limit(client, cut_account):
 
 
 def test_with_the_database_down_the_provider_gets_its_failure_reply(client, engine, cut_account,
-                                                                  tmp_path):
+                                                                  tmp_path, caplog):
     sandbox = client.app.state.providers.sandbox_alipay
     pay = start_payment(client, sandbox, cut_account)
     form = sandbox.build_notification(pay)
     client.app.state.engine = make_engine(f"sqlite:///{tmp_path / 'gone' / 'feikong.db'}")
     client.app.state.notify_desk = None
+    caplog.set_level("INFO")
+    caplog.clear()
     reply = post_notification(client, sandbox, form)
     assert (reply.status_code, reply.text) == (200, "failure")  # Alipay's: it will retry
+    # logged once: one warning naming the database, no traceback
+    failures = [r for r in caplog.records if r.levelno >= 30]
+    assert [r.getMessage()[:54] for r in failures] == [
+        "alipay notification not handled, the database failed: "]
+    assert failures[0].exc_info is None
     client.app.state.engine, client.app.state.notify_desk = engine, None
     assert post_notification(client, sandbox, form).text == "success"  # the retry credits once
     assert [e.amount_fen for e in entries_of(engine, cut_account, "topup")] == [5000]
