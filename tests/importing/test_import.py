@@ -204,3 +204,26 @@ def test_the_managers_guide_names_every_column():
         assert f"### {sheet.title}" in guide
         for column in sheet.columns:
             assert f"| {column.header} |" in guide, column.header
+
+
+def test_a_household_meter_listed_on_the_meter_sheet_keeps_its_power_and_account(engine,
+                                                                                 estate_id):
+    rows = small_estate(1, 2)
+    rows["meters"].append({"gateway": "GW1", "unit": 2, "kind": "户表", "max_power": 9000})
+    rows["meters"].append({"gateway": "GW1", "unit": 7, "kind": "户表", "building": "2号楼"})
+    result = run(engine, workbook(rows), estate_id)
+    assert [p.text() for p in result.problems] == [
+        "「电表」表第 5 行「楼栋」：楼栋「2号楼」不存在：请先在楼栋表中添加"]
+    rows["meters"][-1]["building"] = None
+    assert run(engine, workbook(rows), estate_id).written
+    with transaction(engine, read_only=True) as s:
+        account = s.exec(select(Account).where(Account.number == "1002")).one()
+        meter = s.exec(select(Meter).where(Meter.account_id == account.id)).one()
+        assert (meter.unit_id, meter.max_power_w, meter.common_area, meter.building_id) == \
+            (2, 9000, False, None)
+        vacant = s.exec(select(Meter).where(Meter.unit_id == 7)).one()
+        assert (vacant.account_id, vacant.max_power_w) == (None, 13_800)
+    rows["meters"][2]["max_power"] = 9500
+    changed = run(engine, workbook(rows), estate_id)
+    assert [(op.key, op.changed) for op in changed.changes] == [
+        ("GW1 / 2", {"max_power_w": (9000, 9500)})]
