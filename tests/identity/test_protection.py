@@ -151,3 +151,17 @@ def test_resident_templates_have_no_inline_script_handler_or_style():
         assert not HANDLER.search(text), path.name
         assert not STYLE.search(text), path.name
         assert "javascript:" not in text, path.name
+
+
+def test_every_post_form_of_the_resident_pages_carries_the_token():
+    forms = 0
+    for path in sorted((ROOT / "templates" / "resident").glob("*.html")):
+        text = path.read_text("utf-8")
+        for match in re.finditer(r"<form\b[^>]*>", text):
+            if 'method="post"' not in match.group(0).lower():
+                continue
+            forms += 1
+            body = text[match.end():text.index("</form>", match.end())]
+            assert 'name="csrftoken" value="{{ csrftoken }}"' in body, \
+                f"{path.name}: {match.group(0)}"
+    assert forms >= 10
