@@ -107,11 +107,9 @@ async def run_system(settings, engine, *, worker: bool = True, announce=None,
             retention_days=settings.reading_retention_days), name="billing-jobs"))
     if settings.message_jobs_every_s > 0:  # the web app's messengers (in the sandbox, pointed
         from app.messages.jobs import run_message_jobs  # at its own stand-ins)
-        from app.messaging_setup import build_messengers
 
-        messengers = getattr(app.state, "messengers", None) or build_messengers(settings)
         tasks.add(asyncio.create_task(run_message_jobs(
-            engine, settings, messengers, every_s=settings.message_jobs_every_s),
+            engine, settings, app.state.messengers, every_s=settings.message_jobs_every_s),
             name="message-jobs"))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -109,13 +109,17 @@ class MessageJobs:
         non-follower comes back 43004, and an SMS goes instead)."""
         found: dict[str, bool] = {}
         wechat, clock = self._wechat, time.monotonic()
+        ask = []
         for openid in openids:
             known = self._follows.get(openid)
             if known and clock - known[1] < FOLLOWS_TTL_S:
                 found[openid] = known[0]
-                continue
-            if wechat is None:
-                continue
+            else:
+                ask.append(openid)
+        if wechat is None or not ask:
+            return found
+
+        for openid in ask:  # one at a time: the messenger takes one call at a time anyway
             try:
                 found[openid] = bool(wechat.follows(openid))
             except DeliveryError as exc:
@@ -123,6 +127,9 @@ class MessageJobs:
                             exc.code)
                 continue
             self._follows[openid] = (found[openid], clock)
+        if len(self._follows) > 100_000:  # forget the oldest half
+            for openid, _ in sorted(self._follows.items(), key=lambda kv: kv[1][1])[:50_000]:
+                del self._follows[openid]
         return found
 
     # --- delivery -------------------------------------------------------------------------
@@ -136,8 +143,13 @@ class MessageJobs:
 
     def _deliver(self, now: dt.datetime | None) -> Counter:
         counts: Counter = Counter()
-        with transaction(self.engine) as s:
-            stuck = services.fail_stuck(s, now or utcnow())
+        with transaction(self.engine, read_only=True) as s:  # an idle sweep writes nothing
+            due, stuck = services.anything_due(s, now or utcnow())
+        if not (due or stuck):
+            return counts
+        if stuck:
+            with transaction(self.engine) as s:
+                stuck = services.fail_stuck(s, now or utcnow())
         if stuck:
             counts["stuck"] += stuck
             log.error("messages: %d left sending by a stopped process marked failed "

@@ -511,6 +511,16 @@ def _sms_instead(session: Session, claimed: Claimed, now: dt.datetime, settings)
     return _insert_one(session, planned, now)
 
 
+def anything_due(session: Session, now: dt.datetime) -> tuple[bool, bool]:
+    """(a queued message is due, a `sending` one is stuck): two index probes."""
+    def probe(status: str, before: dt.datetime) -> bool:
+        return session.execute(sa.select(Message.id).where(
+            Message.status == status, Message.next_attempt_at <= before).limit(1)).first() \
+            is not None
+
+    return probe(QUEUED, now), probe(SENDING, now - STUCK_AFTER)
+
+
 def fail_stuck(session: Session, now: dt.datetime) -> int:
     """Messages left `sending` for `STUCK_AFTER` (their process died between the provider's
     answer and its record): `failed`, outcome unknown, for a manager, never sent again (it
