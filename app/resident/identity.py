@@ -164,6 +164,7 @@ def normalize_number(raw: object) -> str | None:
 # --- SMS codes ------------------------------------------------------------------------------------
 
 CODE_VALID = dt.timedelta(minutes=5)
+CODE_KEPT = dt.timedelta(days=1)  # expired codes are deleted a day later (when a code is sent)
 CODE_TRIES = 5
 CODE_EVERY_S = 60
 CODE_OK, CODE_WRONG, CODE_LOCKED, CODE_NONE = "ok", "wrong", "locked", "none"
@@ -191,8 +192,10 @@ def issue_code(session: Session, secret_key: str, phone: str, purpose: str,
                account_id: int | None = None, now: dt.datetime | None = None) -> tuple[int, str]:
     """A new code for `phone` (its hash stored; earlier unused codes of the same purpose and
     household no longer count); returns (its row id, the code) for the SMS. The 60-second rule
-    is the caller's (a rate limit, counted across processes)."""
+    is the caller's (a rate limit, counted across processes). Codes expired a day ago or more,
+    anyone's, are deleted on the way."""
     now = now or utcnow()
+    session.execute(sa.delete(SmsCode).where(SmsCode.expires_at < now - CODE_KEPT))
     code = new_code()
     row = SmsCode(phone=phone, purpose=purpose, account_id=account_id,
                   code_hash=code_hash(secret_key, phone, purpose, account_id, code),
@@ -273,10 +276,28 @@ def _merge(session: Session, source: Resident, target: Resident) -> None:
     session.flush()
 
 
+def _seen(session: Session, resident: Resident) -> Resident:
+    resident.last_seen_at = utcnow()
+    session.add(resident)
+    session.flush()
+    return resident
+
+
 def resident_for_phone(session: Session, phone: str, current: Resident | None) -> Resident:
-    """After `phone` was proved by a code: the resident to be signed in as. The one holding the
-    phone; a WeChat resident without a phone takes it (or, when another resident holds it and
-    has no openid, the two become one); a new resident otherwise."""
+    """After `phone` was proved by a code: the resident to be signed in as (its last sign-in
+    noted). The one holding the phone; a WeChat resident without a phone takes it (or, when
+    another resident holds it and has no openid, the two become one); a new resident
+    otherwise."""
+    return _seen(session, _for_phone(session, phone, current))
+
+
+def resident_for_openid(session: Session, openid: str, current: Resident | None) -> Resident:
+    """After WeChat's OAuth gave `openid`: the resident to be signed in as (as
+    `resident_for_phone`, the other way round)."""
+    return _seen(session, _for_openid(session, openid, current))
+
+
+def _for_phone(session: Session, phone: str, current: Resident | None) -> Resident:
     owner = session.exec(select(Resident).where(Resident.phone == phone)).first()
     if owner is None:
         if current is not None and current.phone is None:
@@ -294,9 +315,7 @@ def resident_for_phone(session: Session, phone: str, current: Resident | None) -
     return owner
 
 
-def resident_for_openid(session: Session, openid: str, current: Resident | None) -> Resident:
-    """After WeChat's OAuth gave `openid`: the resident to be signed in as (as
-    `resident_for_phone`, the other way round)."""
+def _for_openid(session: Session, openid: str, current: Resident | None) -> Resident:
     owner = session.exec(select(Resident).where(Resident.openid == openid)).first()
     if owner is None:
         if current is not None and current.openid is None:

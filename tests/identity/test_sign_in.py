@@ -54,7 +54,7 @@ def test_sign_in_with_the_code_from_the_sms(web, live, engine):
     reply = enter_code(web, last_code(live.settings, PHONE), next_="/bind")
     assert reply.status_code == 303 and reply.headers["location"] == "/bind"
     [someone] = residents(engine)
-    assert someone.phone == PHONE and someone.openid is None
+    assert someone.phone == PHONE and someone.openid is None and someone.last_seen_at
     home = web.get("/")
     assert "我的户号" in home.text and "已用手机 139****5678 登录" in home.text
 
@@ -114,6 +114,14 @@ def test_a_code_expires_after_five_minutes(web, live, engine):
     reply = enter_code(web, code)
     assert reply.status_code == 400 and "验证码已过期" in reply.text
     assert residents(engine) == []
+
+
+def test_codes_expired_a_day_ago_are_deleted(web, live, engine):
+    ask_code(web, "13900000077")
+    with transaction(engine) as s:  # that code expired two days ago
+        s.execute(sa.update(SmsCode).values(expires_at=utcnow() - dt.timedelta(days=2)))
+    ask_code(web)  # anyone's next code
+    assert [c.phone for c in codes(engine)] == [PHONE]
 
 
 def test_one_code_per_phone_per_minute(web, live, engine):
