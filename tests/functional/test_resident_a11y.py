@@ -205,6 +205,24 @@ def test_every_page_has_one_h1(site, browser):
     assert page.locator("h1").count() == 1
 
 
+def test_htmx_only_on_a_page_that_polls(site, browser):
+    """No script but app.js where nothing is awaited; htmx, and the status polled, where a
+    payment is."""
+    base_url, number = site
+    page = new_phone(browser)
+    scripts = []
+    page.on("request", lambda r: scripts.append(r.url) if r.resource_type == "script" else None)
+    for path in ("/", "/no/such/page", f"/a/{number}"):
+        page.goto(base_url + path, wait_until="load")
+        assert page.evaluate("typeof window.htmx") == "undefined", path
+    assert scripts and not [u for u in scripts if "htmx" in u]
+    page.get_by_role("button", name="支付宝支付").click()
+    with page.expect_request(re.compile(rf"/a/{number}/_status\?order=")):
+        page.get_by_role("link", name="取消并返回").click()  # back from the cashier, not paid
+    expect(page.locator("#order-state")).to_have_text("支付确认中…")
+    assert page.evaluate("typeof window.htmx") == "object"
+
+
 # --- over HTTP -------------------------------------------------------------------------------
 
 def test_error_pages_for_people_plain_replies_for_machines(site):
@@ -248,8 +266,9 @@ def test_static_versioned_cached_compressed(site):
     with httpx.Client(base_url=base_url) as http:
         home = http.get("/", headers={**HTML, "accept-encoding": "gzip"})
         assert home.headers["content-encoding"] == "gzip"
-        urls = dict(re.findall(r'(?:href|src)="(/static/([\w.-]+)\?v=[0-9a-f]{12})"', home.text))
-        assert {"app.css", "htmx.min.js", "favicon.svg"} <= set(urls.values())
+        urls = dict(re.findall(r'(?:href|src|data-htmx)="(/static/([\w.-]+)\?v=[0-9a-f]{12})"',
+                               home.text))
+        assert {"app.css", "app.js", "htmx.min.js", "favicon.svg"} <= set(urls.values())
         for url, name in urls.items():
             raw = http.get(url, headers={"accept-encoding": "identity"})
             assert raw.content == (ROOT / "static" / name).read_bytes()
