@@ -300,6 +300,8 @@ AGREEMENT = "agreement"  # the bound resident has not accepted the current agree
 async def _bound_or_public(request: Request, number: str):
     """(AccountView, None) for a bound resident who accepted the agreement; (AGREEMENT, None)
     for one who has not; (PublicView, None) for anyone else; or (None, a 404 or 429 reply)."""
+    if not identity.NUMBER.match(number):  # no account has such a 户号: nothing to count
+        return None, not_found(request, number)
     out_trade_no = request.query_params.get("order")
     engine = request.app.state.engine
     rid = resident_id(request)
@@ -395,6 +397,8 @@ def _topup_lookup(request: Request, number: str) -> float | None:
     """A top-up by someone not bound to the household counts as a look-up of it (a 303 or a
     404 would tell whether the 户号 exists)."""
     rid = resident_id(request)
+    if not identity.NUMBER.match(number):  # no account has such a 户号 (a 404 follows)
+        return None
     with transaction(request.app.state.engine, read_only=True) as session:
         if bound_account(session, rid, number) is not None:
             return None

@@ -176,3 +176,11 @@ def test_enumeration_beyond_the_limit_gets_429_across_two_processes(two_servers)
         for web in (first, second):
             reply = web.get("/a/799999")
             assert reply.status_code == 429 and "操作太频繁" in reply.text
+
+
+def test_a_malformed_number_is_a_404_and_counts_nothing(client, engine):
+    for path in ("/a/" + "9" * 200, "/a/abc%3Cscript%3E", "/a/%E5%8F%B7"):
+        assert client.get(path).status_code == 404
+    assert post(client, "/a/" + "9" * 200 + "/topup", {"amount": "50"}).status_code == 404
+    with transaction(engine, read_only=True) as s:
+        assert s.execute(sa.select(sa.func.count()).select_from(RateCounter)).scalar() == 0
