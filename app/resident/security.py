@@ -57,19 +57,40 @@ async def _refused(scope, send, error) -> None:
     await reply(scope, no_body, send)
 
 
+OUTER = "feikong.outer_scope"
+ROUTING_KEYS = ("route", "endpoint", "path_params")
+
+
 class ResidentCsrf:
+    """asgi-csrf hands the app a copy of the scope: what the router writes in it (the matched
+    route, which `RequestTimer` labels its series with) is copied back to the caller's."""
+
     def __init__(self, app, secret_key: str, secure: bool) -> None:
         self.app = app
-        self.checked = asgi_csrf(app, cookie_name=CSRF_COOKIE,
+        self.checked = asgi_csrf(self._routed, cookie_name=CSRF_COOKIE,
                                  signing_secret=f"{secret_key}:resident-csrf",
                                  always_protect=_EveryPath(), cookie_secure=secure,
                                  send_csrf_failed=_refused)
+
+    async def _routed(self, scope, receive, send):
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            outer = scope.get(OUTER)
+            if outer is not None:
+                for key in ROUTING_KEYS:
+                    if key in scope:
+                        outer[key] = scope[key]
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or scope["path"].startswith(UNCHECKED):
             await self.app(scope, receive, send)
         else:
-            await self.checked(scope, receive, send)
+            scope[OUTER] = scope
+            try:
+                await self.checked(scope, receive, send)
+            finally:
+                scope.pop(OUTER, None)
 
 
 class ResidentSecurityHeaders:
