@@ -11,10 +11,12 @@ from tests.factories import balance_of, entries_of
 from tests.functional.conftest import ARTIFACTS
 from tests.functional.test_worker import commands, read_relay
 from tests.payflow import post_notification, start_payment
+from tests.identity.support import sign_in_page
 
 
 def test_cut_household_pays_50_and_sees_power_back(stack, engine, cut_household, phone):
     page = phone
+    sign_in_page(page, stack, cut_household)  # the household's resident: supply shown
     page.goto(f"{stack.base_url}/a/{cut_household}")
     expect(page.locator("#balance")).to_have_text("-5.00")
     expect(page.locator("#power")).to_have_text("已停电")

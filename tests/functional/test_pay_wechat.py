@@ -13,11 +13,13 @@ from tests.factories import balance_of, entries_of
 from tests.functional.conftest import ARTIFACTS, tap_wechat_pay
 from tests.functional.test_worker import commands, read_relay
 from tests.payflow import WECHAT_NOTIFY, start_wechat_payment
+from tests.identity.support import sign_in_page
 
 
 def test_cut_household_pays_50_with_wechat_and_sees_power_back(stack, engine, cut_household,
                                                                 phone):
     page = phone
+    sign_in_page(page, stack, cut_household)  # the household's resident: supply shown
     tap_wechat_pay(page, stack.base_url, cut_household)
     expect(page).to_have_url(re.compile(r"/sandbox/wechat/h5\?prepay_id="))  # the sandbox cashier
     expect(page.locator("#pay-amount")).to_contain_text("50.00")

@@ -10,6 +10,7 @@ from playwright.sync_api import expect, sync_playwright
 from tests.factories import balance_of, entries_of
 from tests.functional.conftest import ARGS, ARTIFACTS, CHROMIUM, tap_wechat_pay
 from tests.functional.test_worker import read_relay
+from tests.identity.support import sign_in_page
 
 WECHAT_UA = ("Mozilla/5.0 (Linux; Android 13; V2148A Build/TP1A.220624.014; wv) AppleWebKit/537.36 "
              "(KHTML, like Gecko) Version/4.0 Chrome/116.0.0.0 Mobile Safari/537.36 XWEB/1160065 "
@@ -40,6 +41,7 @@ def open_pay_sheet(page, base_url: str, number: str):
 def test_cut_household_pays_inside_wechat_and_sees_power_back(stack, engine, cut_household,
                                                               phone_in_wechat):
     page = phone_in_wechat
+    sign_in_page(page, stack, cut_household)  # the household's resident: supply shown
     sheet = open_pay_sheet(page, stack.base_url, cut_household)
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "wechat-inside-pay-sheet.png"))
@@ -60,6 +62,7 @@ def test_cut_household_pays_inside_wechat_and_sees_power_back(stack, engine, cut
 def test_cancel_in_the_wechat_pay_sheet_credits_nothing(stack, engine, cut_household,
                                                          phone_in_wechat):
     page = phone_in_wechat
+    sign_in_page(page, stack, cut_household)  # the household's resident: supply shown
     sheet = open_pay_sheet(page, stack.base_url, cut_household)
     sheet.get_by_role("button", name="取消").click()
 

@@ -13,6 +13,7 @@ from meters.transport import GatewayClient
 from tests.conftest import wait_until
 from tests.factories import balance_of, entries_of, meter_of
 from tests.payflow import post_notification, start_payment
+from tests.identity.support import bound_resident
 
 
 def commands(engine, action=None):
@@ -88,6 +89,7 @@ def test_restore_for_a_silent_meter_is_retried_then_completes(stack, engine):
         restore = wait_until(lambda: [c for c in commands(engine, RESTORE) if c.attempts >= 2],
                              message="restore was not retried")[0]
         assert restore.state == PENDING
+        bound_resident(engine, client, stack.settings, number)  # the resident sees the supply
         assert {a.outcome for a in attempts(engine, restore.id)} == {"exception"}
         assert {a.exception_code for a in attempts(engine, restore.id)} == {0x0B}
         assert "正在恢复供电" in client.get(f"/a/{number}").text

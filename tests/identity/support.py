@@ -59,3 +59,13 @@ def csrf_token(client) -> str:
 def post(client, url: str, data: dict | None = None, **kwargs):
     """A form POST as our pages send it: with the CSRF token."""
     return client.post(url, data={**(data or {}), "csrftoken": csrf_token(client)}, **kwargs)
+
+
+def sign_in_page(page, stack, number: str, phone: str = "13900000001") -> int:
+    """A Playwright page signed in as a resident bound to `number` (agreement accepted): what a
+    household's own resident sees, supply and history included."""
+    rid = resident(stack.engine, phone)
+    bind(stack.engine, rid, number)
+    page.context.add_cookies([{"name": SESSION_COOKIE, "url": stack.base_url,
+                               "value": session_value(stack.settings.secret_key, rid)}])
+    return rid
