@@ -57,6 +57,7 @@ from app.notices.models import (BALANCE_EXHAUSTED, LESS_THAN_A_DAY, LOW_BALANCE,
                                 POWER_CUT, POWER_RESTORED, Notice)
 from app.policy.clock import LOCAL_TZ, to_local
 from app.resident.models import Resident, ResidentAccount
+from app.resident.supply import amount_to_restore_fen
 
 # A state besides models.py's: handed to the provider, its answer not yet recorded.
 SENDING = "sending"
@@ -211,12 +212,7 @@ def facts_of(session: Session, notice: Notice, house: Household) -> templates.Fa
     cut_at = None
     if notice.kind == BALANCE_EXHAUSTED:
         cut_at = _earliest_cut(session, house.estate, notice.created_at)
-    to_restore = 0
-    if house.balance_fen <= account.restore_threshold_fen:
-        from app.orders.services import MIN_TOPUP_FEN  # the rule of app/resident/supply.py
-
-        to_restore = max(account.restore_threshold_fen - house.balance_fen
-                         + house.advance_fen + 1, MIN_TOPUP_FEN)
+    to_restore = amount_to_restore_fen(account, house.balance_fen, house.advance_fen)
     return templates.Facts(
         kind=notice.kind, number=account.number,
         household=f"{house.building_name} {account.household}".strip(), at=notice.created_at,
