@@ -3,6 +3,7 @@
 from sqlmodel import SQLModel
 
 from app.anomalies.models import Anomaly
+from app.batch.models import BatchJob
 from app.commands.models import Command, CommandAttempt
 from app.console.models import (AuditEntry, Manager, ManagerBuilding, ManagerSession,
                                 RateCounter)
@@ -23,7 +24,7 @@ from app.tariffs.models import StoredTariff, StoredTariffVersion
 metadata = SQLModel.metadata
 
 __all__ = [
-    "Account", "AccountBalance", "AgreementAcceptance", "Message", "Resident",
+    "Account", "AccountBalance", "AgreementAcceptance", "BatchJob", "Message", "Resident",
     "ResidentAccount", "SmsCode", "Anomaly", "AuditEntry", "Building", "BuildingDay", "Command",
     "CommandAttempt", "CutApproval", "CutDecision", "DailyFrozen", "Estate", "FrozenDay",
     "Gateway", "HolidayArrangement", "HolidayDay", "JobRun", "LedgerDay", "LedgerEntry", "Manager",
