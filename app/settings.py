@@ -63,6 +63,10 @@ class Settings(BaseSettings):
     # Message jobs (`app.messages.jobs`), run by the same commands: notices become WeChat or SMS
     # messages, due messages are sent (and retried). 0: not in this process.
     message_jobs_every_s: float = 2.0
+    # Batch jobs (`app.batch.runner`: imports, large exports, bulk approvals, reminders, tariff
+    # changes), run by the same commands in the same process: a queued job is looked for this
+    # often when none runs. 0: not in this process.
+    batch_jobs_every_s: float = 1.0
 
     # Alipay. Empty app id = the local sandbox cashier plays Alipay with local keys.
     alipay_app_id: str = ""

@@ -76,7 +76,8 @@ async def run_system(settings, engine, *, worker: bool = True, announce=None,
     closed, refunds followed, yesterday reconciled: `app.orders.jobs`), the billing jobs
     (charges of past hours, common-area shares, the daily balance check, old raw readings
     dropped: `app.billing.jobs`), the message jobs (notices to WeChat and SMS messages, sent
-    and retried: `app.messages.jobs`; `message_jobs_every_s`) and, with `worker`, the
+    and retried: `app.messages.jobs`; `message_jobs_every_s`), the batch jobs (imports, large
+    exports, bulk work: `app.batch.runner`; `batch_jobs_every_s`) and, with `worker`, the
     meter worker, all in this loop, until SIGINT/SIGTERM or until one of them stops; then stop
     them all. One process, so a payment wakes the worker through an asyncio event. The order
     jobs use the web app's own providers (in the sandbox, the stand-ins keep their records
@@ -111,6 +112,11 @@ async def run_system(settings, engine, *, worker: bool = True, announce=None,
         tasks.add(asyncio.create_task(run_message_jobs(
             engine, settings, app.state.messengers, every_s=settings.message_jobs_every_s),
             name="message-jobs"))
+    if settings.batch_jobs_every_s > 0:  # imports, large exports, bulk work (app/batch)
+        from app.batch.runner import run_batch_jobs
+
+        tasks.add(asyncio.create_task(run_batch_jobs(
+            engine, settings, every_s=settings.batch_jobs_every_s), name="batch-jobs"))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -184,7 +190,8 @@ def serve_processes(settings, processes: int, announce=None) -> int:
                 sock = tcp_listener(settings.web_host, port, reuse_port=True)
                 jobs_elsewhere = {} if index == 0 else {"order_jobs_every_s": 0,
                                                          "billing_jobs_every_s": 0,
-                                                         "message_jobs_every_s": 0}
+                                                         "message_jobs_every_s": 0,
+                                                         "batch_jobs_every_s": 0}
                 own = settings.model_copy(update={"web_port": port, **jobs_elsewhere})
                 ready = (lambda: os.write(ready_fd, b".")) if ready_fd is not None else None
                 asyncio.run(run_system(own, make_engine(own.database_url), worker=False,

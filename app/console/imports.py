@@ -9,7 +9,9 @@ between buildings): it is not theirs to import, so for them, and for finance, th
 not exist (404, as every console object outside one's scope).
 
 The check writes nothing; "导入" sends the same file again with the SHA-256 the check showed,
-and it is imported only if it is that file (checked again, in the import's own transaction).
+and, if it is that file, queues its import as a batch job (app/batch/kinds.py: `run_import`):
+the browser goes to the job's page (/manage/jobs/<id>), whose progress bar follows the
+import's steps; the file is checked again there, in the import's own transaction.
 The upload is a multipart POST sent by htmx with the CSRF token in its `x-csrftoken` header
 (`app.console.views.MultipartTokenInHeader`); its size is limited by `app.web.limits`."""
 
@@ -23,6 +25,8 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from app.batch.kinds import keep_upload
+from app.batch.runner import enqueue
 from app.console import scope
 from app.console.auth import COOKIE, who_is
 from app.console.models import ROLE_ZH
@@ -91,11 +95,16 @@ async def import_page(request: Request) -> Response:
         if str(form.get("sha256", "")) != digest:
             return _render(request, {**context, "error": N_(
                 "文件与检查时的不同：请先检查这个文件")}, failed)
+        # imported by a background job (app/batch/kinds.py: run_import), whose page shows
+        # its progress; checked again there, in the import's own transaction
+        path, _ = keep_upload(request.app.state.settings, data)
         with transaction(engine) as s:
-            result = import_file(s, data, estate_id=who.estate_id, who=who, client=client,
-                                 file_name=file_name)
-        return _render(request, {**context, "result": result, "imported": result.written},
-                       200 if result.ok else failed)
+            job = enqueue(s, who=who, kind="import", params={
+                "path": path, "sha256": digest, "name": file_name, "client": client})
+        target = f"{PREFIX}/jobs/{job.id}"
+        if request.headers.get("hx-request"):
+            return Response(status_code=200, headers={"hx-redirect": target})
+        return RedirectResponse(target, status_code=303)
     with transaction(engine, read_only=True) as s:
         result = import_file(s, data, estate_id=who.estate_id, dry_run=True)
     return _render(request, {**context, "result": result, "checked": result.ok,

@@ -33,7 +33,7 @@ from app.billing.shares import period_label
 from app.commands.models import PENDING as COMMAND_PENDING
 from app.commands.models import Command, CommandAttempt
 from app.commands.services import queue_cut, queue_read, queue_restore, restore_if_allowed
-from app.console import audit, imports, scope, states
+from app.console import audit, exports, imports, scope, states
 from app.console import settings as rules
 from app.console.auth import COOKIE, LoginLimiter, check_login, open_session, revoke, who_is
 from app.console.managers import (ManagerError, add_manager, disable_manager, list_managers,
@@ -1110,6 +1110,7 @@ def console_mount(settings) -> Mount:
         Route("/holidays", holidays, methods=["GET", "POST"], name="console_holidays"),
         Route("/import", imports.import_page, methods=["GET", "POST"], name="console_import"),
         Route("/import/template", imports.template_download, name="console_import_template"),
+        *exports.routes(),  # /exports, /jobs (app/console/exports.py)
     ]
     return Mount(PREFIX, routes=routes, middleware=[
         Middleware(SecurityHeaders),

@@ -134,9 +134,12 @@ def write_xlsx(report: Report, out, progress: Progress | None = None) -> int:
                 progress(written)
         if table.totals:
             totals = [gettext(table.totals_label)] + sums[1:]
-            cells = _cells(ws, table.columns, totals)
-            for cell in cells:
+            cells = []
+            for cell in _cells(ws, table.columns, totals):
+                if not hasattr(cell, "font"):
+                    cell = WriteOnlyCell(ws, value=cell)
                 cell.font = bold
+                cells.append(cell)
             ws.append(cells)
     if report.about:
         ws = book.create_sheet(gettext("说明"))
