@@ -10,6 +10,7 @@ import io
 from openpyxl import load_workbook
 from sqlmodel import select
 
+from app.batch.runner import Runner
 from app.console.models import AuditEntry
 from app.db import transaction
 from app.estate.models import Account
@@ -55,8 +56,12 @@ def test_the_administrator_checks_then_imports(console, engine, estate):
     other = upload(client, workbook(small_estate(3, 1)), "apply",
                    hashlib.sha256(data).hexdigest())
     assert "文件与检查时的不同" in other.text and table_counts(engine) == before
-    done = upload(client, data, "apply", hashlib.sha256(data).hexdigest())
-    assert done.status_code == 200 and "已导入「小区.xlsx」" in done.text
+    queued = upload(client, data, "apply", hashlib.sha256(data).hexdigest())
+    assert queued.status_code == 200 and queued.headers["hx-redirect"].startswith("/manage/jobs/")
+    assert table_counts(engine) == before  # imported by the background job, not the request
+    assert Runner(engine, client.app.state.settings).run_pending() == 1
+    done = client.get(queued.headers["hx-redirect"])
+    assert done.status_code == 200 and "已完成" in done.text and "小区.xlsx" in done.text
     with transaction(engine, read_only=True) as s:
         account = s.exec(select(Account).where(Account.number == "3002")).one()
         assert balance_fen(s, account.id) == 203
