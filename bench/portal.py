@@ -1,7 +1,9 @@
 """A bound resident's pages at 10,000 accounts with a year behind them: server time of a month's
 bill, the history, the usage and (for information) the list of bills and the notices. No set-up:
-a SQLite file in a temporary directory (and, with BENCH_PORTAL_PG=<accounts>, a throwaway
-PostgreSQL cluster built alongside it, `bench.common.throwaway_postgres`).
+a SQLite file in a temporary directory, about 75 s in all on a quiet 2-core machine. With
+BENCH_PORTAL_PG=<accounts> (a multiple of 200, e.g. 5000) a throwaway PostgreSQL cluster too
+(`bench.common.throwaway_postgres`), built alongside, measured after (prefixed `pg_`): about
+3½ minutes in all, so not by default.
 
 The estate is `bench.console`'s, built by its own `build` (read its docstring): 10,000 households
 in buildings of 200, a `daily_frozen` row per meter and day of the 365 local days that end at
