@@ -97,12 +97,13 @@ async def exports_page(request: Request) -> Response:
 
 
 async def export_download(request: Request) -> Response:
-    """A small export, written in the request and downloaded: /manage/exports/<kind>.<fmt>
-    with month (or day) and building; audited with the file's rows."""
+    """A small export, written in the request and downloaded: /manage/exports/download with
+    kind, format (xlsx, csv), month (or day) and building; audited with the file's rows."""
     who = _who(request)
     if who is None:
         return _login(request)
-    kind, fmt = request.path_params["kind"], request.path_params["fmt"]
+    kind = request.query_params.get("kind", "")
+    fmt = request.query_params.get("format", "xlsx")
     if kind not in SYNCHRONOUS or fmt not in FORMATS:
         raise _not_found()
     params = {k: request.query_params.get(k, "") for k in ("month", "day", "building")}
@@ -240,7 +241,7 @@ def routes():
 
     return [
         Route("/exports", exports_page, name="console_exports"),
-        Route("/exports/{kind}.{fmt}", export_download, name="console_export"),
+        Route("/exports/download", export_download, name="console_export"),
         Route("/jobs", jobs_page, name="console_jobs"),
         Route("/jobs/{job_id:int}", job_page, name="console_job"),
         Route("/jobs/{job_id:int}/_progress", job_page, name="console_job_progress"),

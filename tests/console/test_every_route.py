@@ -14,9 +14,10 @@ import sqlalchemy as sa
 from sqlmodel import SQLModel, select
 
 from app.anomalies.models import METER_OFFLINE, Anomaly
+from app.batch.models import BatchJob
 from app.console.views import console_mount
 from app.db import transaction, utcnow
-from app.estate.models import Account, Meter, ShareRun
+from app.estate.models import Account, Building, Meter, ShareRun
 from app.orders.models import Order
 from app.policy.models import PENDING, CutApproval, ManagerTask
 from tests.console.conftest import csrf
@@ -50,17 +51,20 @@ def objects_of(engine, number: str, building_id: int) -> dict[str, str]:
                        period_end=start + dt.timedelta(days=1), scheme="area", energy_wh=0,
                        exact_e7=0, charge_fen=0)
         account.emergency_credit_fen = 500
-        s.add_all([approval, task, anomaly, order, run, account])
+        job = BatchJob(estate_id=s.get(Building, building_id).estate_id, kind="remind",
+                       params=f'{{"building": {building_id}}}', building_ids=str(building_id))
+        s.add_all([approval, task, anomaly, order, run, account, job])
         s.flush()
         return {"number": number, "building_id": str(building_id), "anomaly_id": str(anomaly.id),
-                "out_trade_no": order.out_trade_no, "run": str(run.id),
+                "out_trade_no": order.out_trade_no, "run": str(run.id), "job_id": str(job.id),
                 "item_id": {"approve": str(approval.id), "reject": str(approval.id),
                             "done": str(task.id)}}
 
 
 def requests_for(objects: dict) -> list[tuple[str, str, dict]]:
     """(method, path, form) for every console route that names an object."""
-    known = {"number", "building_id", "anomaly_id", "out_trade_no", "item_id", "action", "verb"}
+    known = {"number", "building_id", "anomaly_id", "out_trade_no", "item_id", "action", "verb",
+             "job_id", "kind"}
     walked = []
     for route in console_mount(_Settings()).routes:
         params = set(re.findall(r"{(\w+)(?::\w+)?}", route.path))
@@ -69,7 +73,7 @@ def requests_for(objects: dict) -> list[tuple[str, str, dict]]:
             continue
         for verb in (["approve", "reject", "done"] if "verb" in params else [None]):
             for action in (["cut", "restore"] if "action" in params else [None]):
-                values = {**objects, "verb": verb, "action": action,
+                values = {**objects, "verb": verb, "action": action, "kind": "approve",
                           "item_id": objects["item_id"][verb or "approve"]}
                 path = "/manage" + re.sub(r"{(\w+)(?::\w+)?}", lambda m: values[m.group(1)],
                                           route.path)
@@ -78,6 +82,13 @@ def requests_for(objects: dict) -> list[tuple[str, str, dict]]:
     walked.append(("GET", f"/manage/buildings/{objects['building_id']}?run={objects['run']}",
                    {}))
     walked.append(("GET", f"/manage/accounts?building={objects['building_id']}", {}))
+    building = objects["building_id"]  # batch jobs and exports of the building
+    for kind in ("remind", "tariff"):
+        walked.append(("POST", f"/manage/jobs/{kind}", {**FORM, "building": building}))
+    walked.append(("POST", "/manage/jobs/export", {**FORM, "export": "bills", "month": "2026-11",
+                                                   "building": building}))
+    walked.append(("GET", "/manage/exports/download?kind=payments&format=xlsx&month=2026-11"
+                          f"&building={building}", {}))
     return walked
 
 
