@@ -109,10 +109,11 @@ def _sums(table: Table) -> tuple[list, Callable[[list], None]]:
 
 
 def write_xlsx(report: Report, out, progress: Progress | None = None) -> int:
-    """Write `report` as a workbook to the binary file `out`; returns the data rows written."""
+    """Write `report` as a workbook to the binary file `out`; returns the data rows of its
+    first table (the one a CSV would hold)."""
     book = Workbook(write_only=True)
     bold = Font(bold=True)
-    written = 0
+    written, first = 0, None
     for table in report.tables:
         ws = book.create_sheet(gettext(table.title)[:31])
         ws.freeze_panes = "A2"
@@ -132,6 +133,7 @@ def write_xlsx(report: Report, out, progress: Progress | None = None) -> int:
             written += 1
             if progress is not None and written % 500 == 0:
                 progress(written)
+        first = written if first is None else first
         if table.totals:
             totals = [gettext(table.totals_label)] + sums[1:]
             cells = []
@@ -148,10 +150,10 @@ def write_xlsx(report: Report, out, progress: Progress | None = None) -> int:
         for key, value in report.about:
             ws.append([gettext(key), value])
     book.save(out)
-    report.rows_written = written
+    report.rows_written = first or 0
     if progress is not None:
         progress(written)
-    return written
+    return report.rows_written
 
 
 def _cells(ws, columns: list[Column], row: list) -> list:
