@@ -113,7 +113,8 @@ def query_order(engine, providers, out_trade_no: str, *, now: dt.datetime | None
     try:
         with transaction(engine) as session:
             session.execute(update(Order).where(Order.id == order.id).values(
-                queried_at=now, query_count=Order.query_count + 1))
+                queried_at=now, query_count=Order.query_count + 1,
+                **({"unpaid_at": now} if result is not None and not result.paid else {})))
             if result is not None and result.paid:
                 outcome = confirm_paid(session, result, **our_ids(provider)).outcome
     except Refused as exc:  # the provider's own answer does not match what we sold

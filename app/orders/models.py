@@ -56,6 +56,9 @@ class Order(SQLModel, table=True):
     closed_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
     queried_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
     query_count: int = 0
+    # When the provider, last asked, answered that it is not paid (cancelled in the cashier, or
+    # abandoned): the resident's page says so instead of "confirming…". None: never so answered.
+    unpaid_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
     reconciled_on: dt.date | None = None
 
 

@@ -28,14 +28,18 @@ from app.commands.services import POWER_OFF, RESTORING, meters_of, power_state
 from app.db import transaction, utcnow
 from app.estate.models import Account, Building, Estate, Meter
 from app.i18n import gettext as _
-from app.ledger.models import LedgerEntry
-from app.ledger.services import funds, recent_entries
+from app.ledger.services import funds
 from app.notices.models import Notice
 from app.money import yuan_str_to_fen
 from app.resident import identity
 from app.resident.agreement import Agreement, load_agreement
 from app.resident.identity import bindings, bound_account, has_accepted, resident_id
+from app.resident.models import ResidentAccount
+from app.resident.statements import latest_notice
+from app.resident.supply import (Cut, amount_to_restore_fen, last_cut, restores,
+                                 whole_yuan_at_least)
 from app.web.ratelimit import Limits
+from app.orders.jobs import query_order
 from app.orders.models import PENDING, Order
 from app.orders.providers import NOTIFY_PATHS, WECHAT_JSAPI_PAY_PATH, WECHAT_OAUTH_CALLBACK_PATH
 from app.orders.services import (MAX_TOPUP_FEN, MIN_TOPUP_FEN, AccountClosed, create_order,
@@ -83,6 +87,14 @@ class PaymentWatch:
         return self.refresh_every is not None
 
     @property
+    def unpaid(self) -> bool:
+        """The provider was asked about the pending order since it was made and said it is not
+        paid: cancelled in the cashier, or abandoned. The page says so and offers to pay again
+        (a payment that comes after all is still credited and shown)."""
+        return (self.order is not None and self.order.status == PENDING
+                and self.order.unpaid_at is not None)
+
+    @property
     def payment_overdue(self) -> bool:
         """The resident came back from the cashier long ago and no payment came: most likely
         they did not pay (or cancelled). The page says so and stops asking."""
@@ -112,6 +124,15 @@ class Household:
     balance_fen: int
 
 
+@dataclass(frozen=True)
+class Preset:
+    """A top-up button: whole yuan, and whether paying it brings the power back (when cut)."""
+
+    yuan: int
+    restores: bool = True
+    checked: bool = False
+
+
 @dataclass
 class AccountView(PaymentWatch):
     """Everything the bound resident's account page shows, read in one transaction."""
@@ -122,12 +143,31 @@ class AccountView(PaymentWatch):
     balance_fen: int
     power: str
     last_read_at: object
-    entries: list[LedgerEntry]
     order: Order | None
-    notices: list[Notice]
+    notice: Notice | None = None  # the latest notice, when the resident has not read it yet
     emergency_offer_fen: int = 0  # 应急用电 the page offers now (0: none)
     emergency_owed_fen: int = 0  # taken and not yet repaid
     households: list[Household] = field(default_factory=list)  # all the resident's, for the switcher
+    power_confirmed_at: dt.datetime | None = None  # when the relay was last read back
+    cut: Cut | None = None  # why and since when, while the supply is off
+    to_restore_fen: int = 0  # the least top-up that brings the power back (0: none needed)
+
+    @property
+    def low(self) -> bool:
+        """Below the low-balance threshold now (the warning goes as soon as a top-up lifts it)."""
+        return self.balance_fen < self.account.low_balance_threshold_fen
+
+    @property
+    def presets(self) -> list[Preset]:
+        """The top-up buttons: when the power is off, the amount that restores it (in whole yuan)
+        first and chosen, and each of the usual amounts marked if it would not restore."""
+        if not self.to_restore_fen:
+            return [Preset(y, checked=y == 50) for y in PRESET_YUAN]
+        needed = whole_yuan_at_least(self.to_restore_fen)
+        amounts = sorted({needed, *PRESET_YUAN})
+        return [Preset(y, restores=restores(self.account, self.balance_fen,
+                                            self.emergency_owed_fen, y * 100),
+                       checked=y == needed) for y in amounts][:5]
 
     @property
     def days_left(self) -> int | None:
@@ -149,6 +189,10 @@ class PublicView(PaymentWatch):
     order: Order | None
     power: str = ""  # not shown: the payment alone is followed
 
+    @property
+    def presets(self) -> list[Preset]:
+        return [Preset(y, checked=y == 50) for y in PRESET_YUAN]
+
 
 def emergency_needed(account: Account, balance_fen: int, power: str) -> bool:
     """应急用电 is for a household below its low-balance threshold or cut."""
@@ -163,10 +207,12 @@ def _order_of(session: Session, account_id: int, out_trade_no: str | None) -> Or
 
 
 def load_account_view(session: Session, account: Account, out_trade_no: str | None,
-                      resident_id_: int | None = None) -> AccountView:
+                      resident_id_: int | None = None,
+                      binding: ResidentAccount | None = None) -> AccountView:
     building = session.get(Building, account.building_id)
     meters: list[Meter] = meters_of(session, account.id)
     read_times = [m.last_read_at for m in meters if m.last_read_at is not None]
+    confirmed = [m.relay_read_at for m in meters if m.relay_read_at is not None]
     balance, owed = balance_and_advance_fen(session, account.id)  # one pass over the ledger
     power = power_state(session, account.id)
     offer = (account.emergency_credit_fen
@@ -184,18 +230,22 @@ def load_account_view(session: Session, account: Account, out_trade_no: str | No
                 select(Building).where(Building.id.in_({a.building_id for a, _ in bound})))}
             households = [Household(a.number, a.household, names.get(a.building_id, ""),
                                     money[a.id].balance_fen) for a, _ in bound]
+    notice = latest_notice(session, account.id)
+    read_at = binding.notices_read_at if binding is not None else None
+    if notice is not None and (read_at is not None and notice.created_at <= read_at
+                               or notice.created_at < utcnow() - NOTICES_SHOWN_FOR):
+        notice = None  # read already, or old news
     return AccountView(
         account=account, building=building, estate=session.get(Estate, building.estate_id),
         balance_fen=balance, power=power,
         emergency_offer_fen=offer, emergency_owed_fen=owed,
         last_read_at=max(read_times) if read_times else None,
-        entries=recent_entries(session, account.id),
         order=_order_of(session, account.id, out_trade_no),
-        notices=list(session.exec(
-            select(Notice).where(Notice.account_id == account.id,
-                                 Notice.created_at >= utcnow() - NOTICES_SHOWN_FOR)
-            .order_by(Notice.created_at.desc(), Notice.id.desc()).limit(3))),
-        households=households,
+        notice=notice, households=households,
+        power_confirmed_at=max(confirmed) if confirmed else None,
+        cut=last_cut(session, account.id) if power == POWER_OFF else None,
+        to_restore_fen=(amount_to_restore_fen(account, balance, owed)
+                        if power == POWER_OFF else 0),
     )
 
 
@@ -311,10 +361,10 @@ async def _bound_or_public(request: Request, number: str):
         with transaction(engine, read_only=True) as session:
             found = bound_account(session, rid, number)
             if found is not None:
-                account, _ = found
+                account, binding = found
                 if not has_accepted(session, rid, account.id, version):
                     return AGREEMENT, None
-                return load_account_view(session, account, out_trade_no, rid), None
+                return load_account_view(session, account, out_trade_no, rid, binding), None
             retry = count_lookup(request, session, rid, number)
             if retry is not None:
                 return None, retry
@@ -332,7 +382,7 @@ def render_account(request: Request, view: AccountView | PublicView, error: str 
                    status_code: int = 200) -> Response:
     return render(request, "resident/account.html" if isinstance(view, AccountView)
                   else "resident/account_public.html", {
-        "v": view, "presets": PRESET_YUAN, "error": error,
+        "v": view, "error": error,
         "channels": request.app.state.providers.channels,
         "in_wechat": in_wechat(request) and not jsapi_offered(request),
         "inside_wechat": in_wechat(request),  # where WeChat blocks Alipay's pages
@@ -345,8 +395,31 @@ def _to_agreement(request: Request, number: str) -> Response:
     return RedirectResponse(request.url_for("agreement", number=number), status_code=303)
 
 
+ASK_AGAIN_AFTER = dt.timedelta(seconds=5)
+
+
+def ask_provider(engine, providers, number: str, out_trade_no: str) -> str | None:
+    """Back from the cashier with `?order=` still pending: ask the provider now rather than wait
+    for its notification (credited at once if paid; else the page says it was not paid). Not
+    for an order of another household, one that is not pending or past the page's watch, nor
+    more often than every `ASK_AGAIN_AFTER`. Returns `query_order`'s outcome, or None."""
+    now = utcnow()
+    with transaction(engine, read_only=True) as session:
+        order = session.exec(select(Order).join(Account, Account.id == Order.account_id)
+                             .where(Order.out_trade_no == out_trade_no,
+                                    Account.number == number)).first()
+    if (order is None or order.status != PENDING or now - order.created_at > PAYMENT_WATCH_FOR
+            or order.queried_at is not None and now - order.queried_at < ASK_AGAIN_AFTER):
+        return None
+    return query_order(engine, providers, out_trade_no, now=now)
+
+
 async def account(request: Request) -> Response:
     number = request.path_params["number"]
+    out_trade_no = request.query_params.get("order")
+    if out_trade_no and identity.NUMBER.match(number):
+        await run_in_threadpool(ask_provider, request.app.state.engine,
+                                request.app.state.providers, number, out_trade_no)
     view, reply = await _bound_or_public(request, number)
     if reply is not None:
         return reply

@@ -219,7 +219,9 @@ def test_htmx_only_on_a_page_that_polls(site, browser):
     page.get_by_role("button", name="支付宝支付").click()
     with page.expect_request(re.compile(rf"/a/{number}/_status\?order=")):
         page.get_by_role("link", name="取消并返回").click()  # back from the cashier, not paid
-    expect(page.locator("#order-state")).to_have_text("支付确认中…")
+    # the provider is asked on the way back: not paid, and the page says so (not "confirming")
+    expect(page.locator("#order-state")).to_contain_text("未完成支付（已取消或尚未付款）")
+    expect(page.locator("#pay-again")).to_be_visible()
     assert page.evaluate("typeof window.htmx") == "object"
 
 

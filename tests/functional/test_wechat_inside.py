@@ -67,7 +67,9 @@ def test_cancel_in_the_wechat_pay_sheet_credits_nothing(stack, engine, cut_house
     sheet.get_by_role("button", name="取消").click()
 
     expect(page).to_have_url(re.compile(rf"/a/{cut_household}\?order=\w+"))
-    expect(page.locator("#order-state")).to_have_text("支付确认中…")
+    # the provider is asked on the way back: not paid, and the page says so (not "confirming")
+    expect(page.locator("#order-state")).to_contain_text("未完成支付（已取消或尚未付款）")
+    expect(page.locator("#pay-again")).to_be_visible()
     expect(page.locator("#balance")).to_have_text("-5.00")
     assert entries_of(engine, cut_household, "topup") == []
     assert read_relay(stack, 0, 7) is True  # still cut

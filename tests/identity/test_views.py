@@ -44,8 +44,8 @@ def acceptances(engine) -> list[AgreementAcceptance]:
 # --- unbound and bound ----------------------------------------------------------------------------
 
 HIDDEN_UNBOUND = ("测试小区", "1-1-101",  # the address: estate and household
-                  'id="power"', "已停电", "最近抄表", "期初余额", "最近明细",  # supply, history
-                  'id="notices"', "余额不足：仅剩", 'id="emergency"', "使用应急用电",
+                  'id="power"', "已停电", "最近抄表", 'id="cut"', "即可恢复供电",  # supply
+                  'id="latest-notice"', "余额不足：仅剩", 'id="emergency"', "使用应急用电",
                   "0571-88886666", "/history", "/bills", "/usage")
 
 
@@ -82,12 +82,13 @@ def test_a_bound_resident_sees_the_whole_page(client, engine, settings, estate, 
                        emergency_credit_fen=1000)
     bound_resident(engine, client, settings, number)
     text = client.get(f"/a/{number}").text
-    for shown in ("测试小区 1-1-101", "张**", "-5.00", "已停电", "期初余额", "余额不足：仅剩 8.00 元",
+    for shown in ("测试小区 1-1-101", "张**", "-5.00", "已停电", "充值 5.01 元即可恢复供电",
+                  "余额不足：仅剩 8.00 元",
                   "使用应急用电 10.00 元", "0571-88886666", f'href="/a/{number}/bills"',
                   f'href="/a/{number}/history"', f'href="/a/{number}/usage"',
                   f'href="/a/{number}/notices"', "解除绑定本户"):
         assert shown in text, shown
-    assert "期初余额" in client.get(f"/a/{number}/_status").text
+    assert "充值 5.01 元即可恢复供电" in client.get(f"/a/{number}/_status").text
 
 
 # --- the agreement --------------------------------------------------------------------------------
@@ -107,7 +108,7 @@ def test_the_agreement_comes_first_and_its_acceptance_is_recorded(client, engine
     [row] = acceptances(engine)
     assert (row.resident_id, row.version, row.client) == (rid, version, "testclient")
     assert before - dt.timedelta(seconds=1) <= row.accepted_at <= dt.datetime.now(dt.timezone.utc)
-    assert "期初余额" in client.get(f"/a/{number}").text
+    assert 'id="household-links"' in client.get(f"/a/{number}").text
     assert post(client, f"/a/{number}/agreement").status_code == 303  # again: recorded once
     assert len(acceptances(engine)) == 1
     assert "您已同意本版本的协议" in client.get(f"/a/{number}/agreement").text
