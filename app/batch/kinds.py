@@ -343,9 +343,8 @@ def run_import(context: Context) -> None:
 
     def progress(step: int, _steps: int) -> None:
         context.live(step, IMPORT_STEPS, write=side)
-    with transaction(context.engine) as s:
-        context.guard(s, expect=None, to=0, total=IMPORT_STEPS)
-        who = who_of(s, context.job)
+    with transaction(context.engine) as s:  # (the job's row is not locked here: the progress
+        who = who_of(s, context.job)        # is written to it from another connection)
         result = import_file(s, data, estate_id=context.job.estate_id, who=who,
                              client=params.get("client", ""), file_name=params.get("name", ""),
                              progress=progress)
