@@ -66,6 +66,8 @@ def configure(fmt: str | None = None, level: int = logging.INFO) -> str:
     root.handlers[:] = [handler]
     root.setLevel(level)
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    # Tencent Cloud's SDK logs whole requests at DEBUG: an SMS code's text among them
+    logging.getLogger("tencentcloud_sdk_common").setLevel(logging.INFO)
     structlog.configure(
         processors=[*(p for p in shared if not isinstance(p, structlog.stdlib.ExtraAdder)),
                     structlog.stdlib.ProcessorFormatter.wrap_for_formatter],

@@ -82,3 +82,10 @@ def test_a_refused_notification_is_logged_with_its_order_not_another_requests_id
     assert refused[0]["level"] == "warning"
     # the notify desk batches many requests in a task of its own: no request's id on its lines
     assert all("request" not in line for line in refused)
+
+
+def test_the_sms_sdk_never_logs_a_request_even_at_debug(json_lines):
+    logging.getLogger().setLevel(logging.DEBUG)
+    logging.getLogger("tencentcloud_sdk_common").debug("GetResponse: {'TemplateParamSet': ['483920']}")
+    logging.getLogger("app.resident").debug("kept")
+    assert [line["event"] for line in json_lines()] == ["kept"]
