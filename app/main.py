@@ -26,6 +26,7 @@ from app.resident import auth_views as residents
 from app.resident import views as resident
 from app.resident.security import ResidentCsrf, ResidentSecurityHeaders
 from app.resident import pages as resident_pages
+from app.resident.subscribe import JSAPI_CONFIG_PATH, jsapi_config
 from app.settings import Settings, get_settings, use_settings
 from app.web import errors, health
 from app.web.limits import BodyLimit
@@ -104,6 +105,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         Route("/a/{number}/history", resident_pages.history, name="history"),
         Route("/a/{number}/usage", resident_pages.usage, name="usage"),
         Route("/a/{number}/notices", resident_pages.notices, name="notices"),
+        Route(JSAPI_CONFIG_PATH, jsapi_config, name="jsapi_config"),  # the subscribe button
         Route(ALIPAY_NOTIFY_PATH, alipay_notify, methods=["POST"], name="alipay_notify"),
         Route(WECHAT_NOTIFY_PATH, wechat_notify, methods=["POST"], name="wechat_notify"),
         Route(WECHAT_OAUTH_CALLBACK_PATH, resident.wechat_oauth_callback,

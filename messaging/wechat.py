@@ -4,7 +4,9 @@ Two kinds, chosen per estate by the caller:
 - template messages (模板消息, `cgi-bin/message/template/send`): to followers of the account;
 - subscription notices (订阅通知, `cgi-bin/message/subscribe/bizsend`): to a resident who granted
   that template on our page (the JS-SDK `wx-open-subscribe` button), follower or not.
-and `follows(openid)` (`cgi-bin/user/info`'s `subscribe`).
+and `follows(openid)` (`cgi-bin/user/info`'s `subscribe`), and `jsapi_config(url)`: what the
+JS-SDK's `wx.config` needs on our page (the `wx-open-subscribe` button), signed with the
+jsapi_ticket (`cgi-bin/ticket/getticket?type=jsapi`, kept by wechatpy until it expires, 2 h).
 
 The only module that imports `wechatpy.WeChatClient`. wechatpy 1.8.18 facts this module works
 around:
@@ -29,11 +31,13 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 
 import requests
 from requests.adapters import HTTPAdapter
 from wechatpy import WeChatClient
 from wechatpy.exceptions import WeChatClientException
+from wechatpy.utils import random_string
 
 from messaging.base import DeliveryError
 
@@ -125,15 +129,43 @@ class WechatMessenger:
         if not isinstance(template_id, str) or not TEMPLATE_ID.match(template_id):
             raise DeliveryError("BAD_TEMPLATE", "not a WeChat template id", permanent=True)
 
+    def jsapi_config(self, url: str) -> dict:
+        """`wx.config`'s appId, timestamp, nonceStr and signature for the page at `url` (its
+        address without the "#…" part, as the browser shows it): sha1 over
+        "jsapi_ticket=…&noncestr=…&timestamp=…&url=…" (wechatpy's `get_jsapi_signature`), the
+        ticket fetched with the access token and kept until it expires. Raises DeliveryError
+        as the sends do (a network failure, WeChat refusing the token or the ticket)."""
+        if not isinstance(url, str) or not url.startswith(("https://", "http://")) \
+                or "#" in url:
+            raise ValueError("a page's address, without its #fragment")
+        jsapi = self._client.jsapi
+        ticket = self._retrying(jsapi.get_jsapi_ticket)
+        if not isinstance(ticket, str) or not ticket:
+            raise DeliveryError("MALFORMED_REPLY", "no jsapi_ticket in WeChat's reply",
+                                permanent=False)
+        nonce, timestamp = random_string(16), int(time.time())
+        return {"appId": self.appid, "timestamp": timestamp, "nonceStr": nonce,
+                "signature": jsapi.get_jsapi_signature(nonce, ticket, timestamp, url)}
+
     def _call(self, method: str, endpoint: str, **kwargs) -> dict:
         """One API call, its access token fetched once more and the call retried once if WeChat
         says the token is invalid or expired. Returns the reply (errcode 0)."""
+        def call():
+            params = dict(kwargs.get("params") or {})
+            return getattr(self._client, method)(endpoint, **{**kwargs, "params": params})
+
+        result = self._retrying(call)
+        if not isinstance(result, dict):
+            raise DeliveryError("MALFORMED_REPLY", "WeChat's reply is not JSON", permanent=False)
+        return result
+
+    def _retrying(self, call):
+        """`call()` under the lock, retried once with a new access token if WeChat says the
+        token is invalid or expired; WeChat's and the network's errors as DeliveryError."""
         with self._lock:
             for attempt in (1, 2):
-                params = dict(kwargs.get("params") or {})
                 try:
-                    result = getattr(self._client, method)(
-                        endpoint, **{**kwargs, "params": params})
+                    return call()
                 except WeChatClientException as exc:
                     if exc.errcode in TOKEN_CODES and attempt == 1:
                         self._refetch_token()
@@ -141,10 +173,10 @@ class WechatMessenger:
                     raise _delivery_error(exc) from None
                 except requests.RequestException as exc:
                     raise DeliveryError("NETWORK", type(exc).__name__, permanent=False) from None
-                if not isinstance(result, dict):
-                    raise DeliveryError("MALFORMED_REPLY", "WeChat's reply is not JSON",
-                                        permanent=False)
-                return result
+                except (KeyError, TypeError, ValueError) as exc:
+                    # a reply without the fields expected (wechatpy reads them unchecked)
+                    raise DeliveryError("MALFORMED_REPLY", type(exc).__name__,
+                                        permanent=False) from None
         raise AssertionError("unreachable")
 
     def _refetch_token(self) -> None:

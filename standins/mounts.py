@@ -21,6 +21,7 @@ from standins.paths import (
     WECHAT_STANDIN_PATH,
 )
 from standins.sms import SmsStandin, ensure_sms_sandbox_keys, make_sms_app
+from standins.wechat_jssdk import make_jssdk_routes
 from standins.wechat_messages import WechatMessagesStandin, make_wechat_messages_app
 from standins.wechat_oauth import ensure_sandbox_appsecret, make_oauth_app
 from standins.wechat_pay import make_wechat_api_app
@@ -74,4 +75,5 @@ def messaging_mounts(settings: Settings) -> list[BaseRoute]:
                                         ensure_sandbox_appsecret(keys_dir))
         mounts.append(Mount(WECHAT_MESSAGES_STANDIN_PATH,
                             app=make_wechat_messages_app(standin)))
+        mounts += make_jssdk_routes(settings, SANDBOX_APPID)  # the subscribe button's WeChat
     return mounts

@@ -3,7 +3,7 @@ SQLite file of their own, `var_dir/standins/standins.sqlite3` (never the app's d
 
 The web server that plays the SMS provider or WeChat and the worker or test that sends through
 them may be different processes (`serve --processes`, a test against a live server): the outbox,
-the failures asked for and WeChat's tokens, followers and subscription grants are rows here, so
+the failures asked for and WeChat's tokens, JS-SDK tickets, followers and subscription grants are rows here, so
 each process sees the others' at once. Each call opens its own connection: safe from any thread.
 """
 
@@ -36,6 +36,11 @@ CREATE TABLE IF NOT EXISTS fault (
 );
 CREATE TABLE IF NOT EXISTS wechat_token (
     token TEXT PRIMARY KEY,
+    appid TEXT NOT NULL,
+    expires_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS wechat_ticket (
+    ticket TEXT PRIMARY KEY,        -- a JS-SDK jsapi_ticket handed out
     appid TEXT NOT NULL,
     expires_at REAL NOT NULL
 );

@@ -9,6 +9,9 @@ demo and the tests: what `messaging/wechat.py` calls through wechatpy.
   {"errcode": 0, "errmsg": "ok", "msgid"}; 43004 when the openid does not follow the account.
 - POST `cgi-bin/message/subscribe/bizsend?access_token`: a subscription notice, to an openid
   that granted the template (each grant is one notice; 43101 without one).
+- GET `cgi-bin/ticket/getticket?access_token&type=jsapi`: the JS-SDK's jsapi_ticket,
+  {"errcode": 0, "errmsg": "ok", "ticket", "expires_in": 7200} (40097 for another type);
+  `jsapi_tickets(var_dir)` lists those handed out, so a test can check a wx.config signature.
 - GET `cgi-bin/user/info?access_token&openid&lang`: {"subscribe": 1, "openid", …} or
   {"subscribe": 0, "openid"}.
 Access tokens: 41001 missing, 40001 unknown, 42001 expired (`expire_tokens(var_dir)` expires
@@ -88,7 +91,7 @@ ERRMSG = {
     40002: "invalid grant_type", 40003: "invalid openid", 40013: "invalid appid",
     40037: "invalid template_id", 40125: "invalid appsecret", 41001: "access_token missing",
     42001: "access_token expired", 43004: "require subscribe",
-    43101: "user refuse to accept the msg", 44002: "empty post data",
+    43101: "user refuse to accept the msg", 44002: "empty post data", 40097: "invalid args",
     47001: "data format error", 47003: "argument invalid!",
 }
 
@@ -128,6 +131,23 @@ class WechatMessagesStandin:
             conn.execute("INSERT INTO wechat_token (token, appid, expires_at) VALUES (?, ?, ?)",
                          (token, self.appid, self.clock() + TOKEN_LIFETIME_S))
         return {"access_token": token, "expires_in": TOKEN_LIFETIME_S}
+
+    def ticket(self, query: dict[str, str]) -> dict:
+        """getticket: a new jsapi_ticket each time (WeChat hands out the same one until it
+        expires; a client keeps it, so the difference does not show)."""
+        try:
+            self._authorize(query)
+        except WechatRefusal as refusal:
+            return _error(refusal.errcode, refusal.detail)
+        if query.get("type") != "jsapi":
+            return _error(40097, "type")
+        ticket = secrets.token_urlsafe(64)
+        with store.connect(self.var_dir, write=True) as conn:
+            conn.execute("DELETE FROM wechat_ticket WHERE expires_at < ?",
+                         (self.clock() - 86400,))
+            conn.execute("INSERT INTO wechat_ticket (ticket, appid, expires_at) VALUES (?, ?, ?)",
+                         (ticket, self.appid, self.clock() + TOKEN_LIFETIME_S))
+        return {"errcode": 0, "errmsg": "ok", "ticket": ticket, "expires_in": TOKEN_LIFETIME_S}
 
     def user_info(self, query: dict[str, str]) -> dict:
         try:
@@ -241,6 +261,9 @@ def make_wechat_messages_app(standin: WechatMessagesStandin) -> Starlette:
     async def token(request: Request) -> JSONResponse:
         return JSONResponse(await run_in_threadpool(standin.token, dict(request.query_params)))
 
+    async def ticket(request: Request) -> JSONResponse:
+        return JSONResponse(await run_in_threadpool(standin.ticket, dict(request.query_params)))
+
     async def user_info(request: Request) -> JSONResponse:
         return JSONResponse(await run_in_threadpool(standin.user_info,
                                                     dict(request.query_params)))
@@ -254,6 +277,7 @@ def make_wechat_messages_app(standin: WechatMessagesStandin) -> Starlette:
 
     return Starlette(routes=[
         Route("/cgi-bin/token", token),
+        Route("/cgi-bin/ticket/getticket", ticket),
         Route("/cgi-bin/user/info", user_info),
         Route("/cgi-bin/message/template/send", sender(TEMPLATE), methods=["POST"]),
         Route("/cgi-bin/message/subscribe/bizsend", sender(SUBSCRIBE), methods=["POST"]),
@@ -295,6 +319,22 @@ def set_subscription(var_dir: Path, openid: str, template_id: str, notices: int 
         conn.execute("INSERT INTO wechat_grant (openid, template_id, remaining) VALUES (?, ?, ?)"
                      " ON CONFLICT (openid, template_id) DO UPDATE SET remaining ="
                      " excluded.remaining", (openid, template_id, notices))
+
+
+def grant_subscription(var_dir: Path, openid: str, template_id: str) -> None:
+    """`openid` tapped "allow" for `template_id` once more: one more notice (a refusal before is
+    undone), as a one-time subscription (一次性订阅) accumulates in WeChat."""
+    with store.connect(var_dir, write=True) as conn:
+        conn.execute("INSERT INTO wechat_grant (openid, template_id, remaining) VALUES (?, ?, 1)"
+                     " ON CONFLICT (openid, template_id) DO UPDATE SET remaining ="
+                     " COALESCE(wechat_grant.remaining, 0) + 1", (openid, template_id))
+
+
+def jsapi_tickets(var_dir: Path) -> list[str]:
+    """The jsapi_tickets handed out, oldest first."""
+    with store.connect(var_dir) as conn:
+        return [row["ticket"] for row in
+                conn.execute("SELECT ticket FROM wechat_ticket ORDER BY rowid")]
 
 
 def set_defaults(var_dir: Path, *, follows: bool | None = None,

@@ -18,6 +18,8 @@ from app.estate.models import Building, Estate
 from app.ledger.days import local_day
 from app.resident import statements
 from app.resident.identity import bound_account, has_accepted, resident_id
+from app.resident.models import Resident
+from app.resident.subscribe import subscribe_offer, with_offer_csp
 from app.resident.views import current_agreement
 
 
@@ -168,7 +170,8 @@ async def notices(request: Request) -> Response:
     context, reply = await _read(request, lambda s, a, b: {
         "page": statements.notices_page(s, a.id, before),
         "unread": statements.unread_count(s, a.id, b.notices_read_at),
-        "read_at": b.notices_read_at})
+        "read_at": b.notices_read_at,
+        "openid": getattr(s.get(Resident, b.resident_id), "openid", None)})
     if reply is not None:
         return reply
     shown = context["page"].notices
@@ -181,5 +184,7 @@ async def notices(request: Request) -> Response:
                                              shown[0].created_at)
 
         await run_in_threadpool(mark)
-    return render(request, "resident/notices.html", {
-        **context, "tab": "notices", "before": raw, "is_unread": statements.is_unread})
+    offer = subscribe_offer(request, context["estate"], context["openid"])
+    return with_offer_csp(render(request, "resident/notices.html", {
+        **context, "tab": "notices", "before": raw, "is_unread": statements.is_unread,
+        "subscribe": offer}), offer)

@@ -27,6 +27,10 @@ UNCHECKED = NOT_RESIDENT + ("/static/", "/healthz", "/readyz", "/metrics")
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
        "connect-src 'self'; font-src 'self'; frame-ancestors 'none'; "
        "form-action 'self' https:; base-uri 'none'; object-src 'none'")
+# A page that shows WeChat's subscribe button inside WeChat loads the JS-SDK from WeChat: that
+# page's reply sets this CSP itself (app/resident/subscribe.py), every other keeps CSP.
+CSP_WITH_JSSDK = CSP.replace("script-src 'self';",
+                             "script-src 'self' https://res.wx.qq.com;")
 HSTS = (b"strict-transport-security", b"max-age=31536000")
 
 

@@ -34,7 +34,8 @@ from app.money import yuan_str_to_fen
 from app.resident import identity
 from app.resident.agreement import Agreement, load_agreement
 from app.resident.identity import bindings, bound_account, has_accepted, resident_id
-from app.resident.models import ResidentAccount
+from app.resident.models import Resident, ResidentAccount
+from app.resident.subscribe import subscribe_offer, with_offer_csp
 from app.resident.statements import latest_notice
 from app.resident.supply import (Cut, amount_to_restore_fen, last_cut, restores,
                                  whole_yuan_at_least)
@@ -151,6 +152,7 @@ class AccountView(PaymentWatch):
     power_confirmed_at: dt.datetime | None = None  # when the relay was last read back
     cut: Cut | None = None  # why and since when, while the supply is off
     to_restore_fen: int = 0  # the least top-up that brings the power back (0: none needed)
+    openid: str | None = None  # the resident's: the subscribe button (resident/subscribe.py)
 
     @property
     def low(self) -> bool:
@@ -246,6 +248,8 @@ def load_account_view(session: Session, account: Account, out_trade_no: str | No
         cut=last_cut(session, account.id) if power == POWER_OFF else None,
         to_restore_fen=(amount_to_restore_fen(account, balance, owed)
                         if power == POWER_OFF else 0),
+        openid=(getattr(session.get(Resident, resident_id_), "openid", None)
+                if resident_id_ is not None else None),
     )
 
 
@@ -380,15 +384,18 @@ async def _bound_or_public(request: Request, number: str):
 
 def render_account(request: Request, view: AccountView | PublicView, error: str | None = None,
                    status_code: int = 200) -> Response:
-    return render(request, "resident/account.html" if isinstance(view, AccountView)
-                  else "resident/account_public.html", {
+    offer = (subscribe_offer(request, view.estate, view.openid)
+             if isinstance(view, AccountView) else None)
+    return with_offer_csp(render(request, "resident/account.html" if isinstance(view, AccountView)
+                                 else "resident/account_public.html", {
+        "subscribe": offer,
         "v": view, "error": error,
         "channels": request.app.state.providers.channels,
         "in_wechat": in_wechat(request) and not jsapi_offered(request),
         "inside_wechat": in_wechat(request),  # where WeChat blocks Alipay's pages
         "wechat_inside": wechat_inside_message(),
         "signed_in": resident_id(request) is not None,
-    }, status_code)
+    }, status_code), offer)
 
 
 def _to_agreement(request: Request, number: str) -> Response:
