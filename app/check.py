@@ -127,6 +127,18 @@ def check(settings: Settings) -> list[Finding]:
     if settings.wechat_appsecret and public(settings):
         add(Finding(WARN, "WeChat login", "the appsecret is in the environment: prefer "
                                           "FEIKONG_WECHAT_APPSECRET_FILE (mode 600)"))
+    # what residents must accept before using a household (app/resident/agreement)
+    from app.resident.agreement import AgreementError, load_agreement
+
+    try:
+        agreement = load_agreement(settings.agreement_file)
+    except (AgreementError, OSError) as exc:
+        add(Finding(ERROR, "agreement", f"the prepaid agreement cannot be read: {exc}"))
+    else:
+        add(Finding(OK, "agreement", f"version {agreement.version}"))
+    if public(settings) and not settings.trusted_proxies:
+        add(Finding(WARN, "proxy", "FEIKONG_TRUSTED_PROXIES not set: behind a proxy every "
+                                   "resident counts as the proxy's address in the rate limits"))
     # the machine
     var = settings.var_dir
     if var.exists() and not os.access(var, os.W_OK):

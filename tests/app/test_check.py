@@ -80,3 +80,15 @@ def test_the_sandbox_is_never_served_on_a_public_https_address(settings, capsys)
             assert "not serving" in capsys.readouterr().err
     finally:
         use_settings(settings)
+
+
+def test_an_unreadable_agreement_is_an_error_and_a_proxy_without_trust_a_warning(production,
+                                                                                 tmp_path):
+    chosen, _ = production
+    broken = tmp_path / "agreement.md"
+    broken.write_text("---\nversion: a b\n---\n正文", "utf-8")
+    found = {f.topic: f for f in check(chosen.model_copy(update={"agreement_file": broken}))}
+    assert found["agreement"].level == ERROR and "cannot be read" in found["agreement"].text
+    assert "FEIKONG_TRUSTED_PROXIES" in found["proxy"].text
+    fine = {f.topic: f for f in check(chosen.model_copy(update={"trusted_proxies": "127.0.0.1"}))}
+    assert fine["agreement"].level != ERROR and "proxy" not in fine
