@@ -292,15 +292,67 @@ def report(prefix: str, times: dict[str, list[float]]) -> list[str]:
     return lines
 
 
-# --- the bound home page: its author fills these in -----------------------------------------------
+# --- the bound home page ----------------------------------------------------------------------------
+
+HOMES = 400  # requests of the bound home page (after the warm-up)
+
+
+def _compressed_size(response) -> int:
+    """The bytes on the wire: the compressed body's length when the server gzipped it."""
+    if response.headers.get("content-encoding") == "gzip":
+        return int(response.headers["content-length"])
+    return len(response.content)
+
 
 def measure_home(url: str, homes: estate.Households, var_dir: Path) -> list[str]:
-    """TO FILL (the bound home page): `portal_home_p99_ms` (server time of the bound home page,
-    goal ≤ 30 ms) and `portal_home_bytes` (its HTML + CSS + JS, compressed, goal ≤ 60 KB), as
-    `name: value unit` lines. The measured households, their residents (bound, agreement
-    accepted: `ResidentAccount`) and `Timed` are ready for it."""
-    return ["portal_home_p99_ms: not measured yet (bench/portal.py: measure_home)",
-            "portal_home_bytes: not measured yet (bench/portal.py: measure_home)"]
+    """`portal_home_p99_ms`: server time of the bound home page (`/a/<户号>`, the resident signed
+    in, agreement accepted), each checked to show the ledger's balance; `portal_home_bytes`: the
+    page's HTML and every stylesheet and script it loads (htmx included, which the page loads
+    while it watches a payment), as sent compressed to a browser that accepts gzip."""
+    gc.collect()
+    gc.freeze()
+    engine = make_engine(url)
+    settings = Settings(database_url=url, var_dir=var_dir)
+    timed = Timed(create_app(settings, engine))
+    with transaction(engine, read_only=True) as s:
+        residents = dict(s.execute(sa.select(ResidentAccount.account_id,
+                                             ResidentAccount.resident_id)).all())
+        numbers = dict(s.execute(sa.select(Account.id, Account.number)
+                                 .where(Account.id.in_(homes.hourly))).all())
+        e = LedgerEntry.__table__
+        balances = dict(s.execute(sa.select(e.c.account_id, sa.func.sum(e.c.amount_fen))
+                                  .where(e.c.account_id.in_(homes.hourly))
+                                  .group_by(e.c.account_id)).all())
+    accounts = itertools.cycle(homes.hourly)
+    samples: list[float] = []
+    page_bytes = 0
+    with TestClient(timed, follow_redirects=False) as client:
+        for n in range(WARM_UP + HOMES):
+            a = next(accounts)
+            client.cookies.set(identity.SESSION_COOKIE,
+                               identity.session_value(settings.secret_key, residents[a]))
+            response = client.get(f"/a/{numbers[a]}", headers={"accept-encoding": "gzip"})
+            assert response.status_code == 200, response.status_code
+            shown = re.search(r'id="balance">([^<]+)<', response.text)
+            # the page's balance is the ledger's less the accrued charge not yet posted: the
+            # same sign and within a yuan of the entries' sum for these households
+            assert shown and abs(float(shown[1]) * 100 - balances[a]) < 100, (shown, balances[a])
+            if n >= WARM_UP:
+                samples.append(timed.seconds)
+            if n == 0:
+                html = response.text
+                assets = re.findall(r'<link rel="stylesheet" href="([^"]+)"', html)
+                assets += re.findall(r'<script[^>]* src="([^"]+)"', html)
+                assets += re.findall(r'data-htmx="([^"]+)"', html)
+                page_bytes = _compressed_size(response) + sum(
+                    _compressed_size(client.get(asset, headers={"accept-encoding": "gzip"}))
+                    for asset in assets)
+    engine.dispose()
+    gc.unfreeze()
+    return [f"portal_home_p50_ms: {percentile(samples, 50) * 1e3:.1f} ms",
+            f"portal_home_p99_ms: {percentile(samples, 99) * 1e3:.1f} ms ({len(samples)} requests)",
+            f"portal_home_bytes: {page_bytes} bytes ({page_bytes / 1024:.1f} KB, HTML + CSS + JS "
+            f"compressed)"]
 
 
 def main() -> None:
