@@ -135,7 +135,9 @@ def test_new_routes_have_a_body_limit(client):
         assert reply.status_code == 413, path
 
 
-INLINE_SCRIPT = re.compile(r"<script(?![^>]*\bsrc=)(?![^>]*type=\"application/json\")[^>]*>",
+# Data blocks are not run: JSON, and WeChat's open-tag templates (text/wxtag-template).
+INLINE_SCRIPT = re.compile(r"<script(?![^>]*\bsrc=)"
+                           r"(?![^>]*type=\"(?:application/json|text/wxtag-template)\")[^>]*>",
                            re.I)
 HANDLER = re.compile(r"\son[a-z]+\s*=", re.I)
 STYLE = re.compile(r"<style\b|\sstyle\s*=", re.I)

@@ -12,13 +12,16 @@ import re
 
 import httpx
 import pytest
+from playwright.sync_api import expect
 
 from app.messages.models import SENT, SMS, WECHAT_SUBSCRIBE
 from app.notices.models import PAYMENT_RECEIVED, POWER_CUT
 from app.resident.security import CSP
 from standins import wechat_messages as wechat_standin
 from standins.wechat_pay_sandbox import SANDBOX_APPID
+from app.resident.identity import SESSION_COOKIE, session_value
 from tests.factories import account_by_number
+from tests.functional.conftest import phone  # noqa: F401 (fixture)
 from tests.identity.support import bind, resident, sign_in
 from tests.messages.conftest import local, openid
 
@@ -174,3 +177,32 @@ def test_the_sandbox_refuses_a_forged_config_and_a_resident_without_openid(world
     no_openid = grant(browser, stack, config, url, ["sandbox-sub-cut"])
     assert no_openid.status_code == 403 and no_openid.json()["errMsg"].startswith(
         "subscribe:fail")
+
+
+def test_tapping_the_button_in_a_phone_browser(world, stack, phone):  # noqa: F811
+    """Chromium at 360 px with the page's CSP: the sandbox's bridge draws the open tag's button
+    once our config's signature is checked; a tap grants, the page says 已订阅提醒, and the next
+    cut goes as a subscription notice, not an SMS. No CSP violation or script error."""
+    wechat_standin.set_defaults(world.var_dir, subscribed=False)
+    world.estate(wechat_messages="subscribe")
+    world.household(number="101038", holder_phone="")
+    rid = resident(world.engine, "13900000038", openid(38))
+    bind(world.engine, rid, "101038")
+    phone.context.add_cookies([{"name": SESSION_COOKIE, "url": stack.base_url,
+                                "value": session_value(world.settings.secret_key, rid)}])
+    problems = []
+    phone.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    phone.on("pageerror", lambda e: problems.append(str(e)))
+
+    phone.goto(f"{stack.base_url}/a/101038")
+    button = phone.get_by_role("button", name="订阅电费提醒")  # in the tag's shadow root
+    expect(button).to_be_visible()
+    expect(phone.locator("#subscribe-state")).to_have_text("")
+    button.click()
+    expect(phone.locator("#subscribe-state")).to_have_text("已订阅提醒")
+    assert problems == [], problems
+
+    world.notice(account_by_number(world.engine, "101038"), POWER_CUT, TEN)
+    world.jobs.sweep(TEN)
+    assert [(m["kind"], m["openid"]) for m in world.wechat()] == [("subscribe", openid(38))]
+    assert world.sms() == []
