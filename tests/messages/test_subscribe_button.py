@@ -13,10 +13,12 @@ import re
 import httpx
 import pytest
 from playwright.sync_api import expect
+from starlette.responses import Response
 
 from app.messages.models import SENT, SMS, WECHAT_SUBSCRIBE
 from app.notices.models import PAYMENT_RECEIVED, POWER_CUT
 from app.resident.security import CSP
+from app.resident.subscribe import SubscribeOffer, with_offer_csp
 from standins import wechat_messages as wechat_standin
 from standins.wechat_pay_sandbox import SANDBOX_APPID
 from app.resident.identity import SESSION_COOKIE, session_value
@@ -206,3 +208,20 @@ def test_tapping_the_button_in_a_phone_browser(world, stack, phone):  # noqa: F8
     world.jobs.sweep(TEN)
     assert [(m["kind"], m["openid"]) for m in world.wechat()] == [("subscribe", openid(38))]
     assert world.sms() == []
+
+
+def test_inside_wechat_the_real_js_sdk_is_loaded_and_allowed_on_that_page_only(world):
+    """Outside the sandbox (real WeChat): the partial loads jweixin-1.6.0.js, not the bridge, and
+    that page's reply allows exactly WeChat's origin in script-src; other pages keep the CSP."""
+    offer = SubscribeOffer(("tplA", "tplB"), sandbox=False)
+    html = world.app.state.templates.env.get_template("resident/_subscribe.html").render(
+        subscribe=offer)
+    assert '<wx-open-subscribe template="tplA,tplB" id="subscribe-btn">' in html
+    assert '<script src="https://res.wx.qq.com/open/js/jweixin-1.6.0.js"></script>' in html
+    assert "sandbox-wx-jssdk" not in html
+    csp = with_offer_csp(Response(), offer).headers["content-security-policy"]
+    assert "script-src 'self' https://res.wx.qq.com;" in csp
+    assert csp.replace(" https://res.wx.qq.com", "") == CSP
+    assert "content-security-policy" not in with_offer_csp(Response(), None).headers
+    sandbox = SubscribeOffer(("tplA",), sandbox=True)
+    assert "content-security-policy" not in with_offer_csp(Response(), sandbox).headers
