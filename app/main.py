@@ -87,6 +87,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         Route("/a/{number}/_status", resident.account_status, name="account_status"),
         Route("/a/{number}/topup", resident.topup, methods=["POST"], name="topup"),
         Route("/a/{number}/emergency", resident.emergency, methods=["POST"], name="emergency"),
+        Route("/a/{number}/reminders", resident.reminders, methods=["POST"], name="reminders"),
         Route("/a/{number}/agreement", residents.agreement, methods=["GET", "POST"],
               name="agreement"),
         Route("/a/{number}/unbind", residents.unbind, methods=["POST"], name="unbind"),

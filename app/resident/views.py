@@ -40,6 +40,7 @@ from app.resident.statements import latest_notice
 from app.resident.supply import (Cut, amount_to_restore_fen, last_cut, restores,
                                  whole_yuan_at_least)
 from app.web.ratelimit import Limits
+from app.messages.services import set_reminders
 from app.orders.jobs import query_order
 from app.orders.models import PENDING, Order
 from app.orders.providers import NOTIFY_PATHS, WECHAT_JSAPI_PAY_PATH, WECHAT_OAUTH_CALLBACK_PATH
@@ -152,6 +153,7 @@ class AccountView(PaymentWatch):
     power_confirmed_at: dt.datetime | None = None  # when the relay was last read back
     cut: Cut | None = None  # why and since when, while the supply is off
     to_restore_fen: int = 0  # the least top-up that brings the power back (0: none needed)
+    reminders: bool = True  # this resident wants the balance reminders of this household
     openid: str | None = None  # the resident's: the subscribe button (resident/subscribe.py)
 
     @property
@@ -250,6 +252,7 @@ def load_account_view(session: Session, account: Account, out_trade_no: str | No
                         if power == POWER_OFF else 0),
         openid=(getattr(session.get(Resident, resident_id_), "openid", None)
                 if resident_id_ is not None else None),
+        reminders=binding.reminders if binding is not None else True,
     )
 
 
@@ -743,3 +746,25 @@ async def emergency(request: Request) -> Response:
 
 def _closed_message() -> str:
     return _("本户已销户，不能充值。如有疑问请联系物业。")
+
+
+async def reminders(request: Request) -> Response:
+    """The bound resident turns this household's balance reminders (low balance, less than a
+    day, exhausted) on or off; the cut notice and the confirmations are sent regardless
+    (app/messages). A stranger's household: the 404."""
+    number = request.path_params["number"]
+    wanted = (await request.form()).get("on") == "1"
+    rid, engine = resident_id(request), request.app.state.engine
+
+    def switch() -> bool:
+        with transaction(engine) as session:
+            found = bound_account(session, rid, number)
+            if found is None:
+                return False
+            set_reminders(session, rid, found[0].id, wanted)
+            return True
+
+    if not await run_in_threadpool(switch):
+        return not_found(request, number)
+    return RedirectResponse(str(request.url_for("account", number=number)) + "#reminders",
+                            status_code=303)

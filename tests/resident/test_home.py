@@ -84,3 +84,29 @@ def test_a_full_width_number_with_spaces_finds_the_household(client, estate, gat
     estate.account(gateway_id=gateway, unit_id=1, number="101020")
     reply = client.get("/", params={"number": " １０１ ０２０ "})
     assert reply.status_code == 303 and reply.headers["location"].endswith("/a/101020")
+
+
+def test_a_resident_turns_reminders_off_and_on_for_their_household_only(client, engine, settings,
+                                                                         estate, gateway):
+    from app.db import transaction
+    from app.resident.models import ResidentAccount
+
+    number = estate.account(gateway_id=gateway, unit_id=1, balance_fen=500)
+    stranger = estate.account(gateway_id=gateway, unit_id=2, balance_fen=500)
+    rid = bound_resident(engine, client, settings, number)
+
+    def wanted() -> bool:
+        with transaction(engine, read_only=True) as s:
+            return [b.reminders for b in s.query(ResidentAccount)
+                    .filter(ResidentAccount.resident_id == rid)] == [True]
+
+    assert "余额提醒已开启" in client.get(f"/a/{number}").text
+    assert post(client, f"/a/{number}/reminders", {"on": "0"}).status_code == 303
+    assert not wanted()
+    page = client.get(f"/a/{number}").text
+    assert "余额提醒已关闭。停电、复电和充值到账的通知仍会发送。" in page
+    assert post(client, f"/a/{stranger}/reminders", {"on": "0"}).status_code == 404
+    assert client.post(f"/a/{number}/reminders", data={"on": "1"}).status_code == 403  # no token
+    assert not wanted()
+    assert post(client, f"/a/{number}/reminders", {"on": "1"}).status_code == 303
+    assert wanted()
