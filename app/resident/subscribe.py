@@ -23,6 +23,7 @@ from starlette.responses import JSONResponse, Response
 from app.messages.templates import TEMPLATE_NAMES
 from app.messaging_setup import played
 from app.resident.identity import resident_id
+from app.resident.security import CSP_WITH_JSSDK
 from messaging.base import DeliveryError
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 JSAPI_CONFIG_PATH = "/wechat/jsapi-config"
 JSSDK_URL = "https://res.wx.qq.com/open/js/jweixin-1.6.0.js"
 MAX_URL = 1000
+WECHAT_BROWSER = "micromessenger"  # as app.resident.views.in_wechat (which imports this module)
 
 
 @dataclass(frozen=True)
@@ -65,9 +67,8 @@ def subscribe_offer(request: Request, estate, openid: str | None) -> SubscribeOf
     if not templates:
         return None
     sandbox = played(settings)[1]
-    from app.resident.views import in_wechat  # views imports this module's users
-
-    if not sandbox and not in_wechat(request):
+    in_wechat = WECHAT_BROWSER in request.headers.get("user-agent", "").lower()
+    if not sandbox and not in_wechat:
         return None
     return SubscribeOffer(templates, sandbox)
 
@@ -75,8 +76,6 @@ def subscribe_offer(request: Request, estate, openid: str | None) -> SubscribeOf
 def with_offer_csp(reply: Response, offer: SubscribeOffer | None) -> Response:
     """The real JS-SDK's origin allowed in this page's script-src (only where it is loaded)."""
     if offer is not None and not offer.sandbox:
-        from app.resident.security import CSP_WITH_JSSDK
-
         reply.headers["content-security-policy"] = CSP_WITH_JSSDK
     return reply
 
