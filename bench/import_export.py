@@ -11,13 +11,27 @@ with the reading alone (`read_10k_s`) and the check (`check_10k_s`) beside it. T
 10,000 accounts and meters, every opening balance in the ledger (their sum to the fen), and a
 second import of the same file changes nothing (`reimport_10k_s`).
 
-Export: `export_bills_10k_s` is measured here once the export of issue 16 exists.
+Export: a month of these 10,000 households' money is then written in bulk, the rows the
+services write (the load's trigger and `created_at` index off, as bench.console loads; each
+kept balance then set to its ledger's sum and checked): the last complete local month, a
+`charge` per household and local hour posted at the next hour's first poll (key
+`charge:<meter>:<from Wh>:<to Wh>`, the step of the rounded running total, memo in
+`describe_accrued`'s words: half the buildings on a time-of-use tariff, "peak 280 Wh × 0.568"
+08:00–22:00 and "valley … × 0.288" the rest, the others "280 Wh × 0.5583 元/kWh"; the hours'
+Wh from 16 profiles, 10 Wh steps), a `share` a day, two top-ups, a refund for one household in
+100 and an adjustment for one in 97: 7.4 M entries. Then the month's bills of all 50
+buildings are exported to XLSX as the console's background job does it (`app.batch`: the job
+queued, the runner runs it: read in one snapshot, chunk by chunk of 500 households, the file
+written by openpyxl's write-only mode, the export audited): `export_bills_10k_s`, from the
+job's start to its end; the workbook is read back (not timed) and its totals row compared
+with the ledger's sums of the month, to the fen.
 
     python -m bench.import_export
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import random
 import resource
@@ -29,14 +43,21 @@ from pathlib import Path
 import sqlalchemy as sa
 from openpyxl import Workbook
 
-from app.db import make_engine, transaction
+from decimal import Decimal
+
+from app.db import make_engine, transaction, utcnow
 from app.estate.importing import import_file
 from app.estate.importing.read import read_file
 from app.estate.importing.spec import ACCOUNTS, BUILDINGS, GATEWAYS
 from app.estate.models import Account, Estate, Meter
-from app.ledger.models import OPENING, LedgerEntry
+from app.ledger.checks import verify_balances
+from app.ledger.days import day_start, local_day
+from app.ledger.models import (ADJUSTMENT, CHARGE, OPENING, REFUND, SHARE, TOPUP,
+                               LedgerEntry)
 from app.migrate import upgrade
-from app.money import fen_to_yuan_str
+from app.money import energy_cost, fen_to_yuan_str, to_fen
+from app.resident.statements import month_of, next_month, previous_month
+from app.tariffs import CHINA_TZ
 
 BUILDING_COUNT, PER_BUILDING = 50, 200
 ACCOUNT_COUNT = BUILDING_COUNT * PER_BUILDING
@@ -139,12 +160,163 @@ def main() -> None:
               f"{BUILDING_COUNT} gateways; {openings} opening entries, "
               f"{fen_to_yuan_str(ledger_sum)} 元 = the workbook's sum)")
         print(f"reimport_10k_s: {reimport_s:.2f} (the same file again: nothing changed)")
-        # export_bills_10k_s: the monthly bills of these 10,000 households exported to XLSX
-        # (issue 16's export) is measured here once the export exists.
-        print("export_bills_10k_s: not measured yet (the export is not built)")
+        month, load_s, entries = write_month(url)
+        export_s, export_rows, size = export_bills(url, tmp, estate_id, month)
+        print(f"month_load_s: {load_s:.1f} ({entries} entries of {month:%Y-%m}, in bulk)")
+        print(f"export_bills_10k_s: {export_s:.2f} ({export_rows} households of {month:%Y-%m}, "
+              f"{BUILDING_COUNT} buildings, XLSX {size // 1024} KB, by the background job; "
+              f"totals = the ledger's to the fen)")
         print(f"peak_rss_mb: {peak_mb:.0f}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+# --- a month of money, and its bills exported -----------------------------------------------------
+
+PROFILES, SEED = 16, 1616
+PEAK, VALLEY, FLAT = Decimal("0.568"), Decimal("0.288"), Decimal("0.5583")
+
+
+def _last_month() -> dt.date:
+    return previous_month(month_of(local_day(utcnow())))
+
+
+def write_month(url: str) -> tuple[dt.date, float, int]:
+    """The last complete local month of every household, in bulk (see the docstring); returns
+    the month, the seconds taken and the ledger's entries in the month."""
+    from bench.console import drop_ledger_indexes
+    from bench.years import bulk_engine, drop_for_load, put
+
+    t0 = time.perf_counter()
+    month = _last_month()
+    start, end = day_start(month), day_start(next_month(month))
+    hours = int((end - start).total_seconds() // 3600)
+    rng = random.Random(SEED)
+    engine = bulk_engine(url)
+    at_of = LedgerEntry.__table__.c.created_at.type.dialect_impl(engine.dialect) \
+        .bind_processor(engine.dialect)
+    at = (lambda moment: at_of(moment)) if at_of else (lambda moment: moment)
+    hour_rows = []
+    for profile in range(PROFILES):
+        register, exact = {"tou": Decimal(0), "flat": Decimal(0)}, 0
+        for k in range(hours):
+            begin = start + dt.timedelta(hours=k)
+            local_hour = begin.astimezone(CHINA_TZ).hour
+            wh = rng.randrange(3, 60 + 40 * (8 <= local_hour < 23)) * 10
+            peak = 8 <= local_hour < 22
+            fens = {}
+            for kind, price in (("tou", PEAK if peak else VALLEY), ("flat", FLAT)):
+                before = register[kind]
+                register[kind] = before + energy_cost(wh, price)
+                fens[kind] = to_fen(register[kind]) - to_fen(before)
+            memo_tou = f"{'peak' if peak else 'valley'} {wh} Wh × {PEAK if peak else VALLEY}"
+            hour_rows.append((profile, k, exact, exact + wh, wh, fens["tou"], fens["flat"],
+                              memo_tou, f"{wh} Wh × {FLAT} 元/kWh",
+                              at(begin + dt.timedelta(hours=1, seconds=30))))
+            exact += wh
+    days = (end - start).days
+    day_rows = [(d, (month + dt.timedelta(days=d)).isoformat(),
+                 at(start + dt.timedelta(days=d + 1, minutes=12))) for d in range(days)]
+    with engine.begin() as conn:
+        restore = drop_for_load(conn) + drop_ledger_indexes(conn)
+        conn.exec_driver_sql("CREATE TEMP TABLE b_hour (profile INT, k INT, from_wh INT, "
+                             "to_wh INT, wh INT, fen_tou INT, fen_flat INT, memo_tou TEXT, "
+                             "memo_flat TEXT, at TEXT)")
+        conn.exec_driver_sql("CREATE TEMP TABLE b_day (d INT, label TEXT, at TEXT)")
+        conn.exec_driver_sql("CREATE TEMP TABLE b_acct (account_id INT, meter_id INT, "
+                             "building_id INT, profile INT, tou INT)")
+        put(conn, "b_hour", ("profile", "k", "from_wh", "to_wh", "wh", "fen_tou", "fen_flat",
+                             "memo_tou", "memo_flat", "at"), hour_rows)
+        put(conn, "b_day", ("d", "label", "at"), day_rows)
+        conn.exec_driver_sql(
+            f"INSERT INTO b_acct SELECT a.id, m.id, a.building_id, a.id % {PROFILES}, "
+            "a.building_id % 2 FROM account a JOIN meter m ON m.account_id = a.id")
+        into = ("INSERT INTO ledger_entry (account_id, amount_fen, kind, idempotency_key, memo, "
+                "energy_wh, created_at) ")
+        conn.exec_driver_sql(
+            into + "SELECT a.account_id, -(CASE WHEN a.tou = 1 THEN h.fen_tou ELSE h.fen_flat "
+            "END), 'charge', 'charge:' || a.meter_id || ':' || (1000000 + h.from_wh) || ':' || "
+            "(1000000 + h.to_wh), CASE WHEN a.tou = 1 THEN h.memo_tou ELSE h.memo_flat END, "
+            "h.wh, h.at FROM b_acct a CROSS JOIN b_hour h WHERE h.profile = a.profile")
+        conn.exec_driver_sql(
+            into + "SELECT a.account_id, -(15 + a.profile), 'share', 'share:' || a.building_id "
+            "|| ':' || d.label || ':' || a.account_id, '公摊 按面积', NULL, d.at "
+            "FROM b_acct a CROSS JOIN b_day d")
+        for n, day in ((1, 3), (2, 17)):
+            conn.exec_driver_sql(
+                into + f"SELECT a.account_id, {n} * 10000, 'topup', 'order:FKB' || "
+                f"a.account_id || '-{n}', CASE WHEN a.account_id % 2 = 0 THEN 'wechat 4200' "
+                f"ELSE 'alipay 2026' END || a.account_id, NULL, d.at FROM b_acct a "
+                f"CROSS JOIN b_day d WHERE d.d = {day} + a.profile % 5")
+        conn.exec_driver_sql(
+            into + "SELECT a.account_id, -1000, 'refund', 'refund:RFB' || a.account_id, "
+            "'alipay refund of FKB' || a.account_id || '-2 (decision)', NULL, d.at "
+            "FROM b_acct a CROSS JOIN b_day d WHERE a.account_id % 100 = 0 AND d.d = 25")
+        conn.exec_driver_sql(
+            into + "SELECT a.account_id, 500, 'adjustment', 'adjustment:' || a.account_id || "
+            "':bench', '调整 bench: 电表更换补偿', NULL, d.at FROM b_acct a CROSS JOIN b_day d "
+            "WHERE a.account_id % 97 = 0 AND d.d = 26")
+        for statement in restore:
+            conn.exec_driver_sql(statement)
+        conn.exec_driver_sql(  # as the trigger would have kept them
+            "UPDATE account_balance SET balance_fen = (SELECT COALESCE(SUM(amount_fen), 0) FROM "
+            "ledger_entry e WHERE e.account_id = account_balance.account_id), entry_count = "
+            "(SELECT COUNT(*) FROM ledger_entry e WHERE e.account_id = "
+            "account_balance.account_id)")
+        entries = conn.execute(sa.select(sa.func.count()).select_from(LedgerEntry).where(
+            LedgerEntry.created_at >= start, LedgerEntry.created_at < end)).scalar()
+    engine.dispose()
+    engine = make_engine(url)
+    checked = verify_balances(engine)
+    assert not checked.mismatches, checked.mismatches[:3]
+    engine.dispose()
+    return month, time.perf_counter() - t0, entries
+
+
+def export_bills(url: str, tmp: Path, estate_id: int, month: dt.date) -> tuple[float, int, int]:
+    """The month's bills of every building, as the console's job makes them; returns the
+    seconds from the job's start to its end, the households and the file's size."""
+    from openpyxl import load_workbook
+
+    from app.batch.models import BatchJob
+    from app.batch.runner import Runner, enqueue
+    from app.settings import Settings
+
+    engine = make_engine(url)
+    with transaction(engine) as s:
+        job_id = enqueue(s, who=None, estate_id=estate_id, kind="export", params={
+            "export": "bills", "format": "xlsx", "month": f"{month:%Y-%m}"}).id
+    runner = Runner(engine, Settings(database_url=url, var_dir=tmp))
+    t0 = time.perf_counter()
+    assert runner.run_pending() == 1
+    export_s = time.perf_counter() - t0
+    with transaction(engine, read_only=True) as s:
+        job = s.get(BatchJob, job_id)
+        assert job.state == "done", job.message
+        e = LedgerEntry.__table__
+        window = (e.c.created_at >= day_start(month), e.c.created_at < day_start(next_month(month)))
+        by_kind = dict(s.execute(sa.select(e.c.kind, sa.func.sum(e.c.amount_fen))
+                                 .where(*window).group_by(e.c.kind)).all())
+        closing = s.execute(sa.select(sa.func.sum(e.c.amount_fen)).where(
+            e.c.created_at < day_start(next_month(month)))).scalar()
+    path = Path(job.result_path)
+    book = load_workbook(path, read_only=True)
+    rows = list(book.worksheets[0].iter_rows(values_only=True))
+    header, body, totals = rows[0], rows[1:-1], rows[-1]
+    col = {name: i for i, name in enumerate(header)}
+
+    def fen_of(value) -> int:
+        return int(Decimal(repr(value)) * 100)
+    assert len(body) == ACCOUNT_COUNT and totals[0] == "合计"
+    for name, kind, sign in (("电费", CHARGE, -1), ("公摊", SHARE, -1), ("缴费", TOPUP, 1),
+                             ("退款", REFUND, -1), ("调账", ADJUSTMENT, 1)):
+        assert fen_of(totals[col[name]]) == sign * by_kind.get(kind, 0), name
+    assert fen_of(totals[col["期末余额"]]) == closing
+    assert fen_of(totals[col["peak 电费"]]) + fen_of(totals[col["valley 电费"]]) < \
+        fen_of(totals[col["电费"]])  # the flat-priced half has no periods
+    size = path.stat().st_size
+    engine.dispose()
+    return export_s, len(body), size
 
 
 if __name__ == "__main__":
