@@ -296,7 +296,7 @@ def _arrears(session, scope, ids, first, last, *, progress=None, now=None):
     return [Table(N_("欠费与账龄"), columns, rows)], notes
 
 
-# --- commands, anomalies, the audit log ------------------------------------------------------------
+# --- commands, anomalies, the audit log ----------------------------------------------------------
 
 ACTION_ZH = {"cut": N_("停电"), "restore": N_("复电"), "read": N_("抄表")}
 STATE_ZH = {"pending": N_("执行中"), "done": N_("已完成"), "expired": N_("已过期"),

@@ -208,7 +208,7 @@ def month(engine, settings, stack, providers, web) -> Month:  # noqa: F811
     return Month(estate_id, buildings, numbers, this, days[-1], paid)
 
 
-# --- reading what was exported ---------------------------------------------------------------------
+# --- reading what was exported -------------------------------------------------------------------
 
 def sheet_rows(data: bytes, title: str | None = None) -> tuple[list[str], list[list]]:
     """A workbook's sheet (the first, or `title`) as its header and its rows."""
