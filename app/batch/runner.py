@@ -218,6 +218,11 @@ class Runner:
 
         now = now or utcnow()
         changed: dict[int, str] = {}
+        self._recovered_at = time.monotonic()
+        with transaction(self.engine, read_only=True) as s:  # an idle look writes nothing
+            running = list(s.exec(select(BatchJob).where(BatchJob.state == RUNNING)))
+        if not any(_gone(job, now) for job in running):
+            return changed
         with transaction(self.engine) as s:
             query = select(BatchJob).where(BatchJob.state == RUNNING).order_by(BatchJob.id)
             if is_postgres(self.engine):
@@ -242,10 +247,15 @@ class Runner:
                               job.done, job.total)
                 changed[job.id] = job.state
                 s.add(job)
-        self._recovered_at = time.monotonic()
         return changed
 
     def claim(self) -> BatchJob | None:
+        """The oldest queued job, now running in this process; None when none is queued (one
+        read of the state index: an idle runner takes no write lock)."""
+        with transaction(self.engine, read_only=True) as s:
+            if s.exec(select(BatchJob.id).where(BatchJob.state == QUEUED).limit(1)).first() \
+                    is None:
+                return None
         with transaction(self.engine) as s:
             query = (select(BatchJob).where(BatchJob.state == QUEUED)
                      .order_by(BatchJob.created_at, BatchJob.id).limit(1))
