@@ -266,3 +266,25 @@ def test_a_building_moves_to_a_tariff(engine, settings, estate, client):
         audited = s.execute(sa.select(sa.func.count()).select_from(AuditEntry)
                             .where(AuditEntry.action == "account.tariff")).scalar()
     assert on == {estate["a"]: LOW + 3} and audited == LOW + 3
+
+
+def test_the_exports_page_offers_each_export_within_the_scope(engine, settings, estate, client):
+    log_in(client, "b1")
+    page = client.get("/manage/exports")
+    assert page.status_code == 200 and 'href="/manage/exports"' in page.text  # the nav link
+    for title in ("月度账单（按楼栋，每户一行）", "缴费明细与渠道汇总", "欠费与账龄", "停复电命令及结果",
+                  "异常", "操作记录"):
+        assert title in page.text
+    assert f'<option value="{estate["a"]}">1号楼</option>' in page.text
+    assert "2号楼" not in page.text and "已打码" in page.text
+    refused = client.get("/manage/exports/download", params={
+        "kind": "commands", "format": "xlsx", "month": "2026-13"})
+    assert refused.status_code == 303 and "error=" in refused.headers["location"]
+    assert "月份应为 YYYY-MM" in client.get(refused.headers["location"]).text
+    assert client.get("/manage/exports/download", params={
+        "kind": "bills", "format": "xlsx", "month": "2026-11"}).status_code == 404  # a job
+    assert client.get("/manage/exports/download", params={
+        "kind": "arrears", "format": "pdf"}).status_code == 404
+    with transaction(engine, read_only=True) as s:
+        assert s.execute(sa.select(sa.func.count()).select_from(AuditEntry)
+                         .where(AuditEntry.action.like("export.%"))).scalar() == 0
