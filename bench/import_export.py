@@ -19,7 +19,7 @@ kept balance then set to its ledger's sum and checked): the last complete local 
 `describe_accrued`'s words: half the buildings on a time-of-use tariff, "peak 280 Wh × 0.568"
 08:00–22:00 and "valley … × 0.288" the rest, the others "280 Wh × 0.5583 元/kWh"; the hours'
 Wh from 16 profiles, 10 Wh steps), a `share` a day, two top-ups, a refund for one household in
-100 and an adjustment for one in 97: 7.4 M entries. Then the month's bills of all 50
+100 and an adjustment for one in 97: about 7.5 M entries. Then the month's bills of all 50
 buildings are exported to XLSX as the console's background job does it (`app.batch`: the job
 queued, the runner runs it: read in one snapshot, chunk by chunk of 500 households, the file
 written by openpyxl's write-only mode, the export audited): `export_bills_10k_s`, from the
