@@ -35,7 +35,7 @@ import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from app.batch.models import BatchJob
-from app.batch.runner import Context, JobFailed, who_of
+from app.batch.context import Context, JobFailed, who_of
 from app.console import audit, scope, states
 from app.console.auth import Who
 from app.db import is_postgres, transaction, utcnow
