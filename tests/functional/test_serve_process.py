@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy import func, update
 from sqlmodel import select
 
+from app.billing.jobs import SHARE_DELAY, period_containing
 from app.db import transaction, utcnow
 from app.orders.models import PAID, PENDING, Order
 from bench.common import free_ports
@@ -27,8 +28,12 @@ from tests.identity.support import post
 
 
 def test_serve_runs_the_order_and_billing_jobs(engine, settings, cut_account, tmp_path):
-    two_days_ago = utcnow() - dt.timedelta(days=2)
-    make_building(engine, [(two_days_ago, 0), (two_days_ago + dt.timedelta(days=1), 10)])
+    # 10 kWh over the two latest local days already due for sharing (each ended SHARE_DELAY
+    # ago): wall-clock offsets such as "two days ago" fail in the ten minutes after midnight
+    latest_due = period_containing(utcnow() - SHARE_DELAY - dt.timedelta(minutes=1), "day")[0] \
+        - dt.timedelta(days=1)
+    first = latest_due - dt.timedelta(days=1) + dt.timedelta(hours=1)
+    make_building(engine, [(first, 0), (first + dt.timedelta(days=1), 10)])
     port = free_ports(1)
     env = dict(os.environ, FEIKONG_DATABASE_URL=settings.database_url,
                FEIKONG_VAR_DIR=str(tmp_path), FEIKONG_WEB_PORT=str(port),
