@@ -34,12 +34,10 @@ from sqlmodel import Session
 
 from app.estate.models import Account, Building
 from app.ledger.days import ONE_DAY, day_start, local_day
-from app.ledger.models import (CHARGE, EMERGENCY_CREDIT, OPENING, REFUND, SHARE, TOPUP,
-                               LedgerDay, LedgerEntry)
+from app.ledger.models import CHARGE, EMERGENCY_CREDIT, LedgerDay, LedgerEntry
 from app.db import utcnow
-from app.resident.statements import (Bill, ChargeGroup, MoneyLine, advance_at, channel_of,
-                                     energy_lines, frozen_through, month_of, next_month,
-                                     reason_of)
+from app.resident.statements import (Bill, ChargeGroup, add_entry, advance_at, energy_lines,
+                                     frozen_through, month_of, next_month)
 
 CHUNK = 500  # households a set of queries
 _ENTRY, _LDAY, _ACCOUNT = LedgerEntry.__table__, LedgerDay.__table__, Account.__table__
@@ -136,20 +134,7 @@ def bill_from_rows(month: dt.date, opening: int, rows: list[tuple], charges: lis
     current month, which a sheet does not show."""
     bill = Bill(month=month, opening_fen=opening, closing_fen=opening, current=current)
     for kind, amount, memo, at in rows:
-        bill.entries += 1
-        bill.closing_fen += amount
-        if kind == SHARE:
-            bill.shares_fen += amount
-        elif kind == TOPUP:
-            bill.payments.append(MoneyLine(at, kind, amount, channel_of(memo)))
-        elif kind == REFUND:
-            bill.refunds.append(MoneyLine(at, kind, amount, channel_of(memo)))
-        elif kind == EMERGENCY_CREDIT:
-            bill.emergency.append(MoneyLine(at, kind, amount))
-        elif kind == OPENING:
-            bill.openings.append(MoneyLine(at, kind, amount))
-        else:  # ADJUSTMENT, and any kind the bill does not know: an adjustment
-            bill.adjustments.append(MoneyLine(at, kind, amount, note=reason_of(memo)))
+        add_entry(bill, kind, amount, memo, at)  # a share: in bill.shares_fen, one sum
     for group in charges:
         bill.entries += group.count
         bill.closing_fen += group.amount_fen

@@ -271,6 +271,29 @@ _MONTH_CHARGES = (sa.select(_ENTRY.c.memo, sa.func.sum(_ENTRY.c.amount_fen),
                   .where(*_IN_MONTH, _ENTRY.c.kind == CHARGE).group_by(_ENTRY.c.memo))
 
 
+def add_entry(bill: Bill, kind: str, amount: int, memo: str | None, at: dt.datetime) -> bool:
+    """One of the month's entries (not a charge) onto `bill`: its count and closing balance, and
+    its line: payments, refunds (退款), emergency credit, openings, and any other kind as an
+    adjustment with its reason. Returns True for a share, which the caller itemizes its way
+    (the page with how it was apportioned; a sheet as one sum)."""
+    bill.entries += 1
+    bill.closing_fen += amount
+    if kind == SHARE:
+        bill.shares_fen += amount
+        return True
+    if kind == TOPUP:
+        bill.payments.append(MoneyLine(at, kind, amount, channel_of(memo)))
+    elif kind == REFUND:
+        bill.refunds.append(MoneyLine(at, kind, amount, channel_of(memo)))
+    elif kind == EMERGENCY_CREDIT:
+        bill.emergency.append(MoneyLine(at, kind, amount))
+    elif kind == OPENING:
+        bill.openings.append(MoneyLine(at, kind, amount))
+    else:  # ADJUSTMENT, and any kind a bill does not know: shown as an adjustment
+        bill.adjustments.append(MoneyLine(at, kind, amount, note=reason_of(memo)))
+    return False
+
+
 def month_bill(session: Session, account: Account, month: dt.date,
                now: dt.datetime | None = None) -> Bill:
     """The bill of the local `month` (its first day) of `account` (see the module's rules)."""
@@ -282,20 +305,8 @@ def month_bill(session: Session, account: Account, month: dt.date,
                 current=month_of(today) == month)
     shares = []
     for kind, amount, memo, key, at in session.execute(_MONTH_ROWS, window):
-        bill.entries += 1
-        bill.closing_fen += amount
-        if kind == SHARE:
+        if add_entry(bill, kind, amount, memo, at):
             shares.append((amount, memo, key))
-        elif kind == TOPUP:
-            bill.payments.append(MoneyLine(at, kind, amount, channel_of(memo)))
-        elif kind == REFUND:
-            bill.refunds.append(MoneyLine(at, kind, amount, channel_of(memo)))
-        elif kind == EMERGENCY_CREDIT:
-            bill.emergency.append(MoneyLine(at, kind, amount))
-        elif kind == OPENING:
-            bill.openings.append(MoneyLine(at, kind, amount))
-        else:  # ADJUSTMENT, and any kind this page does not know: shown as an adjustment
-            bill.adjustments.append(MoneyLine(at, kind, amount, note=reason_of(memo)))
     charges = [ChargeGroup(memo or "", int(amount), int(wh or 0), with_wh, count)
                for memo, amount, wh, with_wh, count in session.execute(_MONTH_CHARGES, window)]
     for group in charges:
