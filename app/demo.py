@@ -8,7 +8,7 @@ import asyncio
 from sqlmodel import select
 
 from app.db import make_engine, transaction
-from app.estate.models import Gateway, Meter
+from app.estate.models import Account, Gateway, Meter
 from app.estate.seed import CUT_ACCOUNT, DEMO_MANAGER_PASSWORD, seed_demo, seed_demo_managers
 from app.migrate import upgrade
 from app.settings import get_settings
@@ -41,12 +41,18 @@ async def _run() -> None:
     resume_meters(engine, sim, settings.sim_base_port)
     await sim.start()
     base = settings.base_url
+    with transaction(engine, read_only=True) as s:
+        cut_phone = s.exec(select(Account.holder_phone)
+                           .where(Account.number == CUT_ACCOUNT)).first() or "—"
 
     def announce():
         print(f"""
   Feikong demo is running (SQLite: {settings.database_url})
   Resident page (open on a phone-sized window):  {base}/
   A household that was cut, at -5.00 元:          {base}/a/{CUT_ACCOUNT}
+    its registered phone {cut_phone}: sign in with it (the SMS code is in the outbox) to
+    bind the household and see its bills, history, usage and notices
+  SMS and WeChat messages sent (to the stand-ins):  {base}/sandbox/outbox
   Property managers' console:                    {base}/manage/
     demo managers admin (the estate), b1 (1号楼 only), finance; password {DEMO_MANAGER_PASSWORD}
   Sandbox cashiers (Alipay, WeChat Pay) open when you top up: no real money moves
