@@ -33,7 +33,7 @@ from app.billing.shares import period_label
 from app.commands.models import PENDING as COMMAND_PENDING
 from app.commands.models import Command, CommandAttempt
 from app.commands.services import queue_cut, queue_read, queue_restore, restore_if_allowed
-from app.console import audit, exports, imports, scope, states
+from app.console import audit, charts, exports, imports, scope, states
 from app.console import settings as rules
 from app.console.auth import COOKIE, LoginLimiter, check_login, open_session, revoke, who_is
 from app.console.managers import (ManagerError, add_manager, disable_manager, list_managers,
@@ -1111,6 +1111,7 @@ def console_mount(settings) -> Mount:
         Route("/import", imports.import_page, methods=["GET", "POST"], name="console_import"),
         Route("/import/template", imports.template_download, name="console_import_template"),
         *exports.routes(),  # /exports, /jobs (app/console/exports.py)
+        *charts.routes(),  # /charts (app/console/charts.py)
     ]
     return Mount(PREFIX, routes=routes, middleware=[
         Middleware(SecurityHeaders),
