@@ -216,10 +216,12 @@ class Timed:
         self.seconds = time.perf_counter() - t0
 
 
-def measure(url: str, homes: estate.Households, var_dir: Path) -> dict[str, list[float]]:
-    balances = ledger_balances(url, homes.hourly)
+def timed_app(url: str, homes: estate.Households, var_dir: Path):
+    """(engine, settings, the app `Timed`, account id → its resident, account id → 户号) for the
+    measured households; the collector frozen first: what is left (the app, the plan) is not
+    walked again."""
     gc.collect()
-    gc.freeze()  # what is left (the app, the plan) is not walked by the collector again
+    gc.freeze()
     engine = make_engine(url)
     settings = Settings(database_url=url, var_dir=var_dir)
     timed = Timed(create_app(settings, engine))
@@ -228,6 +230,12 @@ def measure(url: str, homes: estate.Households, var_dir: Path) -> dict[str, list
                                              ResidentAccount.resident_id)).all())
         numbers = dict(s.execute(sa.select(Account.id, Account.number)
                                  .where(Account.id.in_(homes.hourly))).all())
+    return engine, settings, timed, residents, numbers
+
+
+def measure(url: str, homes: estate.Households, var_dir: Path) -> dict[str, list[float]]:
+    balances = ledger_balances(url, homes.hourly)
+    engine, settings, timed, residents, numbers = timed_app(url, homes, var_dir)
     usage = {}
     with engine.connect() as conn:  # the meters' days of the last 30 (a meter's id: its account's)
         for meter, day, wh in conn.execute(
@@ -309,16 +317,8 @@ def measure_home(url: str, homes: estate.Households, var_dir: Path) -> list[str]
     in, agreement accepted), each checked to show the ledger's balance; `portal_home_bytes`: the
     page's HTML and every stylesheet and script it loads (htmx included, which the page loads
     while it watches a payment), as sent compressed to a browser that accepts gzip."""
-    gc.collect()
-    gc.freeze()
-    engine = make_engine(url)
-    settings = Settings(database_url=url, var_dir=var_dir)
-    timed = Timed(create_app(settings, engine))
+    engine, settings, timed, residents, numbers = timed_app(url, homes, var_dir)
     with transaction(engine, read_only=True) as s:
-        residents = dict(s.execute(sa.select(ResidentAccount.account_id,
-                                             ResidentAccount.resident_id)).all())
-        numbers = dict(s.execute(sa.select(Account.id, Account.number)
-                                 .where(Account.id.in_(homes.hourly))).all())
         e = LedgerEntry.__table__
         balances = dict(s.execute(sa.select(e.c.account_id, sa.func.sum(e.c.amount_fen))
                                   .where(e.c.account_id.in_(homes.hourly))
