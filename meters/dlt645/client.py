@@ -284,7 +284,8 @@ class Dlt645Client:
         except TimeoutError:
             if rejected:
                 self._fail(MeterError(EXCEPTION, **self._where(address, operation),
-                                      detail="no valid answer: " + "; ".join(rejected[-3:])))
+                                      detail="no valid answer: " + "; ".join(
+                                          list(dict.fromkeys(rejected))[:3])))
             self._fail(MeterError(TIMEOUT, **self._where(address, operation),
                                   detail=f"timeout {self.timeout:g} s"))
         if frame.is_abnormal:
