@@ -11,7 +11,9 @@ DL/T 645 has no transaction id, so the answer is recognised by what it says: the
 address, the reply's control code and, for a read, the data identifier. Bytes left from an
 earlier, timed-out request are dropped before a request is sent; a frame that arrives later from
 another meter, to another identifier, or that fails its checksum is skipped (and reading resyncs
-on the next 68H), never taken as this request's answer.
+on the next 68H), never taken as this request's answer. (A late acknowledgement, 9CH, of an earlier command to
+the same meter cannot be told from this one's: a command is confirmed by reading the relay
+back, never by its acknowledgement alone.)
 
 What a poll costs: each read is one transaction of one identifier (DL/T 645-2007 reads one DI
 per frame). On a 2400 bit/s bus (8E1: 11 bits a byte, 4.6 ms a byte) a read request is 20 bytes
@@ -185,16 +187,14 @@ class Dlt645Client:
                  c.STATUS_WORD_3, c.POWER_TOTAL]
         if self.read_electrical:
             items += [c.VOLTAGE_A, c.CURRENT_A]
-        async with self._bind_loop():
-            values = await self._read_items(unit_id, operation, items)
-            return self._decode(unit_id, operation, c.decode_snapshot, values)
+        values = await self._read_items(unit_id, operation, items)
+        return self._decode(unit_id, operation, c.decode_snapshot, values)
 
     async def read_relay(self, unit_id: int) -> RelayState:
         """Status word 3 (and word 1 when the relay may be faulty): open (supply cut) and why."""
         operation = "read_relay"
-        async with self._bind_loop():
-            values = await self._read_items(unit_id, operation, [c.STATUS_WORD_3])
-            return self._decode(unit_id, operation, c.decode_relay, values)
+        values = await self._read_items(unit_id, operation, [c.STATUS_WORD_3])
+        return self._decode(unit_id, operation, c.decode_relay, values)
 
     async def write_relay(self, unit_id: int, open_relay: bool, *,
                           close_allowed: bool = False) -> None:
@@ -207,17 +207,14 @@ class Dlt645Client:
         the command arrived."""
         action = c.TRIP if open_relay else c.CLOSE_ALLOWED_ACTION if close_allowed else c.CLOSE_DIRECT
         operation = f"write_relay {c.ACTIONS[action]}"
-        async with self._bind_loop():
-            self._check(unit_id, operation)
-            valid_until = self._clock() + dt.timedelta(seconds=self.command_validity_s)
-            try:
-                request = c.encode_control(unit_id, action, self.password, self.operator,
-                                           valid_until, level=self.level,
-                                           authorize=self.authorize)
-            except c.CodecError as exc:
-                self._fail(MeterError(EXCEPTION, **self._where(unit_id, operation),
-                                      detail=str(exc)))
-            await self._transact(unit_id, operation, request, c.CONTROL)
+        self._check(unit_id, operation)
+        valid_until = self._clock() + dt.timedelta(seconds=self.command_validity_s)
+        try:
+            request = c.encode_control(unit_id, action, self.password, self.operator,
+                                       valid_until, level=self.level, authorize=self.authorize)
+        except c.CodecError as exc:
+            self._fail(MeterError(EXCEPTION, **self._where(unit_id, operation), detail=str(exc)))
+        await self._transact(unit_id, operation, request, c.CONTROL)
 
     # -- transactions --------------------------------------------------------------------------
 
@@ -252,8 +249,21 @@ class Dlt645Client:
 
     async def _transact(self, address: int, operation: str, request: bytes, function: int, *,
                         di: int | None = None) -> bytes:
-        """Send one request (under the lock) and wait for its answer; the answer's data (for a
-        read: the value bytes after the identifier)."""
+        """Send one request and wait for its answer, under the gateway's lock: one transaction
+        at a time, and a restore waits for at most one transaction of a poll, not the whole poll.
+        Returns the answer's data (for a read: the value bytes after the identifier)."""
+        async with self._bind_loop():
+            frame, answer = await self._exchange(address, operation, request, function, di)
+        if frame.is_abnormal:
+            code = answer
+            self._fail(MeterError(EXCEPTION, **self._where(address, operation),
+                                  exception_code=code, what=c.describe_error(code)))
+        if self._failing and address in self._failing:
+            self._succeeded(address)
+        return answer  # type: ignore[return-value]
+
+    async def _exchange(self, address: int, operation: str, request: bytes, function: int,
+                        di: int | None) -> tuple[c.Frame, Any]:
         rejected: list[str] = []
         try:
             stream = await self._connected(address, operation)
@@ -288,13 +298,7 @@ class Dlt645Client:
                                           list(dict.fromkeys(rejected))[:3])))
             self._fail(MeterError(TIMEOUT, **self._where(address, operation),
                                   detail=f"timeout {self.timeout:g} s"))
-        if frame.is_abnormal:
-            code = answer
-            self._fail(MeterError(EXCEPTION, **self._where(address, operation),
-                                  exception_code=code, what=c.describe_error(code)))
-        if self._failing and address in self._failing:
-            self._succeeded(address)
-        return answer  # type: ignore[return-value]
+        return frame, answer
 
     @staticmethod
     def _match(frame: c.Frame, address: int, function: int, di: int | None) -> Any:

@@ -363,7 +363,10 @@ def run_stand_in(answers, scenario) -> None:
     """A TCP server that, for each request, writes `answers(request_frame)` (raw bytes)."""
 
     async def main() -> None:
+        writers = []
+
         async def serve(reader, writer):
+            writers.append(writer)
             frames = c.FrameReader()
             try:
                 while data := await reader.read(4096):
@@ -372,6 +375,8 @@ def run_stand_in(answers, scenario) -> None:
                         writer.write(answers(frame))
             except (asyncio.CancelledError, ConnectionError):
                 pass  # the test is over
+            finally:
+                writer.transport.abort()
 
         server = await asyncio.start_server(serve, "127.0.0.1", 0)
         client = Dlt645Client("127.0.0.1", server.sockets[0].getsockname()[1], timeout=TIMEOUT_S)
@@ -380,6 +385,9 @@ def run_stand_in(answers, scenario) -> None:
         finally:
             await client.close()
             server.close()
+            for writer in writers:
+                writer.transport.abort()
+            await server.wait_closed()
 
     asyncio.run(main())
 
