@@ -10,7 +10,8 @@ import pytest
 
 from meters.dlt645 import codec as c
 
-peer = pytest.importorskip("dlt645.protocol.protocol", reason="the PyPI dlt645 package is not installed")
+peer = pytest.importorskip("dlt645.protocol.protocol",
+                           reason="the PyPI dlt645 package is not installed")
 
 
 def peer_decode(raw: bytes):
