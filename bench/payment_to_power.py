@@ -41,7 +41,7 @@ from app.migrate import upgrade
 from app.orders.models import Order
 from app.orders.providers import SANDBOX_ALIPAY_APP_ID
 from bench.common import free_ports, start_process, stop_process
-from meters.transport import GatewayClient
+from meters.modbus.client import GatewayClient
 from standins.alipay_sandbox import SandboxAlipay, ensure_sandbox_keys
 from tests.payflow import post_notification, start_payment
 

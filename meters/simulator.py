@@ -1,6 +1,8 @@
-"""A Modbus TCP simulator of gateways with prepaid meters behind them.
+"""A simulator of gateways with prepaid meters behind them, in each of our meter protocols.
 
-Each gateway is a pymodbus 3.16 `ModbusTcpServer` serving one `SimDevice` per meter plus a
+A Modbus gateway (`modbus_tcp`, or `modbus_rtu_over_tcp`: the same server with pymodbus' RTU
+framer, as a transparent serial server passes RTU frames) is a pymodbus 3.16 `ModbusTcpServer`
+serving one `SimDevice` per meter plus a
 `SimDevice(0, ...)` catch-all. A device's `action` hook is the meter: before a read is answered
 it renders the `SimMeter` model into the registers; before a write is stored it applies the
 write to the model, or refuses it with a Modbus exception code. (pymodbus 3.16 ignores the old
@@ -47,13 +49,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pymodbus import FramerType
 from pymodbus.constants import ExcCodes
 from pymodbus.exceptions import NoSuchIdException
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from meters import registers as r
-from meters.codec import MeterSnapshot, decode_relay_command, encode_block_values
+from meters.modbus import registers as r
+from meters.modbus.codec import decode_allow_close, decode_relay_command, encode_block_values
+from meters.protocol import (DLT645_TCP, MODBUS_RTU_OVER_TCP, MODBUS_TCP, MeterSnapshot,
+                             check_address)
 
 try:
     from zoneinfo import ZoneInfo
@@ -150,6 +155,9 @@ class SimMeter:
     password: int = 0
     remote_trip: bool = False  # opened by a remote cut (status bit), cleared by a restore
     welded: bool = False  # the contact never opens: cuts counted, relay closed, no status bit
+    relay_fault: bool = False  # like welded, and the meter says so (its relay-fault flag)
+    cover_open: bool = False  # the terminal cover is open (tamper flag)
+    close_allowed: bool = False  # armed (允许合闸): `press_button()` closes the relay
     bypass_w: float = 0.0  # energy accrues at this power while the relay is open (窃电)
     profile: str | None = None  # None: constant load_w; else a name in PROFILES
     clock: Callable[[], float] = field(default=wall_clock, repr=False, compare=False)
@@ -219,7 +227,8 @@ class SimMeter:
         self._accrue(now)
 
     def accept_command(
-        self, open_relay: bool, now: float, loop: asyncio.AbstractEventLoop | None = None
+        self, open_relay: bool, now: float, loop: asyncio.AbstractEventLoop | None = None,
+        *, allow_close: bool = False,
     ) -> None:
         """Take an acknowledged relay command: count it, then move the relay.
 
@@ -235,6 +244,9 @@ class SimMeter:
         )
         self.cancel_timer()
         self._pending_open = None
+        if allow_close:  # 允许合闸: the relay stays as it is, armed for the button
+            self.close_allowed = self.relay_open
+            return
         if open_relay and self.keep_power:
             return
         if self.relay_delay_s <= 0:
@@ -244,6 +256,14 @@ class SimMeter:
         self._pending_at = now + self.relay_delay_s
         if loop is not None:
             self._timer = loop.call_later(self.relay_delay_s, self._on_relay_due)
+
+    def press_button(self, now: float | None = None) -> bool:
+        """The resident presses the meter's button: an armed relay closes. True if it did."""
+        self.advance(now)
+        if not (self.close_allowed and self.relay_open):
+            return False
+        self._move_relay(False)
+        return True
 
     def cancel_timer(self) -> None:
         """Drop the timer (the pending move still happens at the next `advance`)."""
@@ -264,7 +284,18 @@ class SimMeter:
             status |= 1 << r.STATUS_REMOTE_TRIP
         if self.keep_power:
             status |= 1 << r.STATUS_KEEP_POWER
+        if self.close_allowed and self.relay_open:
+            status |= 1 << r.STATUS_CLOSE_ALLOWED
+        if self.relay_fault:
+            status |= 1 << r.STATUS_RELAY_FAULT
+        if self.cover_open:
+            status |= 1 << r.STATUS_COVER_OPEN
         return power_w, status
+
+    @property
+    def status_bits(self) -> int:
+        """The status flags now (meters.protocol's, which our Modbus map's word carries)."""
+        return self._state(None)[1]
 
     def snapshot(self, now: float | None = None) -> MeterSnapshot:
         """What the meter's registers say at `now`."""
@@ -321,10 +352,11 @@ class SimMeter:
 
     def _move_relay(self, open_relay: bool) -> None:
         self._pending_open = None
-        if open_relay and self.welded:
-            return  # the contact is fused: it stays closed, and nothing in the status says so
+        if open_relay and (self.welded or self.relay_fault):
+            return  # the contact is fused: it stays closed (welded: and nothing says so)
         self.relay_open = open_relay
         self.remote_trip = open_relay
+        self.close_allowed = False
 
     def _on_relay_due(self) -> None:
         self._timer = None
@@ -357,14 +389,17 @@ def _overlaps(address: int, count: int, reg: r.Register) -> bool:
 
 @dataclass
 class SimGateway:
-    """One Modbus TCP gateway (one listening port) and the meters on its bus."""
+    """One gateway (one listening port) and the meters on its bus, speaking `protocol`: Modbus
+    TCP, Modbus-RTU frames over TCP (a transparent serial server), or DL/T 645-2007 over TCP
+    (`meters.dlt645.server`). The meters and their faults are the same for every protocol."""
 
     index: int
     meters: dict[int, SimMeter]
+    protocol: str = MODBUS_TCP
     host: str = "127.0.0.1"
     port: int = 0  # 0 before the first start: the OS picks; afterwards the real port
     bus_delay_s: float = 0.0  # per transaction, one at a time, like an RS-485 bus
-    server: ModbusTcpServer | None = field(default=None, repr=False)
+    server: Any = field(default=None, repr=False)  # ModbusTcpServer, or DL/T 645's server
     silent: bool = False  # accepts connections but answers no unit at all: clients time out
     fc06_accepted: bool = False  # FC06 writes one word (see `_write_single`); else exception 01
     _bus: asyncio.Lock | None = field(default=None, init=False, repr=False)
@@ -378,6 +413,15 @@ class SimGateway:
         if self.server is not None:
             return
         self._bus = asyncio.Lock()
+        if self.protocol == DLT645_TCP:
+            from meters.dlt645.server import Dlt645GatewayServer
+            server = Dlt645GatewayServer(self)
+            await server.start()  # OSError if it cannot listen
+            self.server = server
+            self.port = server.port
+            for meter in self.meters.values():
+                meter.advance()
+            return
         devices = [
             SimDevice(
                 unit_id,
@@ -389,7 +433,8 @@ class SimGateway:
         devices.append(SimDevice(0, simdata=_whole_address_space(), action=self._no_such_meter))
         # ignore_missing_devices: a NoSuchIdException from an action means "send no answer".
         server = ModbusTcpServer(
-            devices, address=(self.host, self.port), ignore_missing_devices=True
+            devices, address=(self.host, self.port), ignore_missing_devices=True,
+            framer=FramerType.RTU if self.protocol == MODBUS_RTU_OVER_TCP else FramerType.SOCKET,
         )
         try:
             await server.serve_forever(background=True)
@@ -450,6 +495,9 @@ class SimGateway:
         control = r.RELAY_CONTROL
         if address == control.address and len(values) == control.words:
             meter._fc06_words.clear()
+            if decode_allow_close(values):
+                meter.accept_command(False, now, asyncio.get_running_loop(), allow_close=True)
+                return None
             command = decode_relay_command(values)
             if command is None:
                 return ExcCodes.ILLEGAL_VALUE
@@ -520,15 +568,20 @@ class Simulator:
         profile: str | None = None,
         fc06_accepted: bool = False,
         clock: Callable[[], float] | None = None,
+        protocol: str | Sequence[str] = MODBUS_TCP,
     ) -> None:
         _profile_table(profile)
         if isinstance(gateways, int):
             unit_lists = [list(range(1, meters_per_gateway + 1)) for _ in range(gateways)]
         else:
             unit_lists = [list(units) for units in gateways]
+        protocols = ([protocol] * len(unit_lists) if isinstance(protocol, str)
+                     else list(protocol))
+        if len(protocols) != len(unit_lists):
+            raise ValueError("one protocol per gateway")
         self.gateways: list[SimGateway] = []
         for index, units in enumerate(unit_lists):
-            _check_unit_ids(index, units)
+            _check_unit_ids(index, units, protocols[index])
             meters = {
                 unit: SimMeter(
                     unit,
@@ -544,6 +597,7 @@ class Simulator:
                 SimGateway(
                     index,
                     meters,
+                    protocol=protocols[index],
                     host=host,
                     port=port,
                     bus_delay_s=bus_delay_s,
@@ -597,12 +651,14 @@ class Simulator:
             await asyncio.sleep(0.01)
 
 
-def _check_unit_ids(index: int, units: Sequence[int]) -> None:
+def _check_unit_ids(index: int, units: Sequence[int], protocol: str = MODBUS_TCP) -> None:
     if len(set(units)) != len(units):
         raise ValueError(f"gateway {index}: duplicate unit ids")
     for unit in units:
-        if unit not in UNIT_IDS:
+        if protocol in (MODBUS_TCP, MODBUS_RTU_OVER_TCP) and unit not in UNIT_IDS:
             raise ValueError(f"gateway {index}: unit id {unit} outside 1..247")
+        if (problem := check_address(protocol, unit)) is not None:
+            raise ValueError(f"gateway {index}: unit {unit}: {problem}")
 
 
 def describe(sim: Simulator) -> list[str]:
@@ -613,7 +669,7 @@ def describe(sim: Simulator) -> list[str]:
         span = f"{units[0]}-{units[-1]}" if units else "none"
         lines.append(
             f"gateway {gateway.index}: {gateway.host}:{gateway.port}, "
-            f"{len(units)} meters (unit ids {span})"
+            f"{len(units)} meters (unit ids {span}), {gateway.protocol}"
         )
     return lines
 

@@ -13,8 +13,10 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.engine import Engine
 from sqlmodel import select
 
-from app.anomalies.models import (COMMAND_EXPIRED, ENERGY_BACKWARDS, ENERGY_JUMP, ENERGY_WHILE_OPEN,
-                                  METER_OFFLINE, STATE_CHANGED_OFFLINE, Anomaly)
+from app.anomalies.models import (COMMAND_EXPIRED, CUT_REFUSED_KEEP_POWER, ENERGY_BACKWARDS,
+                                  ENERGY_JUMP, ENERGY_WHILE_OPEN, GATEWAY_OFFLINE, METER_OFFLINE,
+                                  METER_TAMPER, STATE_CHANGED_OFFLINE, Anomaly)
+from app.anomalies.models import RELAY_FAULT as RELAY_FAULT_KIND
 from app.billing.pricing import period_deltas
 from app.billing.services import cut_if_exhausted, post_consumption
 from app.commands.models import (CUT, DONE, EXPIRED, PENDING, READ, RESTORE, Command,
@@ -27,7 +29,10 @@ from app.estate.models import Account, Gateway, Meter, Reading, RelayChange
 from app.estate.rollup import COMMAND, Rollup, local_midnight
 from app.notices.models import POWER_CUT, POWER_RESTORED, Notice
 from app.notices.services import NoticeBatch
-from meters.assess import BACKWARDS, JUMP, WHILE_OPEN, assess
+from meters.assess import BACKWARDS, JUMP, WHILE_OPEN, WRAP_WH, assess
+from app.policy.strategies import strategy_named
+from meters.protocol import (COVER_OPEN, KEEP_POWER, MODBUS_TCP, RELAY_FAULT, RelayState,
+                             format_address)
 
 CONFIRMED = "confirmed"
 MAX_BACKOFF_S = 60.0
@@ -46,6 +51,7 @@ class GatewaySpec:
     host: str
     port: int
     meters: tuple[MeterSpec, ...]
+    protocol: str = MODBUS_TCP  # meters.protocol.PROTOCOLS
 
 
 @dataclass(frozen=True)
@@ -55,10 +61,18 @@ class DueCommand:
     unit_id: int
     action: str
     attempts: int
+    close_allowed: bool = False  # a restore that arms the relay for the button (允许合闸)
 
     @property
     def wants_open(self) -> bool:
         return self.action == CUT
+
+    def confirmed_by(self, state: RelayState) -> bool:
+        """The relay read back says this command is carried out: a cut open; a restore closed,
+        or (by the button) armed and waiting for the resident."""
+        if self.action == CUT:
+            return state.open
+        return not state.open or (self.close_allowed and state.close_allowed)
 
     @property
     def is_read(self) -> bool:
@@ -73,6 +87,8 @@ class AttemptResult:
     relay_open: bool | None = None
     exception_code: int | None = None
     detail: str = ""
+    status_bits: int = 0  # meters.protocol's flags, as the last read-back gave them
+    armed: bool = False  # the relay read back armed for the button (允许合闸)
 
 
 def load_gateways(engine: Engine, gateway_ids: set[int] | None = None) -> list[GatewaySpec]:
@@ -89,7 +105,7 @@ def load_gateways(engine: Engine, gateway_ids: set[int] | None = None) -> list[G
     by_gateway: dict[int, list[MeterSpec]] = {}
     for m in meters:
         by_gateway.setdefault(m.gateway_id, []).append(MeterSpec(m.id, m.unit_id))
-    return [GatewaySpec(g.id, g.name, g.host, g.port, tuple(by_gateway.get(g.id, ())))
+    return [GatewaySpec(g.id, g.name, g.host, g.port, tuple(by_gateway.get(g.id, ())), g.protocol)
             for g in gateways]
 
 
@@ -99,14 +115,23 @@ def due_commands(engine: Engine, gateway_id: int, now: dt.datetime | None = None
     now = now or utcnow()
     with transaction(engine, read_only=True) as s:
         rows = s.exec(
-            select(Command, Meter.unit_id)
+            select(Command, Meter.unit_id, Account.strategy)
             .join(Meter, Meter.id == Command.meter_id)
+            .outerjoin(Account, Account.id == Meter.account_id)
             .where(Meter.gateway_id == gateway_id, Command.state == PENDING,
                    Command.next_attempt_at <= now)
             .order_by(case((Command.action == RESTORE, 0), (Command.action == CUT, 1), else_=2),
                       Command.id)
         ).all()
-    return [DueCommand(c.id, c.meter_id, unit, c.action, c.attempts) for c, unit in rows]
+    return [DueCommand(c.id, c.meter_id, unit, c.action, c.attempts,
+                       c.action == RESTORE and _restores_by_button(strategy))
+            for c, unit, strategy in rows]
+
+
+def _restores_by_button(strategy_name: str | None) -> bool:
+    """The account's strategy restores by arming the relay for the meter's button (允许合闸)."""
+    strategy = strategy_named(strategy_name) if strategy_name else None
+    return strategy is not None and strategy.restore_close_allowed
 
 
 def record_attempt(engine: Engine, command_id: int, result: AttemptResult) -> str:
@@ -142,14 +167,24 @@ def _record_attempt(s, command: Command, result: AttemptResult) -> bool:
         return False
     command.attempts += 1
     meter = s.get(Meter, command.meter_id)
-    if result.relay_open is not None:
+    now = result.finished_at
+    if result.relay_open is not None:  # the meter answered: whatever else, it is online
         if result.relay_open != meter.relay_open:
             s.add(RelayChange(meter_id=meter.id, at=result.finished_at,
                               relay_open=result.relay_open, source=COMMAND))
         meter.relay_open = result.relay_open
         meter.relay_read_at = result.finished_at
+        meter.close_allowed = result.armed
+        if not meter.online or meter.failures_in_row:
+            _back_online(s, meter, now)
         s.add(meter)
-    now = result.finished_at
+        if result.status_bits & COVER_OPEN:
+            _raise_once(s, METER_TAMPER, meter, "the meter reports its cover open (开盖)")
+    if result.outcome != CONFIRMED and command.action == CUT and (
+            reason := _refusal(result.status_bits)) is not None:
+        kind, why = reason  # retrying cannot help: a person must act
+        _end(s, command, now, kind, f"cut not carried out: {why}")
+        return True
     if result.outcome == CONFIRMED:
         command.state = DONE
         command.completed_at = now
@@ -183,7 +218,8 @@ class ReadingResult:
     period_raw: tuple[int, int, int, int] | None = None
 
 
-def record_readings(engine: Engine, results: list[ReadingResult]) -> None:
+def record_readings(engine: Engine, results: list[ReadingResult], *,
+                    wrap_wh: int = WRAP_WH) -> None:
     """Store a batch of poll results in one transaction: judge each against the meter's last
     reading (`meters.assess`), charge plausible consumption, record anomalies (never charged),
     reconcile a meter that was offline; then, with the batch's balances read in one query,
@@ -191,26 +227,26 @@ def record_readings(engine: Engine, results: list[ReadingResult]) -> None:
     if not results:
         return
     with transaction(engine) as s:
-        _record_readings(s, results)
+        _record_readings(s, results, wrap_wh)
     metrics.READINGS.inc(len(results))
 
 
 def record_poll(engine: Engine, results: list[ReadingResult], touched: list[int],
-                touched_at: dt.datetime | None) -> None:
+                touched_at: dt.datetime | None, wrap_wh: int = WRAP_WH) -> None:
     """What one gateway's poll produced since its last flush, in one transaction: the meters
     read unchanged (only their reading time moves) and the readings to judge
-    (`record_readings`)."""
+    (`record_readings`; `wrap_wh`: where the gateway's protocol's energy register wraps)."""
     if not results and not touched:
         return
     with transaction(engine) as s:
         if touched:
             _touch(s, touched, touched_at)
         if results:
-            _record_readings(s, results)
+            _record_readings(s, results, wrap_wh)
     metrics.READINGS.inc(len(results) + len(touched))
 
 
-def _record_readings(s, results: list[ReadingResult]) -> None:
+def _record_readings(s, results: list[ReadingResult], wrap_wh: int = WRAP_WH) -> None:
     ids = [r.meter_id for r in results]
     locked = {}  # the kept balances of the batch's accounts, where reading them locked them
     if s.get_bind().dialect.name == "postgresql":  # balance rows before meter rows, always
@@ -233,7 +269,7 @@ def _record_readings(s, results: list[ReadingResult]) -> None:
         meter = meters.get(r.meter_id)
         if meter is not None:
             _record_one(s, meter, accounts.get(meter.account_id), r, rows, meter_rows, rollup,
-                        kept)
+                        kept, wrap_wh)
     _write_readings(s.connection(), rows, meter_rows)
     rollup.write(s.connection())
     s.flush()
@@ -256,10 +292,11 @@ _ANOMALY = Anomaly.__table__
 
 def _record_one(s, meter: Meter, account: Account | None, r: ReadingResult,
                 rows: list[dict], meter_rows: list[dict], rollup: Rollup,
-                kept: dict[int, int]) -> None:
+                kept: dict[int, int], wrap_wh: int = WRAP_WH) -> None:
     verdict = assess(previous_wh=meter.last_energy_wh, previous_at=meter.last_read_at,
                      previous_relay_open=meter.relay_open, energy_wh=r.energy_wh,
-                     relay_open=r.relay_open, read_at=r.read_at, max_power_w=meter.max_power_w)
+                     relay_open=r.relay_open, read_at=r.read_at, max_power_w=meter.max_power_w,
+                     wrap_wh=wrap_wh)
     if not meter.online:
         _reconcile_after_outage(s, meter, r)
     if verdict.chargeable and account is not None:
@@ -408,12 +445,84 @@ def expire_overdue_commands(engine: Engine, now: dt.datetime | None = None) -> i
 
 
 def _expire(s, command: Command, now: dt.datetime, why: str) -> None:
+    _end(s, command, now, COMMAND_EXPIRED, why)
+
+
+def _end(s, command: Command, now: dt.datetime, kind: str, why: str) -> None:
+    """The command ends unconfirmed (expired), an anomaly of `kind` saying why."""
     command.state = EXPIRED
     command.completed_at = now
     s.add(command)
     if command.action == READ:  # the meter's breaker reports a meter that does not answer
         return
     meter = s.get(Meter, command.meter_id)
-    s.add(Anomaly(kind=COMMAND_EXPIRED, meter_id=meter.id, account_id=meter.account_id,
+    s.add(Anomaly(kind=kind, meter_id=meter.id, account_id=meter.account_id,
                   command_id=command.id,
                   detail=f"{command.action} after {command.attempts} attempts: {why}"[:500]))
+
+
+def _refusal(status_bits: int) -> tuple[str, str] | None:
+    """Why the meter did not carry out a cut, from the status it reported, or None (no reason
+    given: a welded contact says nothing, and the command is tried until it expires)."""
+    if status_bits & KEEP_POWER:
+        return CUT_REFUSED_KEEP_POWER, "the meter is in keep-power mode (保电)"
+    if status_bits & RELAY_FAULT:
+        return RELAY_FAULT_KIND, "the meter reports its relay faulty (继电器故障)"
+    return None
+
+
+def _raise_once(s, kind: str, meter: Meter, detail: str) -> None:
+    """An anomaly of `kind` for the meter, unless one is open already."""
+    if s.exec(select(Anomaly.id).where(Anomaly.meter_id == meter.id, Anomaly.kind == kind,
+                                       Anomaly.resolved_at.is_(None))).first() is None:
+        s.add(Anomaly(kind=kind, meter_id=meter.id, account_id=meter.account_id, detail=detail))
+
+
+def _back_online(s, meter: Meter, at: dt.datetime) -> None:
+    """The meter answered a command: it is online (its outage's anomaly resolved), without
+    waiting for the next poll."""
+    meter.failures_in_row = 0
+    if not meter.online:
+        meter.online = True
+        s.connection().execute(
+            update(_ANOMALY).where(_ANOMALY.c.meter_id == meter.id,
+                                   _ANOMALY.c.kind == METER_OFFLINE,
+                                   _ANOMALY.c.resolved_at.is_(None))
+            .values(resolved_at=at, resolution="the meter answered a command"))
+
+
+def record_gateway_down(engine: Engine, gateway_id: int, detail: str, threshold: int) -> bool:
+    """A whole gateway failed (no connection, or no unit answered a round): one anomaly for the
+    gateway, its meters listed, instead of one per meter; its meters' failures counted once.
+    Returns True when the anomaly is (now) open."""
+    with transaction(engine) as s:
+        meters = s.exec(select(Meter).where(Meter.gateway_id == gateway_id)
+                        .order_by(Meter.unit_id).with_for_update()).all()
+        for meter in meters:  # counted once a failed round, each; offline without an anomaly each
+            meter.failures_in_row += 1
+            if meter.failures_in_row >= threshold:
+                meter.online = False
+            s.add(meter)
+        down = any(m.failures_in_row >= threshold for m in meters) or not meters
+        if not down:
+            return False
+        if s.exec(select(Anomaly.id).where(Anomaly.gateway_id == gateway_id,
+                                           Anomaly.kind == GATEWAY_OFFLINE,
+                                           Anomaly.resolved_at.is_(None))).first() is None:
+            gateway = s.get(Gateway, gateway_id)
+            units = ", ".join(format_address(gateway.protocol, m.unit_id) for m in meters)
+            s.add(Anomaly(kind=GATEWAY_OFFLINE, gateway_id=gateway_id,
+                          detail=(f"gateway {gateway.name} ({gateway.host}:{gateway.port}, "
+                                  f"{gateway.protocol}) down: {detail}; its {len(meters)} "
+                                  f"meters: {units}")[:500]))
+        return True
+
+
+def record_gateway_up(engine: Engine, gateway_id: int) -> None:
+    """The gateway answers again: its anomaly is resolved (kept, with when)."""
+    with transaction(engine) as s:
+        s.connection().execute(
+            update(_ANOMALY).where(_ANOMALY.c.gateway_id == gateway_id,
+                                   _ANOMALY.c.kind == GATEWAY_OFFLINE,
+                                   _ANOMALY.c.resolved_at.is_(None))
+            .values(resolved_at=utcnow(), resolution="the gateway answers again"))

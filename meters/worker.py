@@ -1,6 +1,7 @@
 """The worker: one asyncio task and one Modbus client per gateway (see `meters.gateway_loop`),
 the gateways it is responsible for, and how it hears of new commands. No SQL and no register
-numbers here: the database side is `meters.store`, the protocol side `meters.transport`.
+numbers here: the database side is `meters.store`, the protocol side `meters.protocol`
+(the gateway row's `protocol` picks the client: `meters.bus.open_bus`).
 """
 
 from __future__ import annotations
@@ -8,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Callable
 
 from sqlalchemy.engine import Engine
 
@@ -18,26 +18,26 @@ from meters import store
 from meters.gateway_loop import GatewayLoop
 from meters.leases import new_worker_id, release_leases, renew_leases
 from meters.store import GatewaySpec
+from meters.bus import open_bus
 from meters.protocol import MeterBus
-from meters.transport import GatewayClient
 
 log = logging.getLogger(__name__)
 
-ClientFactory = Callable[[GatewaySpec], MeterBus]
 
 
 class Worker:
     """All gateway loops of this process, woken by `app.wakeup` and, on PostgreSQL, by NOTIFY."""
 
-    def __init__(self, engine: Engine, settings: Settings,
-                 client_factory: ClientFactory | None = None):
+    def __init__(self, engine: Engine, settings: Settings):
         self.engine = engine
         self.settings = settings
-        self.client_factory = client_factory or (
-            lambda spec: GatewayClient(spec.host, spec.port, timeout=settings.modbus_timeout_s))
         self.loops: dict[int, GatewayLoop] = {}
         self.worker_id = new_worker_id()
         self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _open_bus(self, spec: GatewaySpec) -> MeterBus:
+        """The gateway row's protocol picks its client; nothing else does."""
+        return open_bus(spec.protocol, spec.host, spec.port, timeout=self.settings.modbus_timeout_s)
 
     def wake(self, gateway_id: int) -> None:
         """Thread-safe: called after a commit, from whatever thread committed."""
@@ -62,11 +62,12 @@ class Worker:
         for gateway_id, spec in specs.items():
             current = self.loops.get(gateway_id)
             if current is None:
-                gateway_loop = GatewayLoop(spec, self.client_factory(spec), self.engine, self.settings)
+                gateway_loop = GatewayLoop(spec, self._open_bus(spec), self.engine, self.settings)
                 self.loops[gateway_id] = gateway_loop
                 self._tasks[gateway_id] = asyncio.create_task(gateway_loop.run(),
                                                               name=f"gateway-{gateway_id}")
-            elif (current.spec.host, current.spec.port) != (spec.host, spec.port):
+            elif ((current.spec.host, current.spec.port, current.spec.protocol)
+                  != (spec.host, spec.port, spec.protocol)):
                 await self._stop_gateway(gateway_id)
                 await self.sync_gateways()
                 return

@@ -16,6 +16,11 @@ ENERGY_JUMP = "energy_jump"  # more than the breaker could pass in the interval
 ENERGY_WHILE_OPEN = "energy_while_open"  # counted while the relay read open: bypass (窃电)?
 BALANCE_MISMATCH = "balance_mismatch"  # the kept balance differs from the ledger's sum: no cut
 LINE_LOSS = "line_loss"  # a building's main meter exceeds its meters by more than expected (线损)
+GATEWAY_OFFLINE = "gateway_offline"  # a whole gateway unreachable or silent: its meters listed
+# A cut the meter acknowledged and did not carry out, and why (the status it reported):
+CUT_REFUSED_KEEP_POWER = "cut_refused_keep_power"  # in keep-power mode (保电)
+RELAY_FAULT = "relay_fault"  # the meter reports its relay faulty
+METER_TAMPER = "meter_tamper"  # the meter reports its cover open (开盖)
 
 
 class Anomaly(SQLModel, table=True):
@@ -35,6 +40,7 @@ class Anomaly(SQLModel, table=True):
     account_id: int | None = Field(default=None, foreign_key="account.id", index=True)
     command_id: int | None = Field(default=None, foreign_key="command.id")
     building_id: int | None = Field(default=None, foreign_key="building.id")
+    gateway_id: int | None = Field(default=None, foreign_key="gateway.id")  # gateway_offline
     day: dt.date | None = None
     detail: str = ""
     from_wh: int | None = Field(default=None, sa_type=sa.BigInteger)

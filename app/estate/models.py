@@ -99,12 +99,15 @@ class Account(SQLModel, table=True):
 
 
 class Gateway(SQLModel, table=True):
-    """A Modbus TCP endpoint fronting one RS-485 bus of meters."""
+    """A TCP endpoint fronting one RS-485 bus of meters: a Modbus TCP gateway, or a transparent
+    serial server carrying Modbus-RTU or DL/T 645-2007 frames (`protocol`, meters/protocol.py)."""
 
     id: int | None = Field(default=None, primary_key=True)
     name: str
     host: str
     port: int
+    protocol: str = Field(default="modbus_tcp",
+                          sa_column_kwargs={"server_default": "modbus_tcp"})
     # Row lease: the worker that polls this gateway, until when (see meters/leases.py).
     leased_by: str | None = None
     lease_expires_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
@@ -130,8 +133,14 @@ class Meter(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     account_id: int | None = Field(default=None, foreign_key="account.id", index=True)
     gateway_id: int = Field(foreign_key="gateway.id", index=True)
-    unit_id: int
+    # The meter's address on its gateway's bus: a Modbus unit id (1–247) or a DL/T 645 address
+    # (12 digits, kept as its number; meters.protocol.check_address / format_address).
+    # (SQLite's INTEGER holds 64 bits already: the column migrated in place stays INTEGER there.)
+    unit_id: int = Field(sa_type=sa.BigInteger().with_variant(sa.Integer(), "sqlite"))
     relay_open: bool | None = None
+    # Armed for the button (允许合闸): a restore in close-allowed mode was confirmed and the
+    # relay waits for the resident to press the meter's button; cleared when it closes.
+    close_allowed: bool = Field(default=False, sa_column_kwargs={"server_default": sa.false()})
     # When `relay_open` was learned (a reading's time, or a command's read-back): a reading taken
     # before it, stored after it, does not put an older relay state back.
     relay_read_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)

@@ -32,7 +32,12 @@ from dataclasses import dataclass, replace
 
 from sqlmodel import Session, select
 
-from app.anomalies.models import COMMAND_EXPIRED, Anomaly
+from app.anomalies.models import (COMMAND_EXPIRED, CUT_REFUSED_KEEP_POWER, RELAY_FAULT,
+                                  Anomaly)
+
+# An open anomaly of these kinds on a meter: a cut was not carried out, and the system does not
+# try again until a manager has resolved it.
+CUT_BLOCKED_BY = (COMMAND_EXPIRED, CUT_REFUSED_KEEP_POWER, RELAY_FAULT)
 from app.commands.models import CUT as CUT_ACTION
 from app.commands.models import RESTORE, Command
 from app.commands.services import pending_command, queue_cut
@@ -232,7 +237,7 @@ def review_cut(session: Session, meter: Meter, account: Account, balance_fen: in
                                   CutApproval.requested_at >= episode)
         .order_by(CutApproval.id.desc())).first()
     unconfirmed = session.exec(
-        select(Anomaly.id).where(Anomaly.meter_id == meter.id, Anomaly.kind == COMMAND_EXPIRED,
+        select(Anomaly.id).where(Anomaly.meter_id == meter.id, Anomaly.kind.in_(CUT_BLOCKED_BY),
                                  Anomaly.resolved_at.is_(None))).first() is not None
     decision = decide_cut(
         now, balance_fen=balance_fen, account=account, estate=estate,

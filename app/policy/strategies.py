@@ -20,14 +20,20 @@ class Strategy:
     notice_interval: dt.timedelta  # at most one low-balance notice of each kind per interval
     rate_days: int  # the recent daily rate: the charges of the last N complete local days / N
     automatic_cut: bool  # False: an exhausted balance becomes a manager task, never a command
+    # True: a restore arms the relay (允许合闸) and the resident closes it with the meter's
+    # button (the safe restore some estates require); False: the meter closes it directly.
+    restore_close_allowed: bool = False
 
 
 RESIDENTIAL = Strategy("residential", N_("居民"), dt.timedelta(hours=24), 7, True)
+# The same, restored by the resident's button on the meter (按钮合闸).
+RESIDENTIAL_BUTTON = Strategy("residential_button", N_("居民（按钮合闸）"), dt.timedelta(hours=24), 7,
+                              True, restore_close_allowed=True)
 SHOP = Strategy("shop", N_("商铺"), dt.timedelta(hours=24), 7, True)
 # Lifts, pumps and corridor lights are not cut by a machine.
 COMMON_AREA = Strategy("common_area", N_("公共区域"), dt.timedelta(hours=24), 7, False)
 
-STRATEGIES = {s.name: s for s in (RESIDENTIAL, SHOP, COMMON_AREA)}
+STRATEGIES = {s.name: s for s in (RESIDENTIAL, RESIDENTIAL_BUTTON, SHOP, COMMON_AREA)}
 
 
 def strategy_named(name: str) -> Strategy | None:

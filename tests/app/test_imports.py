@@ -24,7 +24,12 @@ def import_graph() -> dict[str, set[str]]:
     graph = {}
     for name, path in modules.items():
         found = set()
-        for node in ast.walk(ast.parse(path.read_text("utf-8"))):
+        tree = ast.parse(path.read_text("utf-8"))
+        typing_only = {id(n) for block in ast.walk(tree) if _is_type_checking(block)
+                       for n in ast.walk(block)}  # `if TYPE_CHECKING:` imports run never
+        for node in ast.walk(tree):
+            if id(node) in typing_only:
+                continue
             if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
                 targets = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
             elif isinstance(node, ast.Import):
@@ -34,6 +39,11 @@ def import_graph() -> dict[str, set[str]]:
             found |= {t for t in targets if t in modules and t != name}
         graph[name] = found
     return graph
+
+
+def _is_type_checking(node) -> bool:
+    return (isinstance(node, ast.If) and isinstance(node.test, ast.Name)
+            and node.test.id == "TYPE_CHECKING")
 
 
 def circles(graph: dict[str, set[str]]) -> list[list[str]]:

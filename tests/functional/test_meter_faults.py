@@ -7,7 +7,7 @@ import httpx
 import pytest
 from sqlmodel import select
 
-from app.anomalies.models import (COMMAND_EXPIRED, ENERGY_BACKWARDS, ENERGY_JUMP, ENERGY_WHILE_OPEN,
+from app.anomalies.models import (COMMAND_EXPIRED, CUT_REFUSED_KEEP_POWER, RELAY_FAULT, ENERGY_BACKWARDS, ENERGY_JUMP, ENERGY_WHILE_OPEN,
                                   METER_OFFLINE, STATE_CHANGED_OFFLINE, Anomaly)
 from app.commands.models import CUT, DONE, EXPIRED, RESTORE
 from app.commands.services import queue_restore
@@ -118,7 +118,7 @@ def test_welded_relay_cut_is_never_confirmed_and_expires_as_anomaly(stack, engin
     settings.cut_expiry_s = 2.5
     stack.start_sim([[1]])
     number = stack.household(1, balance_fen=50, price="1.0000", max_power_w=10**9)
-    stack.sim.meter(0, 1).keep_power = True  # acknowledges a cut, never opens
+    stack.sim.meter(0, 1).welded = True  # acknowledges a cut, never opens, says nothing
     stack.start_worker()
     first_reading(engine, number)
     stack.sim.meter(0, 1).add_energy_wh(1_000)  # 1 元 against 0.50 元: a cut is due
@@ -127,9 +127,38 @@ def test_welded_relay_cut_is_never_confirmed_and_expires_as_anomaly(stack, engin
                                f"{balance_of(engine, number)}, {meter_of(engine, number)}")
     cut = commands(engine, CUT)[0]
     assert {a.outcome for a in attempts(engine, cut.id)} == {"mismatch"}
+    assert cut.attempts > 1  # tried again: nothing said why it did not open
     assert [a.command_id for a in anomalies(engine, COMMAND_EXPIRED)] == [cut.id]
     assert read_relay(stack, 0, 1) is False  # still supplying
     time.sleep(1.0)  # a few more polls: no new cut is sent to a relay a manager must look at
+    assert len(commands(engine, CUT)) == 1
+
+
+@pytest.mark.parametrize(("fault", "kind", "why"), [
+    ("keep_power", CUT_REFUSED_KEEP_POWER, "keep-power mode (保电)"),
+    ("relay_fault", RELAY_FAULT, "relay faulty"),
+])
+def test_a_cut_the_meter_says_it_will_not_do_ends_at_once_with_its_reason(
+        stack, engine, settings, fault, kind, why):
+    """Issue 18, defect 5: a meter in keep-power mode (or reporting its relay faulty) is not a
+    welded relay: the status it reports says why, the cut ends after one attempt with that
+    anomaly, and no new cut is queued while it is open."""
+    settings.cut_expiry_s = 30
+    stack.start_sim([[1]])
+    number = stack.household(1, balance_fen=50, price="1.0000", max_power_w=10**9)
+    setattr(stack.sim.meter(0, 1), fault, True)
+    stack.start_worker()
+    first_reading(engine, number)
+    stack.sim.meter(0, 1).add_energy_wh(1_000)  # 1 元 against 0.50 元: a cut is due
+    wait_until(lambda: [c.state for c in commands(engine, CUT)] == [EXPIRED], timeout=10,
+               message=lambda: f"the cut did not end: {commands(engine)}")
+    cut = commands(engine, CUT)[0]
+    assert cut.attempts == 1
+    (anomaly,) = anomalies(engine, kind)
+    assert anomaly.command_id == cut.id and why in anomaly.detail
+    assert anomalies(engine, COMMAND_EXPIRED) == []
+    assert read_relay(stack, 0, 1) is False  # still supplying, as the meter said
+    time.sleep(1.0)
     assert len(commands(engine, CUT)) == 1
 
 

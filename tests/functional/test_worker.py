@@ -9,7 +9,7 @@ from app.commands.models import CUT, DONE, PENDING, RESTORE, Command, CommandAtt
 from app.billing.services import post_stale_accruals
 from app.db import transaction, utcnow
 from app.estate.models import Reading
-from meters.transport import GatewayClient
+from meters.bus import open_bus
 from tests.conftest import wait_until
 from tests.factories import balance_of, entries_of, meter_of
 from tests.payflow import post_notification, start_payment
@@ -30,13 +30,14 @@ def attempts(engine, command_id):
 
 
 def read_relay(stack, gateway_index, unit_id) -> bool:
-    """The relay register read over Modbus from the simulator, as a real client sees it."""
+    """The relay read from the simulator in the gateway's protocol, as a real client sees it:
+    True when open (supply cut)."""
     gw = stack.sim.gateways[gateway_index]
 
     async def read():
-        client = GatewayClient(gw.host, gw.port, timeout=1.0)
+        client = open_bus(gw.protocol, gw.host, gw.port, timeout=1.0)
         try:
-            return await client.read_relay(unit_id)
+            return (await client.read_relay(unit_id)).open
         finally:
             await client.close()
 

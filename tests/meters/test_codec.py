@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from meters import registers as r
-from meters.codec import (
+from meters.modbus import registers as r
+from meters.modbus.codec import (
+    decode_allow_close,
     MeterSnapshot,
     decode_block,
     decode_relay,
@@ -92,16 +93,33 @@ def test_decode_block_rejects_wrong_length(length):
 
 
 @pytest.mark.parametrize(
-    "words", [[], [0, 0], [0x1_0000], [-1]], ids=["empty", "two", "17-bit", "negative"]
+    "words", [[], [0], [0, 0, 0], [0x1_0000, 0], [0, -1], [2, 0]],
+    ids=["empty", "one", "three", "17-bit", "negative", "unknown state"]
 )
 def test_decode_relay_rejects_bad_words(words):
     with pytest.raises(ValueError):
         decode_relay(words)
 
 
-@pytest.mark.parametrize(("words", "relay_open"), [([0], False), ([1], True)])
-def test_decode_relay(words, relay_open):
-    assert decode_relay(words) is relay_open
+@pytest.mark.parametrize(("words", "relay_open", "keep_power", "armed", "fault", "cover"), [
+    ([0, 0], False, False, False, False, False),
+    ([1, 0b1000], True, False, False, False, False),  # remote trip latched
+    ([0, 0b1_0000], False, True, False, False, False),  # keep-power (bit 4)
+    ([1, 0b10_1000], True, False, True, False, False),  # armed for the button (bit 5)
+    ([0, 0b100_0000], False, False, False, True, False),  # relay fault (bit 6)
+    ([0, 0b1000_0000], False, False, False, False, True),  # cover open (bit 7)
+])
+def test_decode_relay(words, relay_open, keep_power, armed, fault, cover):
+    state = decode_relay(words)
+    assert (state.open, state.keep_power, state.close_allowed, state.relay_fault,
+            state.cover_open) == (relay_open, keep_power, armed, fault, cover)
+
+
+def test_relay_control_words():
+    assert encode_relay_command(True) == [1, 1]
+    assert encode_relay_command(False) == [1, 0]
+    assert encode_relay_command(False, close_allowed=True) == [1, 2]
+    assert decode_allow_close([1, 2]) and not decode_allow_close([1, 0])
 
 
 def test_unknown_relay_state_is_an_error_not_closed():

@@ -16,12 +16,14 @@ from app.db import transaction, utcnow
 from app.estate.models import Meter, Reading
 from app.settings import Settings
 from meters import gateway_loop, store
-from meters import registers as r
-from meters.codec import MeterSnapshot, decode_block, encode_block
+from meters.modbus import registers as r
+from meters.modbus.codec import decode_block, encode_block
+from meters.protocol import MeterSnapshot
 from meters.gateway_loop import GatewayLoop
 from meters.simulator import SimMeter, Simulator
 from meters.store import GatewaySpec, MeterSpec, ReadingResult
-from meters.transport import GatewayClient, MeterError, _ReadRegistersResponse
+from meters.modbus.client import GatewayClient, _ReadRegistersResponse
+from meters.protocol import MeterError
 from tests.factories import EstateFactory, meter_of
 
 T0 = 1_767_240_000.0  # 2026-01-01 04:00 UTC, 12:00 in Shanghai
@@ -78,7 +80,7 @@ def test_connection_dropped_while_waiting_fails_at_once_and_the_client_recovers(
         async with Simulator([[1]], bus_delay_s=0.4) as sim:
             client = GatewayClient("127.0.0.1", sim.gateways[0].port, timeout=2.0)
             try:
-                assert await client.read_relay(1) is False
+                assert (await client.read_relay(1)).open is False
                 waiting = asyncio.create_task(client.read_snapshot(1))
                 await asyncio.sleep(0.1)  # the request waits on the bus
                 started = time.monotonic()
@@ -88,7 +90,7 @@ def test_connection_dropped_while_waiting_fails_at_once_and_the_client_recovers(
                     await waiting
                 assert caught.value.kind == "connection"
                 assert time.monotonic() - started < 0.3  # not the 2 s timeout
-                assert await client.read_relay(1) is False  # reconnects on the next call
+                assert (await client.read_relay(1)).open is False  # reconnects on the next call
             finally:
                 await client.close()
 
@@ -163,7 +165,7 @@ class FakeBus:
 def test_unchanged_readings_wait_for_the_next_write_and_go_in_one_transaction(monkeypatch):
     writes = []
     monkeypatch.setattr(store, "record_poll",
-                        lambda engine, readings, touched, at: writes.append(
+                        lambda engine, readings, touched, at, wrap_wh: writes.append(
                             ([x.meter_id for x in readings], list(touched))))
     monkeypatch.setattr(gateway_loop, "FLUSH_EVERY_S", 0.0)  # readings: flushed at once
     units = range(1, 11)
@@ -207,7 +209,7 @@ def test_pymodbus_closing_after_unanswered_requests_leaves_the_caller_uncancelle
                     await asyncio.sleep(0.02)  # no stray cancellation lands here
                 assert "timeout" in kinds
                 assert asyncio.current_task().cancelling() == 0
-                assert await client.read_relay(2) is False
+                assert (await client.read_relay(2)).open is False
             finally:
                 await client.close()
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from pymodbus.client import AsyncModbusTcpClient
 
-from meters import registers as r
+from meters.modbus import registers as r
 from meters.simulator import (
     LOCAL_TZ,
     PROFILES,
@@ -34,7 +34,8 @@ from meters.simulator import (
     profile_energy_wh,
     run_plan,
 )
-from meters.transport import GatewayClient, MeterError
+from meters.modbus.client import GatewayClient
+from meters.protocol import MeterError
 
 REPO = Path(__file__).resolve().parents[2]
 UNITS = [1, 2, 3]
@@ -90,7 +91,7 @@ def test_welded_relay_acknowledges_and_counts_a_cut_but_stays_closed_without_a_s
 
         snapshot = await client.read_snapshot(1)
         assert snapshot.command_counter == 1
-        assert snapshot.relay_open is False and await client.read_relay(1) is False
+        assert snapshot.relay_open is False and (await client.read_relay(1)).open is False
         assert (snapshot.keep_power, snapshot.remote_trip, snapshot.status_bits) == (False, False, 0)
         assert snapshot.power_w == 1000  # still supplying
 
@@ -99,7 +100,7 @@ def test_welded_relay_acknowledges_and_counts_a_cut_but_stays_closed_without_a_s
 
         sim.meter(0, 1).welded = False  # repaired: the next cut opens it
         await client.write_relay(1, True)
-        assert await client.read_relay(1) is True
+        assert (await client.read_relay(1)).open is True
 
     run(scenario, load_w=1000)
 
@@ -112,7 +113,7 @@ def test_welded_relay_stays_closed_after_its_delay():
         await client.write_relay(2, True)
         await asyncio.sleep(0.15)
 
-        assert await client.read_relay(2) is False
+        assert (await client.read_relay(2)).open is False
         assert sim.meter(0, 2).relay_pending is None  # the move came due and did nothing
 
     run(scenario, relay_delay_s=0.1)
@@ -125,7 +126,7 @@ def test_bypass_energy_grows_while_the_relay_reads_open():
     async def scenario(sim, clients):
         (client,) = clients
         await client.write_relay(1, True)
-        assert await client.read_relay(1) is True
+        assert (await client.read_relay(1)).open is True
         cut = await client.read_snapshot(1)
         await asyncio.sleep(0.1)
         assert (await client.read_snapshot(1)).energy_raw == cut.energy_raw  # no bypass yet
@@ -236,12 +237,12 @@ def test_silent_gateway_times_out_for_every_unit_while_another_gateway_answers()
         assert time.monotonic() - started < 1.5
         assert sim.meter(0, 2).command_counter == 0  # the write never reached the meter
 
-        assert await healthy.read_relay(1) is False
+        assert (await healthy.read_relay(1)).open is False
         with pytest.raises(MeterError, match="0x0B"):  # healthy gateway: unknown unit → 0x0B
             await healthy.read_relay(99)
 
         sim.gateways[0].silent = False
-        assert await silent.read_relay(1) is False
+        assert (await silent.read_relay(1)).open is False
 
     run(scenario, gateways=[UNITS, UNITS], timeout=0.2)
 
@@ -260,11 +261,11 @@ def test_fc06_accepted_writes_the_relay_control_one_word_at_a_time():
 
         responses = await raw_request(port, lambda raw: fc06(raw, [(0, 1), (1, 1)]))  # cut
         assert not any(response.isError() for response in responses)
-        assert await client.read_relay(1) is True
+        assert (await client.read_relay(1)).open is True
         assert (await client.read_snapshot(1)).command_counter == 1
 
         responses = await raw_request(port, lambda raw: fc06(raw, [(0, 1), (1, 0)]))  # restore
-        assert await client.read_relay(1) is False
+        assert (await client.read_relay(1)).open is False
 
         lone = await raw_request(port, lambda raw: raw.write_register(address + 1, 1, device_id=1))
         bad = await raw_request(port, lambda raw: raw.write_register(address, 7, device_id=1))
@@ -350,7 +351,7 @@ def test_relay_timer_moves_the_relay_even_when_an_injected_clock_stands_still():
         (client,) = clients
         await client.write_relay(1, True)
         await asyncio.sleep(0.1)
-        assert await client.read_relay(1) is True
+        assert (await client.read_relay(1)).open is True
 
     run(scenario, relay_delay_s=0.05, clock=FakeClock())
 
@@ -364,7 +365,7 @@ def test_unknown_profile_is_refused():
 
 # --- feikong simulate ------------------------------------------------------------------------
 
-GATEWAY_LINE = re.compile(r"^gateway (\d+): ([\d.]+):(\d+), (\d+) meters \(unit ids (\S+)\)$")
+GATEWAY_LINE = re.compile(r"^gateway (\d+): ([\d.]+):(\d+), (\d+) meters \(unit ids (\S+)\), (modbus_tcp|modbus_rtu_over_tcp|dlt645_tcp)$")
 
 
 def free_base_port(count: int) -> int:
@@ -595,7 +596,7 @@ def test_a_timeout_is_one_warning_line_and_no_pymodbus_dump(caplog):
     with caplog.at_level(logging.INFO):
         asyncio.run(main())
     assert [r for r in caplog.records if r.name.startswith("pymodbus")] == []
-    ours = [r for r in caplog.records if r.name == "meters.transport"]
+    ours = [r for r in caplog.records if r.name == "meters.modbus.client"]
     assert [r.levelname for r in ours] == ["WARNING", "WARNING"]
     line = ours[0].getMessage()  # gateway, unit, what failed
     assert line.startswith("meter 1 @ 127.0.0.1:") and "no response [read_snapshot" in line

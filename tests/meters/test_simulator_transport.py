@@ -11,9 +11,10 @@ import time
 import pytest
 from pymodbus.client import AsyncModbusTcpClient
 
-from meters import registers as r
+from meters.modbus import registers as r
 from meters.simulator import Simulator
-from meters.transport import GatewayClient, MeterError
+from meters.modbus.client import GatewayClient
+from meters.protocol import MeterError
 
 UNITS = [1, 2, 3]
 FAST_LOAD_W = 3_600_000  # 1000 Wh per second: 100 register units per second
@@ -69,12 +70,12 @@ def test_energy_register_wraps_at_2_32():
 def test_cut_then_restore_reads_back():
     async def scenario(sim, client):
         await client.write_relay(1, True)
-        assert await client.read_relay(1) is True
+        assert (await client.read_relay(1)).open is True
         cut = await client.read_snapshot(1)
         assert (cut.relay_open, cut.remote_trip, cut.command_counter) == (True, True, 1)
 
         await client.write_relay(1, False)
-        assert await client.read_relay(1) is False
+        assert (await client.read_relay(1)).open is False
         assert (await client.read_snapshot(1)).command_counter == 2
         assert sim.meter(0, 2).relay_open is False  # the neighbour never moved
 
@@ -85,11 +86,11 @@ def test_relay_moves_only_after_its_delay():
     async def scenario(sim, client):
         await client.write_relay(3, True)  # acknowledged at once
 
-        assert await client.read_relay(3) is False  # old state until the delay passes
+        assert (await client.read_relay(3)).open is False  # old state until the delay passes
         assert (await client.read_snapshot(3)).command_counter == 1
         await asyncio.sleep(0.35)
         assert sim.meter(0, 3).relay_open is True  # moved without anyone reading
-        assert await client.read_relay(3) is True
+        assert (await client.read_relay(3)).open is True
 
     run(scenario, relay_delay_s=0.3)
 
@@ -136,7 +137,7 @@ def test_write_to_offline_meter_is_refused_and_relay_unchanged():
     run(scenario)
 
 
-@pytest.mark.parametrize("words", [[0, 0], [1, 2], [2, 1], [1]])
+@pytest.mark.parametrize("words", [[0, 0], [1, 3], [2, 1], [1]])
 def test_invalid_relay_control_value_is_exception_03(words):
     async def scenario(sim, client):
         response = await raw_request(
@@ -181,14 +182,14 @@ def test_silent_meter_times_out_without_blocking_its_neighbours():
 
         assert caught.value.kind == "timeout"
         assert time.monotonic() - started < 0.6
-        assert await client.read_relay(2) is False
+        assert (await client.read_relay(2)).open is False
 
     run(scenario, timeout=0.2)
 
 
 def test_stopped_gateway_fails_promptly_and_client_recovers_after_restart():
     async def scenario(sim, client):
-        assert await client.read_relay(1) is False
+        assert (await client.read_relay(1)).open is False
         await sim.gateways[0].stop()
         started = time.monotonic()
 
@@ -199,7 +200,7 @@ def test_stopped_gateway_fails_promptly_and_client_recovers_after_restart():
         assert time.monotonic() - started < 0.5
 
         await sim.gateways[0].start()
-        assert await client.read_relay(1) is False
+        assert (await client.read_relay(1)).open is False
 
     run(scenario)
 

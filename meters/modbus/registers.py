@@ -6,13 +6,15 @@ map replaces ours in this one file. The map is checked at import: overlapping re
 register that straddles the poll block, or a block too long for one FC03 read fail loudly.
 
 Sources: Acrel DDSY1352 manual (energy, password, electrical values), a public Acrel
-integration (relay control at 0x0057); 0x0030-0x0032 are project-defined. See METERS.md.
+integration (relay control at 0x0057); 0x0030-0x0032 are project-defined. See docs/meters.md.
 """
 
 from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+
+from meters import protocol as p
 
 
 class DataType(enum.Enum):
@@ -122,10 +124,21 @@ RELAY_STATE_OPEN = 1  # supply cut
 # Relay control words (FC16 to RELAY_CONTROL); any other value is refused with exception 03.
 RELAY_CONTROL_CUT: tuple[int, ...] = (1, 1)  # 拉闸
 RELAY_CONTROL_RESTORE: tuple[int, ...] = (1, 0)  # 合闸
+# 允许合闸: the relay stays open, armed; the resident closes it with the meter's button
+# (project-defined, like the Acrel-style cut/restore words above).
+RELAY_CONTROL_ALLOW_CLOSE: tuple[int, ...] = (1, 2)
 
 # Status bit numbers (bit 0 = least significant).
 STATUS_REMOTE_TRIP = 3  # relay opened by a remote command and still latched
 STATUS_KEEP_POWER = 4  # keep-power (保电): cut commands are acknowledged but ignored
+STATUS_CLOSE_ALLOWED = 5  # armed (允许合闸): the button closes the relay
+STATUS_RELAY_FAULT = 6  # the meter judges its own relay faulty
+STATUS_COVER_OPEN = 7  # terminal cover open (开盖)
+# These are `meters.protocol`'s status flags, bit for bit (checked below): the codec passes the
+# status word through.
+
+# The relay read-back: RELAY_STATE and STATUS_BITS in one FC03.
+RELAY_READ_COUNT = 2
 
 MAX_READ_COUNT = 125  # Modbus limit for one FC03 request
 
@@ -153,8 +166,15 @@ def _check_map() -> None:
         RELAY_CONTROL_RESTORE
     ):
         raise ValueError("relay control words do not fit RELAY_CONTROL")
-    if RELAY_CONTROL_CUT == RELAY_CONTROL_RESTORE:
-        raise ValueError("cut and restore words must differ")
+    if len({RELAY_CONTROL_CUT, RELAY_CONTROL_RESTORE, RELAY_CONTROL_ALLOW_CLOSE}) != 3:
+        raise ValueError("cut, restore and allow-close words must differ")
+    if STATUS_BITS.address != RELAY_STATE.address + RELAY_STATE.words:
+        raise ValueError("STATUS_BITS must follow RELAY_STATE (one read-back)")
+    for bit, flag in ((STATUS_REMOTE_TRIP, p.REMOTE_TRIP), (STATUS_KEEP_POWER, p.KEEP_POWER),
+                      (STATUS_CLOSE_ALLOWED, p.CLOSE_ALLOWED), (STATUS_RELAY_FAULT, p.RELAY_FAULT),
+                      (STATUS_COVER_OPEN, p.COVER_OPEN)):
+        if 1 << bit != flag:
+            raise ValueError(f"status bit {bit} is not meters.protocol's flag {flag:#x}")
     if RELAY_STATE_CLOSED == RELAY_STATE_OPEN:
         raise ValueError("relay state values must differ")
 

@@ -1,4 +1,6 @@
-"""Modbus TCP client for one gateway: the client side's only pymodbus import.
+"""Modbus client for one gateway, over TCP: MBAP frames (`modbus_tcp`) or RTU frames with their
+CRC tunnelled through a transparent serial server (`modbus_rtu_over_tcp`, pymodbus' RTU framer
+on a TCP socket). The client side's only pymodbus import.
 
 One `GatewayClient` per gateway. Its requests run one at a time (an RS-485 bus does one
 transaction at a time), each bounded by a short timeout with no pymodbus retries: retrying is
@@ -15,13 +17,15 @@ import struct
 from collections.abc import Awaitable, Callable
 from typing import Any, NoReturn
 
+from pymodbus import FramerType
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 from pymodbus.pdu.register_message import ReadHoldingRegistersResponse
 
-from meters import codec
-from meters import registers as r
-from meters.codec import MeterSnapshot
+from meters.modbus import codec
+from meters.modbus import registers as r
+from meters.protocol import (CONNECTION, EXCEPTION, MODBUS_RTU_OVER_TCP, MODBUS_TCP, TIMEOUT,
+                             MeterError, MeterSnapshot, RelayState)
 
 log = logging.getLogger(__name__)
 
@@ -68,10 +72,6 @@ class _ReadRegistersResponse(ReadHoldingRegistersResponse):
 def _register_struct(count: int) -> struct.Struct:
     return struct.Struct(f">{count}H")
 
-TIMEOUT = "timeout"
-EXCEPTION = "exception"
-CONNECTION = "connection"
-
 EXCEPTION_NAMES = {
     0x01: "illegal function",
     0x02: "illegal data address",
@@ -86,56 +86,22 @@ EXCEPTION_NAMES = {
 }
 
 
-class MeterError(Exception):
-    """A request to one meter failed.
-
-    kind: "timeout" (no answer in time), "exception" (the gateway or meter answered with a
-    Modbus exception, `exception_code` set; or answered words that do not decode,
-    `exception_code` None), "connection" (the gateway cannot be reached).
-    """
-
-    def __init__(
-        self,
-        kind: str,
-        *,
-        unit_id: int,
-        host: str,
-        port: int,
-        exception_code: int | None = None,
-        operation: str = "",
-        detail: str = "",
-    ) -> None:
-        self.kind = kind
-        self.unit_id = unit_id
-        self.host = host
-        self.port = port
-        self.exception_code = exception_code
-        self.operation = operation
-        self.detail = detail
-        super().__init__(str(self))
-
-    def __str__(self) -> str:
-        where = f"meter {self.unit_id} @ {self.host}:{self.port}"
-        if self.kind == EXCEPTION and self.exception_code is not None:
-            name = EXCEPTION_NAMES.get(self.exception_code, "unknown exception")
-            what = f"Modbus exception 0x{self.exception_code:02X} ({name})"
-        elif self.kind == EXCEPTION:
-            what = "invalid response"
-        elif self.kind == TIMEOUT:
-            what = "no response"
-        else:
-            what = "no connection to the gateway"
-        extra = "; ".join(part for part in (self.operation, self.detail) if part)
-        return f"{where}: {what}" + (f" [{extra}]" if extra else "")
+def _modbus_what(kind: str, code: int | None) -> str:
+    if kind == EXCEPTION and code is not None:
+        return f"Modbus exception 0x{code:02X} ({EXCEPTION_NAMES.get(code, 'unknown exception')})"
+    return ""
 
 
 class GatewayClient:
-    """The connection to one Modbus TCP gateway, shared by all meters behind it."""
+    """The connection to one Modbus gateway, shared by all meters behind it. `rtu`: RTU frames
+    over the TCP socket (a transparent serial server) instead of MBAP."""
 
-    def __init__(self, host: str, port: int, *, timeout: float = 1.0) -> None:
+    def __init__(self, host: str, port: int, *, timeout: float = 1.0, rtu: bool = False) -> None:
         self.host = host
         self.port = port
         self.timeout = timeout
+        self.rtu = rtu
+        self.protocol = MODBUS_RTU_OVER_TCP if rtu else MODBUS_TCP
         self._client: AsyncModbusTcpClient | None = None
         self._lock: asyncio.Lock | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -163,6 +129,7 @@ class GatewayClient:
             self._client = AsyncModbusTcpClient(
                 self.host,
                 port=self.port,
+                framer=FramerType.RTU if self.rtu else FramerType.SOCKET,
                 timeout=self.timeout,
                 retries=0,
                 reconnect_delay=0,  # no background reconnects: the next call reconnects
@@ -236,23 +203,26 @@ class GatewayClient:
         words = await self._read(unit_id, r.BLOCK_START, r.BLOCK_COUNT, "read_snapshot")
         return self._decode(unit_id, "read_snapshot", codec.decode_block, words)
 
-    async def read_relay(self, unit_id: int) -> bool:
-        """Read the relay state register: True if the relay is open (supply cut)."""
+    async def read_relay(self, unit_id: int) -> RelayState:
+        """Read the relay state and status registers (one FC03): open (supply cut) and why."""
         words = await self._read(
-            unit_id, r.RELAY_STATE.address, r.RELAY_STATE.words, "read_relay"
+            unit_id, r.RELAY_STATE.address, r.RELAY_READ_COUNT, "read_relay"
         )
         return self._decode(unit_id, "read_relay", codec.decode_relay, words)
 
-    async def write_relay(self, unit_id: int, open_relay: bool) -> None:
-        """Send a cut (`open_relay=True`) or restore command (FC16 to RELAY_CONTROL).
+    async def write_relay(self, unit_id: int, open_relay: bool, *,
+                          close_allowed: bool = False) -> None:
+        """Send a cut (`open_relay=True`) or restore command (FC16 to RELAY_CONTROL); a restore
+        with `close_allowed` arms the relay for the meter's button (允许合闸).
 
         Returns when the meter has acknowledged the command. An acknowledgement is not the
         relay moving: it may move later, or never (keep-power mode, a welded contact). Confirm
         with `read_relay`. Raises MeterError; a timeout leaves it unknown whether the command
         arrived.
         """
-        operation = "write_relay cut" if open_relay else "write_relay restore"
-        words = codec.encode_relay_command(open_relay)
+        operation = ("write_relay cut" if open_relay else
+                     "write_relay allow-close" if close_allowed else "write_relay restore")
+        words = codec.encode_relay_command(open_relay, close_allowed=close_allowed)
         await self._request(
             unit_id,
             operation,
@@ -322,7 +292,7 @@ class GatewayClient:
         if response.isError():
             code = getattr(response, "exception_code", None)
             self._fail(MeterError(EXCEPTION, **self._where(unit_id, operation),
-                                  exception_code=code))
+                                  exception_code=code, what=_modbus_what(EXCEPTION, code)))
         if self._failing and unit_id in self._failing:
             self._succeeded(unit_id)
         return response

@@ -1,44 +1,16 @@
 """Pure conversions between register words and meter values: no I/O, no clock.
 
 Words are 16-bit big-endian registers; a 32-bit value is high word first. Addresses and scale
-factors come from `meters.registers`.
+factors come from `meters.modbus.registers`; what is decoded is the protocol-neutral
+`meters.protocol.MeterSnapshot` / `RelayState`.
 """
 
 from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
-from dataclasses import dataclass
-
-from meters import registers as r
-
-
-@dataclass(frozen=True)
-class MeterSnapshot:
-    """One read of the poll block, decoded. Units are in the field names."""
-
-    energy_raw: int  # total active energy register, 0.01 kWh, wraps at ENERGY_WRAP
-    energy_wh: int  # energy_raw * 10
-    period_raw: tuple[int, int, int, int]  # spike, peak, flat, valley (0.01 kWh)
-    voltage_dv: int  # 0.1 V
-    current_ca: int  # 0.01 A
-    power_w: int  # active power, W (register unit 0.001 kW); negative when exporting
-    relay_open: bool  # True: supply cut; False: supply on
-    status_bits: int
-    command_counter: int  # accepted relay commands, wraps at 65536
-    apparent_power_va: int = 0
-    power_factor_milli: int = 0  # 0.001
-    frequency_chz: int = 0  # 0.01 Hz
-
-    @property
-    def remote_trip(self) -> bool:
-        """The relay was opened by a remote command and is latched."""
-        return bool(self.status_bits >> r.STATUS_REMOTE_TRIP & 1)
-
-    @property
-    def keep_power(self) -> bool:
-        """Keep-power mode (保电): the meter acknowledges cuts but does not open."""
-        return bool(self.status_bits >> r.STATUS_KEEP_POWER & 1)
+from meters.modbus import registers as r
+from meters.protocol import MeterSnapshot, RelayState
 
 
 def _check_length(words: Sequence[int], expected: int, what: str) -> None:
@@ -201,25 +173,37 @@ def encode_block(snapshot: MeterSnapshot, *, password: int = 0) -> list[int]:
         command_counter=snapshot.command_counter))
 
 
-def decode_relay(words: Sequence[int]) -> bool:
-    """Decode a one-register read of RELAY_STATE: True if open (cut)."""
-    return relay_open_from_state(decode_value(words, r.RELAY_STATE.datatype))
+def decode_relay(words: Sequence[int]) -> RelayState:
+    """Decode a read of RELAY_STATE and STATUS_BITS (adjacent: one FC03 of RELAY_READ_COUNT)."""
+    _check_length(words, r.RELAY_READ_COUNT, "relay and status")
+    state, status = words
+    return RelayState(relay_open_from_state(decode_value([state], r.RELAY_STATE.datatype)),
+                      decode_value([status], r.STATUS_BITS.datatype))
 
 
-def encode_relay_command(open_relay: bool) -> list[int]:
-    """Words to write (FC16) to RELAY_CONTROL: cut if `open_relay`, else restore.
+def encode_relay_command(open_relay: bool, *, close_allowed: bool = False) -> list[int]:
+    """Words to write (FC16) to RELAY_CONTROL: cut if `open_relay`, else restore (with
+    `close_allowed`: arm the relay for the meter's button, 允许合闸).
 
     The meter's acknowledgement of these words is not the relay moving: only RELAY_STATE read
     back afterwards confirms a command.
     """
-    return list(r.RELAY_CONTROL_CUT if open_relay else r.RELAY_CONTROL_RESTORE)
+    if open_relay:
+        return list(r.RELAY_CONTROL_CUT)
+    return list(r.RELAY_CONTROL_ALLOW_CLOSE if close_allowed else r.RELAY_CONTROL_RESTORE)
 
 
 def decode_relay_command(words: Sequence[int]) -> bool | None:
-    """Words written to RELAY_CONTROL -> True (cut), False (restore), None (not a command)."""
+    """Words written to RELAY_CONTROL -> True (cut), False (restore), None (not a command).
+    The arming restore (允许合闸) is `decode_allow_close`."""
     values = tuple(words)
     if values == r.RELAY_CONTROL_CUT:
         return True
     if values == r.RELAY_CONTROL_RESTORE:
         return False
     return None
+
+
+def decode_allow_close(words: Sequence[int]) -> bool:
+    """True when the words written to RELAY_CONTROL arm the relay (允许合闸)."""
+    return tuple(words) == r.RELAY_CONTROL_ALLOW_CLOSE
