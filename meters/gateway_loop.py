@@ -12,6 +12,7 @@ not wait for the database. No SQL and no register numbers here.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -25,7 +26,7 @@ from app.settings import Settings
 from meters import store
 from meters.breaker import Breaker
 from meters.store import CONFIRMED, AttemptResult, DueCommand, GatewaySpec, ReadingResult
-from meters.protocol import CONNECTION, ENERGY_WRAP_WH, TIMEOUT, MeterBus, MeterError, RelayState
+from meters.protocol import CONNECTION, ENERGY_WRAP_WH, EXCEPTION, TIMEOUT, MeterBus, MeterError, RelayState
 
 log = logging.getLogger(__name__)
 
@@ -192,9 +193,15 @@ class GatewayLoop:
                 self.answered(command.meter_id)
                 state = await self.client.read_relay(command.unit_id)
         except MeterError as exc:
+            if command.wants_open and exc.kind == EXCEPTION:
+                # refused: a DL/T 645 meter in keep-power mode answers a trip with an error;
+                # its status says why (read once; a meter that does not answer says nothing)
+                with contextlib.suppress(MeterError):
+                    state = await self.client.read_relay(command.unit_id)
             self._finish(command, AttemptResult(
                 started, utcnow(), exc.kind, state.open if state else None,
-                exception_code=exc.exception_code, detail=str(exc),
+                exception_code=exc.exception_code, detail=str(exc) + (
+                    _status_words(state) if state else ""),
                 status_bits=state.status_bits if state else 0))
             return
         self.relay_open[command.meter_id] = state.open

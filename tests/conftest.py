@@ -130,8 +130,10 @@ def cut_account(engine):
 class Stack:
     """The system as `feikong demo` runs it, on this test's database, on loopback."""
 
-    def __init__(self, loop_thread: LoopThread, settings: Settings, engine):
+    def __init__(self, loop_thread: LoopThread, settings: Settings, engine,
+                 protocol: str = "modbus_tcp"):
         self.lt, self.settings, self.engine = loop_thread, settings, engine
+        self.protocol = protocol  # what the simulated gateways speak (the `meter_protocol` fixture)
         self.sim = None
         self.base_url = settings.base_url
         self._server = None
@@ -141,7 +143,7 @@ class Stack:
     def start_sim(self, units: list[list[int]], **kwargs):
         from meters.simulator import Simulator
 
-        self.sim = Simulator(units, **kwargs)
+        self.sim = Simulator(units, **{"protocol": self.protocol, **kwargs})
         self.lt.run(self.sim.start())
         return self.sim
 
@@ -155,7 +157,7 @@ class Stack:
             self._estate = EstateFactory(self.engine)
         if gateway_index not in self._gateway_ids:
             gw = self.sim.gateways[gateway_index]
-            self._gateway_ids[gateway_index] = self._estate.gateway(gw.host, gw.port)
+            self._gateway_ids[gateway_index] = self._estate.gateway(gw.host, gw.port, gw.protocol)
         self.sim.meter(gateway_index, unit_id).relay_open = relay_open
         return self._estate.account(gateway_id=self._gateway_ids[gateway_index], unit_id=unit_id,
                                     balance_fen=balance_fen, relay_open=relay_open, price=price,
@@ -181,8 +183,16 @@ class Stack:
 
 
 @pytest.fixture
-def stack(loop_thread, settings, engine):
-    s = Stack(loop_thread, settings, engine)
+def meter_protocol():
+    """The protocol the stack's simulated gateways speak. A module runs its tests in every
+    protocol with `pytestmark = pytest.mark.parametrize("meter_protocol", PROTOCOLS)` (a
+    parameter of this name takes the fixture's place)."""
+    return "modbus_tcp"
+
+
+@pytest.fixture
+def stack(loop_thread, settings, engine, meter_protocol):
+    s = Stack(loop_thread, settings, engine, meter_protocol)
     yield s
     s.stop()
 

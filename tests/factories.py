@@ -35,9 +35,9 @@ class EstateFactory:
             self.estate_id, self.building_id = estate.id, building.id
         self._count = 0
 
-    def gateway(self, host: str, port: int) -> int:
+    def gateway(self, host: str, port: int, protocol: str = "modbus_tcp") -> int:
         with transaction(self.engine) as s:
-            gw = Gateway(name=f"gw {port}", host=host, port=port)
+            gw = Gateway(name=f"gw {port}", host=host, port=port, protocol=protocol)
             s.add(gw)
             s.flush()
             return gw.id

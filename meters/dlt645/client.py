@@ -43,12 +43,7 @@ from meters.protocol import (CONNECTION, DLT645_TCP, EXCEPTION, TIMEOUT, MeterEr
 
 log = logging.getLogger(__name__)
 
-try:
-    from zoneinfo import ZoneInfo
-
-    METER_TZ: dt.tzinfo = ZoneInfo("Asia/Shanghai")
-except Exception:  # no tz database: China keeps UTC+8 without daylight saving
-    METER_TZ = dt.timezone(dt.timedelta(hours=8), "Asia/Shanghai")
+METER_TZ = c.METER_TZ
 
 
 class _Stream(asyncio.Protocol):

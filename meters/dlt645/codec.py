@@ -43,6 +43,13 @@ from typing import NamedTuple
 from meters.protocol import (CLOSE_ALLOWED, KEEP_POWER, REMOTE_TRIP, RELAY_FAULT, MeterSnapshot,
                              RelayState)
 
+try:  # a meter keeps Beijing time: a command's valid-until time is in it
+    from zoneinfo import ZoneInfo
+
+    METER_TZ: dt.tzinfo = ZoneInfo("Asia/Shanghai")
+except Exception:  # no tz database: China keeps UTC+8 without daylight saving
+    METER_TZ = dt.timezone(dt.timedelta(hours=8), "Asia/Shanghai")
+
 PREAMBLE = b"\xfe\xfe\xfe\xfe"
 START = 0x68
 END = 0x16

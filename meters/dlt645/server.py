@@ -40,7 +40,6 @@ import datetime as dt
 from typing import TYPE_CHECKING
 
 from meters.dlt645 import codec as c
-from meters.simulator import LOCAL_TZ
 
 if TYPE_CHECKING:
     from meters.simulator import SimGateway, SimMeter
@@ -198,7 +197,7 @@ class Dlt645GatewayServer:
             return refuse(c.ERROR_OTHER)
         if command.level not in PASSWORD_LEVELS or command.password != meter.password:
             return refuse(c.ERROR_PASSWORD)
-        local_now = dt.datetime.fromtimestamp(now, LOCAL_TZ).replace(tzinfo=None)
+        local_now = dt.datetime.fromtimestamp(now, c.METER_TZ).replace(tzinfo=None)
         if command.valid_until < local_now:
             return refuse(c.ERROR_OTHER)  # expired
         loop = asyncio.get_running_loop()

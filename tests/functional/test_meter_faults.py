@@ -13,12 +13,15 @@ from app.commands.models import CUT, DONE, EXPIRED, RESTORE
 from app.commands.services import queue_restore
 from app.db import transaction
 from app.estate.models import Meter
-from meters.assess import WRAP_WH
+from meters.protocol import ENERGY_WRAP_WH, PROTOCOLS
 from tests.conftest import wait_until
 from tests.factories import balance_of, entries_of, meter_of
 from tests.functional.test_worker import attempts, commands, read_relay
 from tests.payflow import post_notification, start_payment
 
+
+# The gateway loop and its meters, in every protocol a gateway may speak (issue 18).
+pytestmark = pytest.mark.parametrize("meter_protocol", PROTOCOLS)
 
 def anomalies(engine, kind=None):
     with transaction(engine, read_only=True) as s:
@@ -61,7 +64,8 @@ def test_register_going_back_is_an_anomaly_and_not_charged(stack, engine, one_me
 def test_register_wrap_is_charged_as_consumption(stack, engine):
     stack.start_sim([[1]])
     number = stack.household(1, balance_fen=10_000, price="1.0000")
-    stack.sim.meter(0, 1).energy_wh = float(WRAP_WH - 10)  # one register unit below the wrap
+    wrap_wh = ENERGY_WRAP_WH[stack.protocol]  # 2^32 × 10 Wh (Modbus), 999999.99 kWh (DL/T 645)
+    stack.sim.meter(0, 1).energy_wh = float(wrap_wh - 10)  # one register unit below the wrap
     stack.start_worker()
     first_reading(engine, number)
     stack.sim.meter(0, 1).add_energy_wh(20)  # the register wraps to 1 (10 Wh)

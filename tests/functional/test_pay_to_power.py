@@ -6,6 +6,7 @@ import httpx
 import pytest
 from playwright.sync_api import expect
 
+from meters.protocol import PROTOCOLS
 from tests.conftest import wait_until
 from tests.factories import balance_of, entries_of
 from tests.functional.conftest import ARTIFACTS
@@ -13,6 +14,9 @@ from tests.functional.test_worker import commands, read_relay
 from tests.payflow import post_notification, start_payment
 from tests.identity.support import sign_in_page
 
+
+# Payment to power, whatever the household's meter speaks (issue 18).
+pytestmark = pytest.mark.parametrize("meter_protocol", PROTOCOLS)
 
 def test_cut_household_pays_50_and_sees_power_back(stack, engine, cut_household, phone):
     page = phone
