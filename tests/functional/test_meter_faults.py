@@ -7,13 +7,13 @@ import httpx
 import pytest
 from sqlmodel import select
 
-from app.anomalies.models import (COMMAND_EXPIRED, CUT_REFUSED_KEEP_POWER, RELAY_FAULT, ENERGY_BACKWARDS, ENERGY_JUMP, ENERGY_WHILE_OPEN,
+from app.anomalies.models import (COMMAND_EXPIRED, CUT_REFUSED_KEEP_POWER, GATEWAY_OFFLINE, RELAY_FAULT, ENERGY_BACKWARDS, ENERGY_JUMP, ENERGY_WHILE_OPEN,
                                   METER_OFFLINE, STATE_CHANGED_OFFLINE, Anomaly)
 from app.commands.models import CUT, DONE, EXPIRED, RESTORE
 from app.commands.services import queue_restore
 from app.db import transaction
 from app.estate.models import Meter
-from meters.protocol import ENERGY_WRAP_WH, PROTOCOLS
+from meters.protocol import ENERGY_WRAP_WH, PROTOCOLS, format_address
 from tests.conftest import wait_until
 from tests.factories import balance_of, entries_of, meter_of
 from tests.functional.test_worker import attempts, commands, read_relay
@@ -211,3 +211,93 @@ def test_silent_gateway_takes_its_meters_offline_and_spares_the_other_gateway(st
     seen = meter_of(engine, other).last_read_at
     wait_until(lambda: meter_of(engine, other).last_read_at > seen, message="other gateway starved")
     assert [a.meter_id for a in anomalies(engine, METER_OFFLINE)] == [meter_of(engine, silent).id]
+
+
+def test_a_restore_does_not_wait_for_a_neighbours_read_backs(stack, engine, settings):
+    """Issue 18, defect 2: a welded neighbour's cut is read back until its deadline; a restore
+    queued meanwhile on the same gateway goes out at once, between those read-backs."""
+    settings.confirm_timeout_s = 4.0
+    settings.cut_expiry_s = 60
+    stack.start_sim([[1, 2]])
+    welded = stack.household(1, balance_fen=50, price="1.0000", max_power_w=10**9)
+    dark = stack.household(2, balance_fen=1000, relay_open=True)
+    stack.sim.meter(0, 1).welded = True
+    stack.start_worker()
+    first_reading(engine, welded)
+    stack.sim.meter(0, 1).add_energy_wh(1_000)  # a cut is due, and will not take
+    wait_until(lambda: stack.sim.meter(0, 1).command_counter >= 1, message="cut not written")
+    meter_id = meter_of(engine, dark).id
+    with transaction(engine) as s:  # its read-backs have begun: restore the neighbour now
+        queue_restore(s, s.get(Meter, meter_id), reason="manager asked")
+    wait_until(lambda: [c.state for c in commands(engine, RESTORE)] == [DONE],
+               message="the restore was not done")
+    restore = commands(engine, RESTORE)[0]
+    cut = commands(engine, CUT)[0]
+    # the cut's first attempt is stored at its deadline, after the restore was confirmed
+    assert attempts(engine, cut.id) == [] or (
+        restore.completed_at < attempts(engine, cut.id)[0].finished_at)
+    assert read_relay(stack, 0, 2) is False
+
+
+def test_a_meter_offline_is_online_again_when_it_answers_a_command(stack, engine, settings):
+    """Issue 18, defect 3: a command the meter answers clears its offline mark (and resolves
+    the outage) at once, not at the next probe."""
+    settings.breaker_probe_s = 600  # the next probe is far away
+    stack.start_sim([[1]])
+    number = stack.household(1, balance_fen=1000, relay_open=True)
+    stack.sim.meter(0, 1).silent = True
+    stack.start_worker()
+    wait_until(lambda: meter_of(engine, number).online is False, timeout=10,
+               message="the silent meter was not marked offline")
+    stack.sim.meter(0, 1).silent = False
+    meter_id = meter_of(engine, number).id
+    with transaction(engine) as s:
+        queue_restore(s, s.get(Meter, meter_id), reason="manager asked")
+    wait_until(lambda: [c.state for c in commands(engine, RESTORE)] == [DONE], timeout=10,
+               message="the restore was not done")
+    assert meter_of(engine, number).online is True
+    (outage,) = anomalies(engine, METER_OFFLINE)
+    assert outage.resolved_at is not None and outage.resolution == "the meter answered a command"
+
+
+def test_a_whole_gateway_down_is_one_anomaly_with_its_meters(stack, engine, settings):
+    """Issue 18, defect 4: a gateway unplugged (connection refused) is one gateway anomaly that
+    lists its meters, not one per meter; it is resolved when the gateway answers again."""
+    settings.breaker_probe_s = 0.5  # the gateway's back-off stays short for the test
+    sim = stack.start_sim([[1, 2, 3], [1]])
+    numbers = [stack.household(u, balance_fen=1000) for u in (1, 2, 3)]
+    other = stack.household(1, balance_fen=1000, gateway_index=1)
+    stack.start_worker()
+    for number in numbers:
+        first_reading(engine, number)
+    stack.lt.run(sim.gateways[0].stop())
+    wait_until(lambda: anomalies(engine, GATEWAY_OFFLINE), timeout=10,
+               message="no gateway anomaly")
+    seen = meter_of(engine, other).last_read_at
+    wait_until(lambda: meter_of(engine, other).last_read_at > seen, message="other gateway starved")
+    (down,) = anomalies(engine, GATEWAY_OFFLINE)
+    assert down.gateway_id is not None and down.meter_id is None
+    units = ", ".join(format_address(stack.protocol, u) for u in (1, 2, 3))  # 000000000001 …
+    assert f"its 3 meters: {units}" in down.detail
+    assert anomalies(engine, METER_OFFLINE) == []
+    stack.lt.run(sim.gateways[0].start())
+    wait_until(lambda: anomalies(engine, GATEWAY_OFFLINE)[0].resolved_at is not None, timeout=10,
+               message="the gateway anomaly was not resolved")
+    assert len(anomalies(engine, GATEWAY_OFFLINE)) == 1
+    assert anomalies(engine, METER_OFFLINE) == []
+
+
+def test_a_silent_gateway_is_one_anomaly_and_is_probed_not_polled(stack, engine, settings):
+    """A gateway that takes connections and answers no meter at all: one anomaly after a round
+    in which nothing answered; while it is down, a round tries a few meters, not all."""
+    settings.breaker_probe_s = 600
+    sim = stack.start_sim([list(range(1, 9))])
+    numbers = [stack.household(u, balance_fen=1000) for u in range(1, 9)]
+    stack.start_worker()
+    for number in numbers:
+        first_reading(engine, number)
+    sim.gateways[0].silent = True
+    wait_until(lambda: anomalies(engine, GATEWAY_OFFLINE), timeout=15,
+               message="no gateway anomaly")
+    assert "its 8 meters" in anomalies(engine, GATEWAY_OFFLINE)[0].detail
+    assert len(anomalies(engine, METER_OFFLINE)) <= 1  # not one per meter
