@@ -11,10 +11,11 @@ them, `?building=`: a building outside the manager's scope is a 404):
 
 Each is a few grouped queries (no loop over households): billed from `ledger_day` for the frozen
 days and from the ledger for the days after; top-ups from the ledger's `topup` entries of the 30
-days (by `created_at`); the balances in one grouped query; the consumption grouped by building and
-month. The SVG is drawn on the server (no script: it prints, and the CSP forbids inline script),
-each with its table behind it in a <details>; figures stay integers (fen, Wh) until the template
-formats them."""
+days, found through the paid orders (`top_ups_query`: it costs the orders paid in the days, not
+the ledger's entries); the balances in one grouped query; the consumption grouped by building
+and month. The SVG is drawn on the server (no script: it prints, and the CSP forbids inline
+script), each with its table behind it in a <details>; figures stay integers (fen, Wh) until the
+template formats them."""
 
 from __future__ import annotations
 
@@ -38,6 +39,7 @@ from app.i18n import N_
 from app.ledger.days import ONE_DAY, day_start
 from app.ledger.models import CHARGE, SHARE, TOPUP, LedgerDay, LedgerEntry
 from app.money import fen_to_yuan_str
+from app.orders.models import PAID, Order
 from app.tariffs import CHINA_TZ
 from app.web.charts import Bar
 
@@ -110,21 +112,41 @@ def _accounts_of(building_ids: list[int]):
     return sa.select(Account.id).where(Account.building_id.in_(building_ids or [-1]))
 
 
+# An order's top-up entry is posted in the transaction that moved the order to paid, after its
+# `paid_at`: seconds later, a day at the very most.
+POSTED_WITHIN = dt.timedelta(days=1)
+_ORDER, _ENTRY = Order.__table__, LedgerEntry.__table__
+
+
+def top_ups_query(accounts, first: dt.date, last: dt.date):
+    """SQL: the `topup` entries of `accounts` summed by local day (their `created_at`), days
+    [first, last]. Every such entry is a paid order's credit (`app.orders.services`,
+    `_credit_many`: key "order:<out_trade_no>"), so the entries are found through the orders
+    paid in the days (the `(status, paid_at)` index), each by its unique key, instead of among
+    all the ledger's entries of the days (about 24 an account and day, charges mostly): the
+    ledger's own figures, day by day, at the cost of the orders. `ledger_day` has no top-ups
+    column, which would serve frozen days: it holds only what was billed and the balances."""
+    start, end = day_start(first), day_start(last + ONE_DAY)
+    day = local_date(_ENTRY.c.created_at).label("day")
+    return (sa.select(day, sa.func.sum(_ENTRY.c.amount_fen))
+            .select_from(_ORDER.join(_ENTRY, _ENTRY.c.idempotency_key
+                                     == sa.literal("order:") + _ORDER.c.out_trade_no))
+            .where(_ORDER.c.status == PAID, _ORDER.c.paid_at >= start - POSTED_WITHIN,
+                   _ORDER.c.paid_at < end, _ORDER.c.account_id.in_(accounts),
+                   _ENTRY.c.kind == TOPUP, _ENTRY.c.created_at >= start,
+                   _ENTRY.c.created_at < end)
+            .group_by(day))
+
+
 def collection(session, building_ids: list[int], first: dt.date,
                last: dt.date) -> list[tuple[dt.date, int, int]]:
     """(day, top-ups fen, billed fen: charges and shares) for each local day of [first, last]."""
     frozen = session.execute(sa.select(sa.func.max(FrozenDay.day))).scalar()
     accounts = _accounts_of(building_ids)
-    paid: dict[dt.date, int] = {}
+    paid = {_as_date(d): int(fen or 0)
+            for d, fen in session.execute(top_ups_query(accounts, first, last))}
     billed: dict[dt.date, int] = {}
     day = local_date(LedgerEntry.created_at).label("day")
-    for d, fen in session.execute(
-            sa.select(day, sa.func.sum(LedgerEntry.amount_fen))
-            .where(LedgerEntry.kind == TOPUP, LedgerEntry.account_id.in_(accounts),
-                   LedgerEntry.created_at >= day_start(first),
-                   LedgerEntry.created_at < day_start(last + ONE_DAY))
-            .group_by(day)):
-        paid[_as_date(d)] = int(fen or 0)
     if frozen is not None and frozen >= first:
         for d, fen in session.execute(
                 sa.select(LedgerDay.day, sa.func.sum(LedgerDay.charged_fen + LedgerDay.shared_fen))

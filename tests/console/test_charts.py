@@ -8,12 +8,18 @@ from __future__ import annotations
 import datetime as dt
 import re
 
+import sqlalchemy as sa
+
 from app.db import transaction, utcnow
 from app.estate.freeze import freeze_due_days
-from app.estate.models import DailyFrozen
+from app.estate.models import Account, DailyFrozen
 from app.ledger.days import day_start
 from app.ledger.models import CHARGE, SHARE, TOPUP, LedgerEntry
+from app.money import fen_to_yuan_str
+from app.orders.models import CLOSED, PAID, Order
+from app.orders.services import CREDITED, confirm_paid, create_order
 from app.tariffs import CHINA_TZ
+from payments.base import Notification
 from tests.factories import account_by_number, meter_of
 
 
@@ -29,6 +35,20 @@ def table(page: str, table_id: str) -> dict[str, list[str]]:
 
 def noon(day: dt.date) -> dt.datetime:
     return day_start(day) + dt.timedelta(hours=12)
+
+
+def paid_order(s, account_id: int, fen: int, paid_at: dt.datetime,
+               posted_at: dt.datetime | None = None) -> str:
+    """A top-up paid at a past moment, as a payment notification leaves it
+    (`app.orders.services._credit_many`): the order paid, and its `topup` entry keyed by it,
+    posted in the same transaction a moment after `paid_at` (or at `posted_at`)."""
+    number = f"FKCHART{paid_at:%Y%m%d%H%M%S%f}{account_id}"
+    s.add(Order(out_trade_no=number, account_id=account_id, amount_fen=fen, channel="alipay",
+                status=PAID, paid_at=paid_at, created_at=paid_at - dt.timedelta(minutes=1)))
+    s.add(LedgerEntry(account_id=account_id, amount_fen=fen, kind=TOPUP,
+                      idempotency_key=f"order:{number}", memo=f"alipay T{number}",
+                      created_at=posted_at or paid_at + dt.timedelta(milliseconds=40)))
+    return number
 
 
 def seed(engine, estate) -> dt.date:
@@ -52,8 +72,11 @@ def seed(engine, estate) -> dt.date:
             (meter_b, today, 7_000)]
     with transaction(engine) as s:
         for i, (account, fen, kind, day) in enumerate(entries):
-            s.add(LedgerEntry(account_id=account, amount_fen=fen, kind=kind,
-                              idempotency_key=f"chart:{i}", created_at=noon(day)))
+            if kind == TOPUP:
+                paid_order(s, account, fen, noon(day))
+            else:
+                s.add(LedgerEntry(account_id=account, amount_fen=fen, kind=kind,
+                                  idempotency_key=f"chart:{i}", created_at=noon(day)))
         for meter, day, wh in days:
             s.add(DailyFrozen(meter_id=meter, day=day, opening_wh=0, register_wh=wh,
                               read_at=noon(day), used_wh=wh))
@@ -114,6 +137,53 @@ def test_frozen_days_give_the_same_figures(console, engine, estate):
     after = table(client.get("/manage/charts").text, "collection-table")
     assert after == before
     assert after[str(today - dt.timedelta(days=1))] == ["0.00", "5.00"]
+
+
+def ledger_top_ups(engine, account_ids: set[int]) -> dict[str, str]:
+    """The ledger's `topup` entries of the accounts summed by local day, straight from the
+    ledger (no orders), in 元 as the table shows them."""
+    found: dict[dt.date, int] = {}
+    with transaction(engine, read_only=True) as s:
+        for account_id, fen, at in s.execute(
+                sa.select(LedgerEntry.account_id, LedgerEntry.amount_fen, LedgerEntry.created_at)
+                .where(LedgerEntry.kind == TOPUP)):
+            if account_id in account_ids:
+                day = at.astimezone(CHINA_TZ).date()
+                found[day] = found.get(day, 0) + fen
+    return {str(day): fen_to_yuan_str(fen) for day, fen in found.items()}
+
+
+def test_top_ups_are_the_ledgers_to_the_fen(console, engine, estate):
+    """The top-ups column holds each day's `topup` entries of the ledger: a payment credited
+    now by a notification; one paid at 23:59:59.9 whose entry was posted after midnight (the
+    ledger's next day); not an order never paid, nor one closed, nor another building's."""
+    today = seed(engine, estate)
+    a1, a2, _ = (account_by_number(engine, n).id for n in estate.a_accounts)
+    b1 = account_by_number(engine, estate.b_accounts[0]).id
+    d5 = today - dt.timedelta(days=5)
+    with transaction(engine) as s:
+        order = create_order(s, s.get(Account, a2), 8_888, "alipay")
+        paid = Notification("alipay", order.out_trade_no, 8_888, True, "T8888", "app", False,
+                            raw={})
+        assert confirm_paid(s, paid, app_id="app").outcome == CREDITED
+        create_order(s, s.get(Account, a1), 5_000, "alipay")  # never paid
+        create_order(s, s.get(Account, a1), 6_000, "alipay").status = CLOSED
+        midnight = day_start(d5)
+        paid_order(s, a1, 1_500, midnight - dt.timedelta(milliseconds=100),
+                   posted_at=midnight + dt.timedelta(milliseconds=200))
+        paid_order(s, b1, 7_700, noon(d5))
+    days = table(console("b1").get("/manage/charts").text, "collection-table")
+    ledger = ledger_top_ups(engine, {a1, a2})
+    assert {day: cells[0] for day, cells in days.items()} == \
+        {day: ledger.get(day, "0.00") for day in days}
+    assert days[str(today)][0] == "88.88"
+    assert days[str(d5)][0] == "15.00"  # the entry's day, as the ledger has it
+    assert days[str(d5 - dt.timedelta(days=1))][0] == "0.00"
+    whole = table(console("admin").get("/manage/charts").text, "collection-table")
+    ledger = ledger_top_ups(engine, {a1, a2, b1})
+    assert {day: cells[0] for day, cells in whole.items()} == \
+        {day: ledger.get(day, "0.00") for day in whole}
+    assert whole[str(d5)][0] == "92.00"  # and 2号楼's 77.00
 
 
 def test_the_page_is_linked_and_needs_a_login(console, settings, engine, estate):
