@@ -9,24 +9,43 @@ from sqlmodel import select
 
 from app.db import make_engine, transaction
 from app.estate.models import Account, Gateway, Meter
+from app.estate.demo_workbook import DEMO_GATEWAYS
 from app.estate.seed import CUT_ACCOUNT, DEMO_MANAGER_PASSWORD, seed_demo, seed_demo_managers
 from app.migrate import upgrade
 from app.settings import get_settings
 from app.stack import run_system
 from meters.simulator import Simulator
 
-GATEWAYS, PER_GATEWAY = 2, 20
+GATEWAYS, PER_GATEWAY = DEMO_GATEWAYS, 20
 
 
-def resume_meters(engine, sim: Simulator, base_port: int) -> None:
-    """Start each simulated meter where the database last saw it (relay, energy register), so a
-    second `make demo` continues the estate instead of contradicting it."""
-    with transaction(engine) as s:
-        rows = s.exec(select(Meter, Gateway.port).join(Gateway, Gateway.id == Meter.gateway_id)).all()
+def demo_simulator(engine, settings) -> Simulator:
+    """The simulator that plays the demo estate's gateways as the database has them (each at
+    its port, speaking its protocol, with its meters), each meter started where the database
+    last saw it (relay, energy register), so a second `make demo` continues the estate instead
+    of contradicting it."""
+    base_port = settings.sim_base_port
+    with transaction(engine, read_only=True) as s:
+        gateways = s.exec(select(Gateway).where(Gateway.port >= base_port)
+                          .order_by(Gateway.port)).all()
+        rows = s.exec(select(Meter, Gateway.port)
+                      .join(Gateway, Gateway.id == Meter.gateway_id)).all()
+    count = max((g.port - base_port + 1 for g in gateways), default=GATEWAYS)
+    units: list[list[int]] = [[] for _ in range(count)]
+    protocols = ["modbus_tcp"] * count
+    for gateway in gateways:
+        protocols[gateway.port - base_port] = gateway.protocol
     for meter, port in rows:
-        sim_meter = sim.meter(port - base_port, meter.unit_id)
-        sim_meter.relay_open = bool(meter.relay_open)
-        sim_meter.energy_wh = float(meter.last_energy_wh or 0)
+        if port >= base_port:
+            units[port - base_port].append(meter.unit_id)
+    sim = Simulator([sorted(u) for u in units], host=settings.sim_host, base_port=base_port,
+                    relay_delay_s=0.3, load_w=600.0, protocol=protocols)
+    for meter, port in rows:
+        if port >= base_port:
+            sim_meter = sim.meter(port - base_port, meter.unit_id)
+            sim_meter.relay_open = bool(meter.relay_open)
+            sim_meter.energy_wh = float(meter.last_energy_wh or 0)
+    return sim
 
 
 async def _run() -> None:
@@ -36,9 +55,7 @@ async def _run() -> None:
     seed_demo(engine, host=settings.sim_host, base_port=settings.sim_base_port,
               gateways=GATEWAYS, per_gateway=PER_GATEWAY)
     seed_demo_managers(engine)
-    sim = Simulator(GATEWAYS, PER_GATEWAY, host=settings.sim_host,
-                    base_port=settings.sim_base_port, relay_delay_s=0.3, load_w=600.0)
-    resume_meters(engine, sim, settings.sim_base_port)
+    sim = demo_simulator(engine, settings)
     await sim.start()
     base = settings.base_url
     with transaction(engine, read_only=True) as s:
@@ -56,7 +73,7 @@ async def _run() -> None:
   Property managers' console:                    {base}/manage/
     demo managers admin (the estate), b1 (1号楼 only), finance; password {DEMO_MANAGER_PASSWORD}
   Sandbox cashiers (Alipay, WeChat Pay) open when you top up: no real money moves
-  Simulated gateways: {", ".join(f"{g.host}:{g.port}" for g in sim.gateways)}
+  Simulated gateways: {", ".join(f"{g.host}:{g.port} ({g.protocol})" for g in sim.gateways)}
   Press Ctrl-C to stop web, worker and simulator.
 """, flush=True)
 

@@ -6,9 +6,9 @@ from sqlalchemy.engine import Engine
 from sqlmodel import select
 
 from app.db import transaction
-from app.estate.demo_workbook import (CUT_ACCOUNT, DEMO_PRICE, DEMO_WORKBOOK,  # noqa: F401
-                                      SURNAMES, demo_households, demo_workbook_bytes,
-                                      gateway_name)
+from app.estate.demo_workbook import (CUT_ACCOUNT, DEMO_GATEWAYS, DEMO_PRICE,  # noqa: F401
+                                      DEMO_WORKBOOK, SURNAMES, demo_households,
+                                      demo_workbook_bytes, gateway_name)
 from app.estate.models import Account, Building, Estate, Meter
 
 DEMO_MANAGER_PASSWORD = "feikong-demo-2026"  # printed by `feikong demo`: a demo, not a secret
@@ -36,7 +36,7 @@ def seed_demo_managers(engine: Engine) -> bool:
     return True
 
 
-def seed_demo(engine: Engine, *, host: str, base_port: int, gateways: int = 2,
+def seed_demo(engine: Engine, *, host: str, base_port: int, gateways: int = DEMO_GATEWAYS,
               per_gateway: int = 20) -> bool:
     """Create the demo estate unless one exists, by importing the demo workbook
     (`app/estate/demo_estate.xlsx`, or the same built for another size) through the import
@@ -50,7 +50,7 @@ def seed_demo(engine: Engine, *, host: str, base_port: int, gateways: int = 2,
         estate = Estate(name="翠苑小区", manager_phone="0571-88886666")
         s.add(estate)
         s.flush()
-        shipped = (gateways, per_gateway) == (2, 20)
+        shipped = (gateways, per_gateway) == (DEMO_GATEWAYS, 20)
         data = DEMO_WORKBOOK.read_bytes() if shipped else demo_workbook_bytes(gateways,
                                                                                per_gateway)
         result = import_file(s, data, estate_id=estate.id, file_name=DEMO_WORKBOOK.name,

@@ -36,7 +36,7 @@ def test_db_upgrade_then_seed_creates_the_demo_estate(env):
     engine = make_engine(env["FEIKONG_DATABASE_URL"])
     with transaction(engine, read_only=True) as s:
         accounts = s.exec(select(Account)).all()
-        assert len(accounts) == 40 and len(s.exec(select(Gateway)).all()) == 2
+        assert len(accounts) == 60 and len(s.exec(select(Gateway)).all()) == 3
         balances = {a.number: balance_fen(s, a.id) for a in accounts}
     assert balances[CUT_ACCOUNT] == -500
     assert sum(1 for b in balances.values() if 0 < b < 1000) >= 3  # some households are low

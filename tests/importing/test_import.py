@@ -45,7 +45,8 @@ def test_the_template_has_every_sheet_header_note_and_list():
                 assert letter not in lists
     kinds = book["电表"].data_validations.dataValidation
     assert any(dv.formula1 == '"户表,公区表,总表"' for dv in kinds)
-    assert any(dv.formula1 == '"modbus_tcp"' for dv in book["网关"].data_validations.dataValidation)
+    assert any(dv.formula1 == '"modbus_tcp,modbus_rtu_over_tcp,dlt645_tcp"'
+               for dv in book["网关"].data_validations.dataValidation)
 
 
 def test_template_filled_with_3_buildings_and_200_accounts_imports(engine, estate_id):
@@ -193,7 +194,7 @@ def test_the_shipped_demo_workbook_is_what_its_script_writes():
     built, _ = read_file(demo_workbook_bytes())
     assert {k: [r.cells for r in v.rows] for k, v in shipped.items()} == \
         {k: [r.cells for r in v.rows] for k, v in built.items()}
-    assert len(shipped["accounts"].rows) == 40
+    assert len(shipped["accounts"].rows) == 60  # 3 gateways, one per protocol
 
 
 def test_the_managers_guide_names_every_column():
@@ -227,3 +228,33 @@ def test_a_household_meter_listed_on_the_meter_sheet_keeps_its_power_and_account
     changed = run(engine, workbook(rows), estate_id)
     assert [(op.key, op.changed) for op in changed.changes] == [
         ("GW1 / 2", {"max_power_w": (9000, 9500)})]
+
+
+def test_gateways_of_each_protocol_and_dlt645_addresses_import(engine, estate_id):
+    """Issue 18: a gateway's protocol comes in with it; a DL/T 645 gateway's meters are named by
+    their 12-digit 表号 (leading zeros kept as text, or left out), a Modbus one's by 1–247."""
+    rows = small_estate()
+    rows["gateways"][1]["protocol"] = "modbus_rtu_over_tcp"
+    rows["gateways"][2]["protocol"] = "dlt645_tcp"
+    for meter in rows["meters"]:
+        if meter["gateway"] == "GW3":
+            meter["unit"] = f"{meter['unit']:012d}"  # 000000000240, 000000000241
+    for account in rows["accounts"]:
+        if account["gateway"] == "GW3":
+            account["unit"] = f"{202612000000 + account['unit']:012d}"
+    assert run(engine, workbook(rows), estate_id).written
+    with transaction(engine, read_only=True) as s:
+        protocols = dict(s.exec(select(Gateway.name, Gateway.protocol)).all())
+        units = sorted(s.exec(select(Meter.unit_id).join(Gateway, Gateway.id == Meter.gateway_id)
+                              .where(Gateway.name == "GW3")).all())
+    assert protocols == {"GW1": "modbus_tcp", "GW2": "modbus_rtu_over_tcp", "GW3": "dlt645_tcp"}
+    assert units == [240, 241, 202612000001, 202612000002]
+    assert run(engine, workbook(rows), estate_id).changes == []  # idempotent, by 表号 too
+
+    rows["accounts"][-1]["unit"] = "2026120000011"  # 13 digits
+    rows["accounts"][0]["unit"] = 248  # a Modbus gateway's
+    result = run(engine, workbook(rows), estate_id)
+    assert not result.ok and [p.text() for p in result.problems] == [
+        "「账户」表第 2 行「表地址」：应为 1–247 的整数",
+        "「账户」表第 7 行「表地址」：应为 DL/T 645 表地址：铭牌上的 12 位表号，例如 000012345678",
+    ]

@@ -35,6 +35,7 @@ from app.ledger.models import OPENING, LedgerEntry
 from app.money import fen_to_yuan_str, parse_price
 from app.privacy import mask_name, mask_phone
 from app.tariffs.models import StoredTariff
+from meters.protocol import DLT645_TCP, MODBUS_TCP
 
 # The 户号 a resident can type on the resident pages (app/resident/views.py: ACCOUNT_NUMBER).
 ACCOUNT_NUMBER = re.compile(r"^[0-9A-Za-z-]{1,32}$")
@@ -428,8 +429,8 @@ def _gateways(plan: Plan, state: State, rows: SheetRows | None,
         if name in endpoints:
             host, port = endpoints[name]
         values = {"host": host, "port": port if port is not None
-                  else (existing.port if existing else DEFAULT_PORT)}
-        # `protocol`: modbus_tcp, the only one so far; Gateway has no column for it yet.
+                  else (existing.port if existing else DEFAULT_PORT),
+                  "protocol": protocol or (existing.protocol if existing else MODBUS_TCP)}
         plan.gateways.append(Op(GATEWAYS, row.number, name, existing, values,
                                 _diff(existing, values)))
     return set(names)
@@ -448,6 +449,28 @@ class _Refs:
             return name
         c.bad(key, N_("楼栋「{name}」不存在：请先在楼栋表中添加"), name=name)
         return None
+
+    def protocol(self, gateway: str | None) -> str:
+        """The protocol the named gateway speaks: as its row in the file says, or its database
+        row (Modbus TCP when neither can say)."""
+        for op in self.plan.gateways:
+            if op.key == gateway:
+                return op.values["protocol"]
+        found = self.state.gateways.get(gateway, [])
+        return found[0].protocol if len(found) == 1 else MODBUS_TCP
+
+    def unit(self, c: Cells, key: str, gateway: str | None) -> int | None:
+        """A meter's address on its gateway's bus, checked for the gateway's protocol: a Modbus
+        unit id 1–247, or a DL/T 645 address of up to 12 digits (leading zeros may be left out)."""
+        if self.protocol(gateway) != DLT645_TCP:
+            return c.integer(key, 1, MAX_UNIT)
+        text = c[key]
+        if not text:
+            return None
+        value = _integer(text, 0, 10**12 - 2) if len(text) <= 12 else None
+        if value is None:
+            c.bad(key, N_("应为 DL/T 645 表地址：铭牌上的 12 位表号，例如 000012345678"))
+        return value
 
     def gateway(self, c: Cells, key: str) -> str | None:
         """The gateway's name if known (its database row, when it has one, in `db_gateway`)."""
@@ -491,7 +514,7 @@ def _meters(plan: Plan, state: State, refs: _Refs, rows: SheetRows | None) -> di
     for row in rows.rows if rows else ():
         c = Cells(plan, METERS, row)
         gateway = refs.gateway(c, "gateway") if c.required("gateway") else None
-        unit = c.integer("unit", 1, MAX_UNIT) if c.required("unit") else None
+        unit = refs.unit(c, "unit", gateway) if c.required("unit") else None
         kind = c.choice("kind", METER_KINDS)
         building = None
         if c["building"]:
@@ -649,7 +672,7 @@ def _account_meter(c: Cells, state: State, refs: _Refs, meters: dict, owners: di
         c.bad("gateway" if not c["gateway"] else "unit", N_("网关名称和表地址要一起填写"))
         return None
     gateway = refs.gateway(c, "gateway")
-    unit = c.integer("unit", 1, MAX_UNIT)
+    unit = refs.unit(c, "unit", gateway)
     if gateway is None or unit is None:
         return None
     key = (gateway, unit)

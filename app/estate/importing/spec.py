@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from app.billing.shares import SCHEMES
 from app.policy.strategies import STRATEGIES
+from meters import protocol
 
 # Fixed values: label shown (and written in a template's list) → the code stored.
 SHARE_SCHEMES = {"按面积": "area", "平均": "equal", "按用电": "usage"}
@@ -22,7 +23,7 @@ SHARE_PERIODS = {"按日": "day", "按月": "month"}
 STRATEGY_LABELS = {s.label_zh: s.name for s in STRATEGIES.values()}
 YES_NO = {"是": True, "否": False}
 # Gateways speak Modbus TCP today; the protocols of other meters come with their own issue.
-PROTOCOLS = {"modbus_tcp": "modbus_tcp"}
+PROTOCOLS = {name: name for name in protocol.PROTOCOLS}
 HOUSEHOLD, COMMON, MAIN = "household", "common", "main"
 METER_KINDS = {"户表": HOUSEHOLD, "公区表": COMMON, "总表": MAIN}
 FLAT_TARIFF = "单一电价"  # in the tariff column: the account's own flat price, no tariff
@@ -31,7 +32,7 @@ assert set(SHARE_SCHEMES.values()) == set(SCHEMES)
 
 DEFAULT_PORT = 502  # Modbus TCP's registered port
 DEFAULT_MAX_POWER_W = 13_800
-MAX_UNIT = 247  # Modbus unit addresses 1–247
+MAX_UNIT = 247  # Modbus unit addresses 1–247 (a DL/T 645 address is 12 digits)
 
 
 @dataclass(frozen=True)
@@ -77,15 +78,17 @@ GATEWAYS = Sheet("gateways", "网关", (
     Column("host", "地址", "必填。网关的 IP 地址或主机名，例如 192.168.1.20。", required=True,
            width=18, text=True),
     Column("port", "端口", "1–65535 的整数；默认 502（Modbus TCP）。"),
-    Column("protocol", "协议", "目前只支持 modbus_tcp（默认）；其他电表协议将另行支持。",
-           choices=PROTOCOLS),
+    Column("protocol", "协议", "modbus_tcp（Modbus TCP 网关，默认）、modbus_rtu_over_tcp（串口服务器"
+           "透传的 Modbus-RTU）或 dlt645_tcp（串口服务器透传的 DL/T 645-2007）。",
+           choices=PROTOCOLS, width=20),
 ))
 
 METERS = Sheet("meters", "电表", (
     Column("gateway", "网关名称", "必填。网关表中的名称（或系统中已有的网关）。", required=True,
            width=18),
-    Column("unit", "表地址", "必填。电表在该网关总线上的地址，1–247 的整数；同一网关上不能重复。",
-           required=True),
+    Column("unit", "表地址", "必填。电表在该网关总线上的地址：Modbus 为 1–247 的整数，DL/T 645 为"
+           "铭牌上的 12 位表号（可省略前导 0）；同一网关上不能重复。",
+           required=True, width=16, text=True),
     Column("kind", "类型", "户表（默认，归属账户表中填写它的户号）、公区表（电梯、照明、水泵，"
            "费用由楼栋住户分摊）或 总表（楼栋进线总表，用于线损核对，不计费）。",
            choices=METER_KINDS),
@@ -108,7 +111,8 @@ ACCOUNTS = Sheet("accounts", "账户", (
            width=14),
     Column("gateway", "网关名称", "该户电表所在的网关；与表地址一起填写。电表表中没有的，按户表、"
            "默认最大功率新建。", width=16),
-    Column("unit", "表地址", "该户电表的地址，1–247；一块电表只能属于一个户号。"),
+    Column("unit", "表地址", "该户电表的地址（Modbus 1–247，DL/T 645 为 12 位表号）；一块电表只能属于"
+           "一个户号。", text=True),
     Column("tariff", "电价方案", "系统中已有电价方案的名称（feikong tariff list）；不填或填 "
            "单一电价 则按下一列的单一电价计费。", width=18),
     Column("price", "单一电价（元/千瓦时）", "必填。大于 0，最多四位小数，例如 0.5583；不用电价"
