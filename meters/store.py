@@ -338,6 +338,8 @@ def _record_one(s, meter: Meter, account: Account | None, r: ReadingResult,
         set_committed_value(meter, name, value)
     set_committed_value(meter, "online", True)
     set_committed_value(meter, "failures_in_row", 0)
+    # armed for the button (允许合闸) until the relay reads closed
+    set_committed_value(meter, "close_allowed", bool(meter.close_allowed and relay_open))
 
 
 # A batch's readings and its meters' new columns, each in one executemany straight to the driver
@@ -350,15 +352,17 @@ _INSERT_READINGS = (f"INSERT INTO {_READING.name} ({', '.join(_READING_COLUMNS)}
                     f"VALUES ({', '.join(['{p}'] * len(_READING_COLUMNS))})")
 _UPDATE_METERS = (f"UPDATE {_METER.name} SET "
                   + ", ".join(f"{name} = {{p}}" for name in _METER_READ_COLUMNS)
-                  + ", online = {p}, failures_in_row = 0 WHERE id = {p}")
+                  + ", online = {p}, failures_in_row = 0, close_allowed = (close_allowed AND {p})"
+                  " WHERE id = {p}")
 
 
 def _write_readings(conn, rows: list[tuple], meter_rows: list[tuple]) -> None:
     driver_executemany(conn, _INSERT_READINGS, [_READING.c[name] for name in _READING_COLUMNS],
                        rows)
     driver_executemany(conn, _UPDATE_METERS,
-                       [_METER.c[name] for name in (*_METER_READ_COLUMNS, "online", "id")],
-                       [(*values, True, meter_id) for *values, meter_id in meter_rows])
+                       [_METER.c[name] for name in (*_METER_READ_COLUMNS, "online", "relay_open",
+                                                    "id")],
+                       [(*values, True, values[2], meter_id) for *values, meter_id in meter_rows])
 
 
 UNPRICED_ENERGY = "unpriced_energy"  # the account's tariff could not price a chargeable step

@@ -16,6 +16,8 @@ from app.settings import get_settings
 POWER_ON = "on"
 POWER_OFF = "off"
 RESTORING = "restoring"
+# Restored by arming the relay (允许合闸): the resident closes it with the meter's button.
+PRESS_BUTTON = "press_button"
 CUTTING = "cutting"
 UNKNOWN = "unknown"
 
@@ -109,13 +111,15 @@ def power_state(session: Session, account_id: int) -> str:
     for meter in meters_of(session, account_id):
         if pending_command(session, meter.id, RESTORE):
             states.append(RESTORING)
+        elif meter.relay_open is True and meter.close_allowed:
+            states.append(PRESS_BUTTON)
         elif meter.relay_open is True:
             states.append(POWER_OFF)
         elif meter.relay_open is None:
             states.append(UNKNOWN)
         else:
             states.append(POWER_ON)
-    for state in (RESTORING, POWER_OFF, UNKNOWN, POWER_ON):
+    for state in (RESTORING, PRESS_BUTTON, POWER_OFF, UNKNOWN, POWER_ON):
         if state in states:
             return state
     return UNKNOWN

@@ -24,7 +24,8 @@ from starlette.responses import RedirectResponse, Response
 
 from app.billing.emergency import (EmergencyCreditRefused, balance_and_advance_fen,
                                    emergency_credit_offered, take_emergency_credit)
-from app.commands.services import POWER_OFF, RESTORING, meters_of, power_state
+from app.commands.services import (POWER_OFF, PRESS_BUTTON, RESTORING, meters_of,
+                                   power_state)
 from app.db import transaction, utcnow
 from app.estate.models import Account, Building, Estate, Meter
 from app.i18n import gettext as _
@@ -111,6 +112,8 @@ class PaymentWatch:
         life)."""
         if self.power == RESTORING:
             return "500ms"
+        if self.power == PRESS_BUTTON:  # the page turns to 供电中 once the button is pressed
+            return "2s"
         if self.order is None or self.order.status != PENDING or self.payment_overdue:
             return None
         return "500ms" if utcnow() - self.order.created_at < dt.timedelta(minutes=1) else "5s"

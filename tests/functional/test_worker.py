@@ -135,3 +135,31 @@ def test_unchanged_readings_only_move_the_reading_time(stack, engine, settings):
         assert len(s.exec(select(Reading)).all()) == 1  # the first reading only
     stack.sim.meter(0, 1).add_energy_wh(1_000)  # a change is judged in full: charged
     wait_until(lambda: balance_of(engine, number) == 10_000 - 56, message="change not charged")  # 55.83 fen
+
+
+def test_a_restore_by_the_button_arms_the_relay_and_the_resident_closes_it(stack, engine):
+    """Issue 18: a strategy that restores by the button (允许合闸) arms the relay; the command is
+    confirmed when the meter reports it armed, the page asks the resident to press the
+    meter's button, and says 供电中 once they have."""
+    sim = stack.start_sim([[1]])
+    number = stack.household(1, balance_fen=-500, relay_open=True, strategy="residential_button")
+    stack.start_web()
+    stack.start_worker()
+    sandbox = stack.app.state.providers.sandbox_alipay
+    with httpx.Client(base_url=stack.base_url, follow_redirects=False) as client:
+        pay = start_payment(client, sandbox, number)
+        assert post_notification(client, sandbox, sandbox.build_notification(pay)).text == "success"
+        wait_until(lambda: [c.state for c in commands(engine, RESTORE)] == [DONE],
+                   message="the arming restore was not confirmed")
+        assert read_relay(stack, 0, 1) is True  # still open: armed, waiting for the button
+        assert sim.meter(0, 1).close_allowed
+        assert meter_of(engine, number).close_allowed is True
+        bound_resident(engine, client, stack.settings, number)
+        assert "请按电表上的按钮合闸" in client.get(f"/a/{number}").text
+
+        assert sim.meter(0, 1).press_button()
+        wait_until(lambda: meter_of(engine, number).relay_open is False,
+                   message="the poll did not see the relay closed")
+        assert meter_of(engine, number).close_allowed is False
+        page = client.get(f"/a/{number}").text
+        assert "供电中" in page and "请按电表上的按钮合闸" not in page
