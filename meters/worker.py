@@ -23,6 +23,8 @@ from meters.protocol import MeterBus
 
 log = logging.getLogger(__name__)
 
+STOP_WITHIN_S = 1.0  # each step of stopping a gateway's loop waits at most this long
+
 
 
 class Worker:
@@ -77,12 +79,24 @@ class Worker:
             await self._stop_gateway(gateway_id)
 
     async def _stop_gateway(self, gateway_id: int) -> None:
+        """Stop one gateway's loop, whatever its bus is doing, within about STOP_WITHIN_S: its
+        task is cancelled (a request waiting on a slow or silent bus with it), its connection
+        closed, and what it read is stored if the database takes it in time (a write still
+        running then finishes on its own thread; an attempt not stored is tried again, and a
+        relay already in place completes it without a write)."""
         task = self._tasks.pop(gateway_id)
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
         gateway_loop = self.loops.pop(gateway_id)
-        await gateway_loop.client.close()
-        await asyncio.to_thread(gateway_loop.close)
+        task.cancel()
+        _done, running = await asyncio.wait({task}, timeout=STOP_WITHIN_S)
+        if running:
+            log.error("gateway %s: its loop did not stop within %s s", gateway_id, STOP_WITHIN_S)
+        try:
+            async with asyncio.timeout(STOP_WITHIN_S):
+                await gateway_loop.client.close()
+                await asyncio.to_thread(gateway_loop.close)
+        except TimeoutError:
+            log.warning("gateway %s: %d writes still running at stop; they finish on their own",
+                        gateway_id, len(gateway_loop.pending_writes))
 
     async def run(self) -> None:
         """Run every gateway's loop until cancelled; look for new or changed gateways every
@@ -115,8 +129,8 @@ class Worker:
             wakeup.unsubscribe(self.wake)
             if listener is not None:
                 listener.cancel()
-            for gateway_id in list(self.loops):
-                await self._stop_gateway(gateway_id)
+            await asyncio.gather(*(self._stop_gateway(g) for g in list(self.loops)),
+                                 return_exceptions=True)  # together: a second or two in all
             await asyncio.to_thread(release_leases, self.engine, self.worker_id)
 
     async def _listen(self) -> None:

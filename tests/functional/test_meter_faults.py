@@ -1,6 +1,7 @@
 """Faults injected into the real simulator; outcomes read from the command record, the relay
 register and the anomaly list."""
 
+import asyncio
 import time
 
 import httpx
@@ -301,3 +302,31 @@ def test_a_silent_gateway_is_one_anomaly_and_is_probed_not_polled(stack, engine,
                message="no gateway anomaly")
     assert "its 8 meters" in anomalies(engine, GATEWAY_OFFLINE)[0].detail
     assert len(anomalies(engine, METER_OFFLINE)) <= 1  # not one per meter
+
+
+def test_the_worker_stops_within_seconds_whatever_its_buses_do(stack, engine, settings):
+    """Issue 18, defect 7: stopping must not wait for a bus. One gateway is silent with a 20 s
+    request timeout (a request is waiting on it), the other a slow bus (0.15 s a transaction)
+    with a round under way: the worker stops in a second or two, and says nothing lost."""
+    from meters.worker import Worker
+
+    settings.modbus_timeout_s = 20.0
+    sim = stack.start_sim([[1, 2], list(range(1, 33))], bus_delay_s=0.15)
+    stack.household(1, balance_fen=1000, gateway_index=0)
+    busy = [stack.household(u, balance_fen=1000, gateway_index=1) for u in range(1, 33)]
+    sim.gateways[0].silent = True
+
+    async def run_then_stop():
+        loop = asyncio.get_running_loop()
+        task = asyncio.create_task(Worker(engine, settings).run())
+        deadline = loop.time() + 10
+        while (await asyncio.to_thread(meter_of, engine, busy[2])).last_read_at is None:
+            assert loop.time() < deadline, "the slow bus was never read"
+            await asyncio.sleep(0.05)
+        started = loop.time()
+        task.cancel()
+        await asyncio.wait({task}, timeout=15)
+        return task.done(), loop.time() - started
+
+    done, took = stack.lt.run(run_then_stop(), timeout=40)
+    assert done and took < 3.0, f"the worker took {took:.1f} s to stop"
