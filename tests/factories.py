@@ -35,6 +35,15 @@ class EstateFactory:
             self.estate_id, self.building_id = estate.id, building.id
         self._count = 0
 
+    @classmethod
+    def of(cls, engine, estate_id: int, building_id: int, first: int = 0) -> "EstateFactory":
+        """A factory adding to an estate that exists (its building `building_id`); the 户号 it
+        makes count on from `first`."""
+        factory = cls.__new__(cls)
+        factory.engine, factory.estate_id, factory.building_id = engine, estate_id, building_id
+        factory._count = first
+        return factory
+
     def gateway(self, host: str, port: int, protocol: str = "modbus_tcp") -> int:
         with transaction(self.engine) as s:
             gw = Gateway(name=f"gw {port}", host=host, port=port, protocol=protocol)

@@ -42,7 +42,7 @@ from app.console.models import ESTATE_ADMIN, FINANCE, ROLE_ZH, AuditEntry, Manag
 from app.db import transaction, utcnow
 from app.estate.indicators import daily, monthly
 from app.estate.lineloss import line_loss_days
-from app.estate.models import Account, Building, DailyFrozen, Estate, Meter, ShareRun
+from app.estate.models import Account, Building, DailyFrozen, Estate, Gateway, Meter, ShareRun
 from app.i18n import N_
 from app.ledger.models import ADJUSTMENT, CHARGE, SHARE, LedgerEntry
 from app.ledger.services import funds, kept_balance_fen, lock_balances, post_entry
@@ -63,6 +63,7 @@ from app.tariffs.models import StoredTariff
 from app.resident.identity import acceptances_of, residents_of
 from app.web.ratelimit import request_client
 from app.web.charts import count_chart, rate_chart, usage_chart
+from meters.protocol import format_address
 
 PREFIX = "/manage"
 PAGE = 50  # accounts per page
@@ -364,6 +365,8 @@ async def account(request: Request) -> Response:
         building = s.get(Building, a.building_id)
         money = funds(s, {a.id})[a.id]
         meters = list(s.exec(select(Meter).where(Meter.account_id == a.id).order_by(Meter.id)))
+        gateways = {g.id: g for g in s.exec(select(Gateway).where(
+            Gateway.id.in_({m.gateway_id for m in meters} or {-1})))}
         entries = list(s.exec(select(LedgerEntry).where(LedgerEntry.account_id == a.id)
                               .order_by(LedgerEntry.created_at.desc(), LedgerEntry.id.desc())
                               .limit(LEDGER_ROWS)))
@@ -402,7 +405,7 @@ async def account(request: Request) -> Response:
                            for y, m in reversed(month_keys)], label="%Y-%m")
     return _render(request, "console/account.html", {
         "who": who, "a": a, "building": building, "funds": money, "meters": meters,
-        "lines": lines, "commands": commands, "attempts": attempts, "decisions": decisions,
+        "gateways": gateways, "format_address": format_address, "lines": lines, "commands": commands, "attempts": attempts, "decisions": decisions,
         "orders": orders, "refunds": refunds, "notices": notices, "messages": messages,
         "bound_residents": bound_residents, "acceptances": acceptances,
         "daily": daily, "monthly": monthly, "strategies": STRATEGIES, "tariffs": tariffs,
@@ -917,13 +920,18 @@ async def managers(request: Request) -> Response:
 # --- anomalies ----------------------------------------------------------------------------------
 
 def _anomaly_scope(s, who):
-    """Anomalies of accounts in scope, or of common-area meters of buildings in scope."""
+    """Anomalies of accounts in scope, of common-area meters of buildings in scope, or of a
+    gateway that serves a meter of a building in scope (a whole gateway down)."""
     ids = scope.building_ids(s, who) or [-1]
+    served = (sa.select(Meter.gateway_id).outerjoin(Account, Account.id == Meter.account_id)
+              .where(sa.or_(Account.building_id.in_(ids), Meter.building_id.in_(ids))))
     return (select(Anomaly, Account.number, Account.household)
             .outerjoin(Account, Account.id == Anomaly.account_id)
             .outerjoin(Meter, Meter.id == Anomaly.meter_id)
-            .where(sa.or_(Account.building_id.in_(ids), sa.and_(Anomaly.account_id.is_(None),
-                                                                 Meter.building_id.in_(ids)))))
+            .where(sa.or_(Account.building_id.in_(ids),
+                          sa.and_(Anomaly.account_id.is_(None), Meter.building_id.in_(ids)),
+                          sa.and_(Anomaly.gateway_id.is_not(None),
+                                  Anomaly.gateway_id.in_(served)))))
 
 
 async def anomalies(request: Request) -> Response:

@@ -204,3 +204,32 @@ def test_a_late_payment_is_credited_from_the_anomalies_page(console, engine, est
     assert "该付款已处理" in finance.get(again.headers["location"]).text
     assert balance_of(engine, mine) == 300 + 2000
     assert "payment.credit_late" in finance.get("/manage/audit").text
+
+
+def test_a_gateway_down_is_seen_by_the_managers_of_the_buildings_it_serves(console, engine,
+                                                                          estate):
+    """Issue 18: a whole gateway down is one anomaly; a building manager sees it when the
+    gateway serves a meter of their buildings, and not otherwise. A DL/T 645 meter's address
+    shows as its 12-digit 表号."""
+    from app.anomalies.models import GATEWAY_OFFLINE, Anomaly
+    from tests.factories import EstateFactory
+
+    factory = EstateFactory.of(engine, estate.estate_id, estate.building_b, first=100)  # 2号楼
+    far = factory.gateway("127.0.0.1", 2, "dlt645_tcp")
+    number = factory.account(gateway_id=far, unit_id=12345, number="209999", balance_fen=100)
+    shared = account_by_number(engine, estate.a_accounts[0])
+    with transaction(engine) as s:
+        near = s.exec(select(Meter.gateway_id).where(Meter.account_id == shared.id)).one()
+        ids = []
+        for gateway_id in (near, far):
+            anomaly = Anomaly(kind=GATEWAY_OFFLINE, gateway_id=gateway_id,
+                              detail=f"gateway {gateway_id} down")
+            s.add(anomaly)
+            s.flush()
+            ids.append(anomaly.id)
+    page = console("b1").get("/manage/anomalies").text
+    assert f'id="anomaly-{ids[0]}"' in page and f'id="anomaly-{ids[1]}"' not in page
+    page = console("admin").get("/manage/anomalies").text
+    assert f'id="anomaly-{ids[0]}"' in page and f'id="anomaly-{ids[1]}"' in page
+    account = console("admin").get(f"/manage/accounts/{number}").text
+    assert "000000012345" in account and "dlt645_tcp" in account
