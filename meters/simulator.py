@@ -22,7 +22,10 @@ Faults a real installation shows, as fields a test may flip at any time: `SimMet
 cut is acknowledged and counted, the relay stays closed, no status bit says so),
 `SimMeter.bypass_w` (energy keeps flowing while the relay is open: bypass, 窃电),
 `SimMeter.jump_register()` and `SimMeter.set_energy_wh()` (the register jumps forward, or goes
-backwards when a meter is reset or replaced), `SimGateway.silent`, `SimGateway.fc06_accepted`.
+backwards when a meter is reset or replaced), `SimMeter.keep_power`, `SimMeter.relay_fault`
+(like welded, and the meter says so), `SimMeter.cover_open`, `SimGateway.silent` (connections
+accepted, nothing answered), `SimGateway.stop()` (the gateway down: connections refused),
+`SimGateway.fc06_accepted`. Every fault plays in every protocol (`feikong simulate --protocol`).
 
 Model time is the meter's `clock()`: wall-clock seconds (Unix time), by default `wall_clock`,
 which starts at `time.time()` and then moves with `time.monotonic()`, so it never steps back.
@@ -57,8 +60,8 @@ from pymodbus.simulator import DataType, SimData, SimDevice
 
 from meters.modbus import registers as r
 from meters.modbus.codec import decode_allow_close, decode_relay_command, encode_block_values
-from meters.protocol import (DLT645_TCP, MODBUS_RTU_OVER_TCP, MODBUS_TCP, MeterSnapshot,
-                             check_address)
+from meters.protocol import (DLT645_ADDRESS_RANGE, DLT645_TCP, MODBUS_RTU_OVER_TCP, MODBUS_TCP,
+                             PROTOCOLS, MeterSnapshot, check_address, format_address)
 
 try:
     from zoneinfo import ZoneInfo
@@ -662,10 +665,11 @@ def _check_unit_ids(index: int, units: Sequence[int], protocol: str = MODBUS_TCP
 
 
 def describe(sim: Simulator) -> list[str]:
-    """One line per gateway: where it listens and which unit ids it has."""
+    """One line per gateway: where it listens, which unit ids it has (DL/T 645 addresses in
+    their 12 digits) and its protocol."""
     lines = []
     for gateway in sim.gateways:
-        units = sorted(gateway.meters)
+        units = [format_address(gateway.protocol, unit) for unit in sorted(gateway.meters)]
         span = f"{units[0]}-{units[-1]}" if units else "none"
         lines.append(
             f"gateway {gateway.index}: {gateway.host}:{gateway.port}, "
@@ -699,6 +703,7 @@ DEFAULTS: dict[str, Any] = {
     "energy_wh": 0.0,
     "fc06": False,
     "fault_delay": 0.0,
+    "protocol": MODBUS_TCP,  # one of PROTOCOLS, or (config only) a list of them, one per gateway
 }
 
 # Fault kinds (flag `--kind` with "_" as "-", config key `kind`) and the form of their value.
@@ -709,10 +714,15 @@ FAULT_FORMS: dict[str, str] = {
     "welded": "G:U",
     "bypass": "G:U:W",
     "silent_gateway": "G",
+    "relay_fault": "G:U",
+    "cover_open": "G:U",
+    "gateway_down": "G",
     "jump": "G:U:WH",
     "backwards": "G:U:WH",
 }
-EVENT_KINDS = frozenset({"jump", "backwards"})  # one-off register faults, applied after start
+# One-off faults applied after start (now, or after `fault_delay`): the register events, and a
+# gateway going down (it must have listened first, to have its port).
+EVENT_KINDS = frozenset({"jump", "backwards", "gateway_down"})
 MAX_GATEWAYS = 1000
 
 
@@ -784,9 +794,18 @@ def parse_fault(kind: str, text: str, origin: str = "") -> Fault:
     if len(parts) != form.count(":") + 1:
         raise ValueError(f"expected {form}, got {text!r}")
     gateway = _whole(0, MAX_GATEWAYS - 1, "G")(parts[0])
-    unit = _whole(UNIT_IDS.start, UNIT_IDS.stop - 1, "U")(parts[1]) if len(parts) > 1 else None
+    # U: a Modbus unit id or a DL/T 645 address (as its number); `_fault_target` checks that
+    # the gateway has it.
+    unit = (_whole(0, DLT645_ADDRESS_RANGE.stop - 1, "U")(parts[1]) if len(parts) > 1
+            else None)
     amount = _non_negative(parts[2], form.split(":")[2]) if len(parts) > 2 else 0.0
     return Fault(kind, gateway, unit, amount, origin or f"--{kind.replace('_', '-')} {text}")
+
+
+def _protocol_name(text: str) -> str:
+    if text not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {text!r} (choose from {', '.join(PROTOCOLS)})")
+    return text
 
 
 def _flag_type(convert: Callable[[str], Any]) -> Callable[[str], Any]:
@@ -805,7 +824,8 @@ def _flag_type(convert: Callable[[str], Any]) -> Callable[[str], Any]:
 SCALAR_FLAGS: dict[str, tuple[Callable[[str], Any], str, str]] = {
     # key: (converter, metavar, help)
     "gateways": (_whole(1, MAX_GATEWAYS), "N", "number of gateways"),
-    "meters": (_whole(1, 247), "N", "meters per gateway, unit ids 1..N"),
+    "meters": (_whole(1, 247), "N",
+               "meters per gateway, unit ids 1..N (DL/T 645: addresses 000000000001..N)"),
     "host": (str, "HOST", "address to listen on"),
     "base_port": (_whole(0, 65535), "PORT", "gateway i listens on PORT+i; 0: ports from the OS"),
     "relay_delay": (_non_negative, "S", "seconds between an accepted command and the relay moving"),
@@ -813,16 +833,24 @@ SCALAR_FLAGS: dict[str, tuple[Callable[[str], Any], str, str]] = {
     "bus_delay": (_non_negative, "S", "seconds per bus transaction (one at a time per gateway)"),
     "profile": (_profile_name, "NAME", f"load profile: {', '.join(PROFILES)} or none"),
     "energy_wh": (_non_negative, "WH", "every meter's energy register at start"),
-    "fault_delay": (_non_negative, "S", "apply --jump/--backwards S seconds after start"),
+    "fault_delay": (_non_negative, "S",
+                    "apply --jump/--backwards/--gateway-down S seconds after start"),
+    "protocol": (_protocol_name, "NAME", f"what every gateway speaks: {', '.join(PROTOCOLS)}"),
 }
 
 FAULT_HELP = {
-    "offline": "meter U of gateway G answers 0x0B",
+    "offline": "meter U of gateway G is offline: Modbus gateways answer 0x0B for it, a "
+               "DL/T 645 bus is silent",
     "silent": "meter U of gateway G never answers",
-    "keep_power": "meter U of gateway G is in keep-power mode (status bit set)",
+    "keep_power": "meter U of gateway G is in keep-power mode (保电, in its status): Modbus "
+                  "acknowledges a cut, DL/T 645 refuses it; the relay stays closed",
     "welded": "meter U's relay never opens; no status bit says so",
     "bypass": "meter U draws W watts while its relay is open",
-    "silent_gateway": "gateway G answers no unit at all",
+    "silent_gateway": "gateway G accepts connections and answers no unit at all",
+    "relay_fault": "meter U's relay never opens and the meter reports a relay fault",
+    "cover_open": "meter U's cover is open (tamper): Modbus status bit 7; DL/T 645 has no "
+                  "status bit for it (an event record, not read)",
+    "gateway_down": "gateway G stops listening (connection refused), after start",
     "jump": "meter U's register jumps forward by WH, after start",
     "backwards": "meter U's register goes back by WH (not below 0), after start",
 }
@@ -831,7 +859,8 @@ FAULT_HELP = {
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="feikong simulate",
-        description="Simulate Modbus TCP gateways with prepaid meters. Flags override --config; "
+        description="Simulate gateways with prepaid meters, speaking Modbus TCP, Modbus-RTU "
+        "over TCP or DL/T 645-2007 over TCP. Flags override --config; "
         "fault flags repeat and add to the config's. See docs/simulator.md.",
     )
     parser.add_argument("--config", metavar="FILE", help="JSON settings and faults (keys as flags)")
@@ -898,10 +927,19 @@ def _json_gateways(value: Any) -> int | list[list[int]]:
                 isinstance(u, int) and not isinstance(u, bool) for u in units
             ):
                 raise ValueError("expected a number or a list of unit-id lists, e.g. [[1, 2], [5]]")
-        for index, units in enumerate(value):
-            _check_unit_ids(index, units)
+        for index, units in enumerate(value):  # the addresses' range: with the protocol
+            if len(set(units)) != len(units):
+                raise ValueError(f"gateway {index}: duplicate unit ids")
         return value
     return _json_number(_whole(1, MAX_GATEWAYS))(value)
+
+
+def _json_protocol(value: Any) -> str | list[str]:
+    if isinstance(value, list):
+        if not value:
+            raise ValueError("expected at least one protocol")
+        return [_protocol_name(_json_string(item)) for item in value]
+    return _protocol_name(_json_string(value))
 
 
 CONFIG_KEYS: dict[str, Callable[[Any], Any]] = {
@@ -916,6 +954,7 @@ CONFIG_KEYS: dict[str, Callable[[Any], Any]] = {
     "energy_wh": _json_number(_non_negative),
     "fc06": _json_bool,
     "fault_delay": _json_number(_non_negative),
+    "protocol": _json_protocol,  # a name, or a list of names: one per gateway
 }
 
 
@@ -1004,6 +1043,8 @@ def apply_fault(sim: Simulator, fault: Fault) -> None:
     if fault.kind == "silent_gateway":
         gateway.silent = True
         return
+    if fault.kind == "gateway_down":
+        raise ValueError("gateway_down stops a running gateway: apply it with apply_event")
     assert meter is not None
     if fault.kind == "offline":
         meter.offline = True
@@ -1013,6 +1054,10 @@ def apply_fault(sim: Simulator, fault: Fault) -> None:
         meter.keep_power = True
     elif fault.kind == "welded":
         meter.welded = True
+    elif fault.kind == "relay_fault":
+        meter.relay_fault = True
+    elif fault.kind == "cover_open":
+        meter.cover_open = True
     elif fault.kind == "bypass":
         meter.advance()
         meter.bypass_w = fault.amount
@@ -1025,6 +1070,18 @@ def apply_fault(sim: Simulator, fault: Fault) -> None:
         raise ValueError(f"unknown fault kind {fault.kind!r}")
 
 
+async def apply_event(sim: Simulator, fault: Fault) -> None:
+    """Inject a fault into a running simulator: `gateway_down` stops its gateway listening (a
+    client's connect is refused, as when a concentrator is unplugged; the meters behind it
+    keep running, and `await sim.gateways[g].start()` brings it back on the same port); any
+    other kind as `apply_fault`."""
+    if fault.kind == "gateway_down":
+        gateway, _meter = _fault_target(sim, fault)
+        await gateway.stop()
+        return
+    apply_fault(sim, fault)
+
+
 def build_simulator(plan: SimulatePlan) -> Simulator:
     """The simulator a plan describes, with its standing faults applied (events are not)."""
     s, origins = plan.settings, plan.origins
@@ -1033,6 +1090,9 @@ def build_simulator(plan: SimulatePlan) -> Simulator:
         raise UsageError(
             f"{origins['base_port']}: {s['base_port']} + {count} gateways passes port 65535"
         )
+    if isinstance(s["protocol"], list) and len(s["protocol"]) != count:
+        raise UsageError(f"{origins['protocol']}: {len(s['protocol'])} protocols for {count} "
+                         "gateways (one per gateway)")
     try:
         sim = Simulator(
             s["gateways"],
@@ -1044,6 +1104,7 @@ def build_simulator(plan: SimulatePlan) -> Simulator:
             bus_delay_s=s["bus_delay"],
             profile=s["profile"],
             fc06_accepted=s["fc06"],
+            protocol=s["protocol"],
         )
     except ValueError as exc:
         raise UsageError(f"{origins['gateways']}: {exc}") from None
@@ -1062,7 +1123,8 @@ async def run_plan(
     plan: SimulatePlan,
     announce: Callable[[str], None] = print,
 ) -> None:
-    """Start, apply the register events (now, or after `fault_delay`), announce, run forever.
+    """Start, apply the events (register jumps, a gateway going down: now, or after
+    `fault_delay`), announce, run forever.
 
     The gateway lines come first ("gateway {i}: {host}:{port}, ..."), then one "fault: ..."
     line per injected fault.
@@ -1073,7 +1135,7 @@ async def run_plan(
     try:
         if delay <= 0:
             for fault in events:
-                apply_fault(sim, fault)
+                await apply_event(sim, fault)
         for line in describe(sim):
             announce(line)
         for fault in plan.faults:
@@ -1082,7 +1144,7 @@ async def run_plan(
         if events and delay > 0:
             await asyncio.sleep(delay)
             for fault in events:
-                apply_fault(sim, fault)
+                await apply_event(sim, fault)
                 announce(f"fault: {fault}")
         await asyncio.Event().wait()
     finally:

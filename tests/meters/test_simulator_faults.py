@@ -34,8 +34,9 @@ from meters.simulator import (
     profile_energy_wh,
     run_plan,
 )
+from meters.bus import open_bus
 from meters.modbus.client import GatewayClient
-from meters.protocol import MeterError
+from meters.protocol import DLT645_TCP, MODBUS_RTU_OVER_TCP, PROTOCOLS, MeterError
 
 REPO = Path(__file__).resolve().parents[2]
 UNITS = [1, 2, 3]
@@ -600,3 +601,171 @@ def test_a_timeout_is_one_warning_line_and_no_pymodbus_dump(caplog):
     assert [r.levelname for r in ours] == ["WARNING", "WARNING"]
     line = ours[0].getMessage()  # gateway, unit, what failed
     assert line.startswith("meter 1 @ 127.0.0.1:") and "no response [read_snapshot" in line
+
+
+# --- `feikong simulate --protocol`: every fault in every protocol -------------------------------
+
+EVERY_FAULT = ["--gateways", "3", "--meters", "8", "--base-port", "0", "--energy-wh", "5000",
+               "--offline", "0:1", "--silent", "0:2", "--keep-power", "0:3", "--welded", "0:4",
+               "--relay-fault", "0:5", "--cover-open", "0:6", "--bypass", "0:7:1000",
+               "--jump", "0:8:12340", "--backwards", "0:8:2000", "--silent-gateway", "1",
+               "--gateway-down", "2"]
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_every_fault_plays_in_every_protocol(protocol):
+    """Each fault flag, as the worker's client for the protocol sees it over the wire."""
+
+    async def scenario():
+        plan = make_plan(build_parser().parse_args(["--protocol", protocol, *EVERY_FAULT]))
+        sim = build_simulator(plan)
+        announced: list[str] = []
+        task = asyncio.create_task(run_plan(sim, plan, announce=announced.append))
+        while len(announced) < 3 + len(plan.faults):
+            await asyncio.sleep(0.01)
+        gateways = [open_bus(protocol, "127.0.0.1", g.port, timeout=0.2) for g in sim.gateways]
+        bus, silent_gateway, down_gateway = gateways
+        try:
+            lines = [GATEWAY_LINE.match(line) for line in announced[:3]]
+            assert all(lines), announced
+            assert {m[6] for m in lines} == {protocol}
+            span = "000000000001-000000000008" if protocol == DLT645_TCP else "1-8"
+            assert [m[5] for m in lines] == [span] * 3
+            assert "fault: gateway-down 2" in announced
+
+            for unit in (1, 2):  # offline (Modbus: 0x0B; DL/T 645: silence), silent
+                with pytest.raises(MeterError) as caught:
+                    await bus.read_snapshot(unit)
+                assert caught.value.kind == ("exception" if unit == 1 and protocol != DLT645_TCP
+                                             else "timeout")
+            # keep power: the cut acknowledged (Modbus) or refused (DL/T 645), the relay closed
+            try:
+                await bus.write_relay(3, True)
+            except MeterError as exc:
+                assert protocol == DLT645_TCP and exc.kind == "exception"
+            else:
+                assert protocol != DLT645_TCP
+            kept = await bus.read_relay(3)
+            assert (kept.open, kept.keep_power, kept.relay_fault) == (False, True, False)
+            # welded: acknowledged, closed, nothing says so; relay fault: and the meter says so
+            await bus.write_relay(4, True)
+            welded = await bus.read_relay(4)
+            assert (welded.open, welded.keep_power, welded.relay_fault) == (False, False, False)
+            await bus.write_relay(5, True)
+            faulty = await bus.read_relay(5)
+            assert (faulty.open, faulty.relay_fault) == (False, True)
+            # cover open: Modbus reports it in the status; DL/T 645 has no status bit for it
+            assert (await bus.read_relay(6)).cover_open is (protocol != DLT645_TCP)
+            assert sim.meter(0, 6).cover_open
+            # bypass: energy flows while the relay reads open
+            await bus.write_relay(7, True)
+            bypassed = await bus.read_snapshot(7)
+            assert (bypassed.relay_open, bypassed.power_w) == (True, 1000)
+            # jump then backwards: 5000 + 12340 - 2000 Wh
+            assert (await bus.read_snapshot(8)).energy_wh == 15_340
+            with pytest.raises(MeterError) as caught:
+                await silent_gateway.read_relay(1)
+            assert caught.value.kind == "timeout"
+            with pytest.raises(MeterError) as caught:
+                await down_gateway.read_relay(1)
+            assert caught.value.kind == "connection"
+            await sim.gateways[2].start()  # back up, on the same port
+            assert (await down_gateway.read_relay(1)).open is False
+        finally:
+            for client in gateways:
+                await client.close()
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+    asyncio.run(scenario())
+
+
+def test_simulate_cli_one_protocol_per_gateway_from_the_config(tmp_path):
+    """A JSON config gives each gateway its protocol; the DL/T 645 gateway, with 12-digit
+    addresses, answers over the wire (a cut read back open, a faulty relay refusing it), and a
+    gateway down after --fault-delay refuses connections."""
+    config = tmp_path / "sim.json"
+    config.write_text(json.dumps({
+        "gateways": [[202612000001, 202612000002], [1, 2], [1]],
+        "protocol": ["dlt645_tcp", "modbus_rtu_over_tcp", "modbus_tcp"],
+        "relay-fault": ["0:202612000002"],
+        "gateway_down": [2],
+    }))
+    base = free_base_port(3)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "meters.simulator", "--config", str(config),
+         "--base-port", str(base), "--fault-delay", "0.2"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        lines = read_lines_until(proc, lambda seen: len(seen) == 5)
+        gateways = [GATEWAY_LINE.match(line) for line in lines[:3]]
+        assert all(gateways), lines
+        assert [(int(m[3]), m[5], m[6]) for m in gateways] == [
+            (base, "202612000001-202612000002", "dlt645_tcp"),
+            (base + 1, "1-2", "modbus_rtu_over_tcp"), (base + 2, "1-1", "modbus_tcp")]
+        # the gateway down goes after the delay, its line last
+        assert lines[3:] == ["fault: relay-fault 0:202612000002", "fault: gateway-down 2"]
+
+        async def over_the_wire() -> None:
+            dlt = open_bus(DLT645_TCP, "127.0.0.1", base, timeout=0.5)
+            rtu = open_bus(MODBUS_RTU_OVER_TCP, "127.0.0.1", base + 1, timeout=0.5)
+            tcp = open_bus("modbus_tcp", "127.0.0.1", base + 2, timeout=0.5)
+            try:
+                await dlt.write_relay(202612000001, True)
+                assert (await dlt.read_relay(202612000001)).open is True
+                await dlt.write_relay(202612000002, True)
+                faulty = await dlt.read_relay(202612000002)
+                assert (faulty.open, faulty.relay_fault) == (False, True)
+                await rtu.write_relay(2, True)
+                assert (await rtu.read_snapshot(2)).relay_open is True
+                with pytest.raises(MeterError) as caught:
+                    await tcp.read_relay(1)
+                assert caught.value.kind == "connection"
+            finally:
+                for client in (dlt, rtu, tcp):
+                    await client.close()
+
+        asyncio.run(over_the_wire())
+    finally:
+        proc.terminate()
+        proc.wait(timeout=5)
+        proc.stdout.close()
+        proc.stderr.close()
+
+
+@pytest.mark.parametrize(
+    ("config", "named"),
+    [
+        ({"protocol": "bacnet"}, "key 'protocol': unknown protocol 'bacnet'"),
+        ({"protocol": 5}, "key 'protocol'"),
+        ({"protocol": []}, "key 'protocol'"),
+        ({"gateways": 2, "protocol": ["dlt645_tcp"]}, "key 'protocol': 1 protocols for 2"),
+        ({"gateways": [[300]]}, "key 'gateways': gateway 0: unit id 300 outside 1..247"),
+        ({"gateways": [[10**12]], "protocol": "dlt645_tcp"}, "key 'gateways': gateway 0: unit"),
+        ({"gateways": [[1], [2]], "gateway_down": [2]}, "key 'gateway_down': 2: no gateway 2"),
+    ],
+)
+def test_bad_protocol_config_exits_2_naming_the_key(tmp_path, config, named, capsys):
+    path = tmp_path / "sim.json"
+    path.write_text(json.dumps(config))
+    assert main(["--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert f"--config {path}" in err and named in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "named"),
+    [
+        (["--protocol", "modbus"], "--protocol"),
+        (["--relay-fault", "0"], "--relay-fault"),
+        (["--cover-open", "0:9", "--meters", "5"], "--cover-open 0:9"),
+        (["--gateway-down", "0:1"], "--gateway-down"),
+        (["--gateway-down", "1"], "--gateway-down 1: no gateway 1"),
+        (["--welded", "0:1000000000000"], "--welded"),
+    ],
+)
+def test_bad_protocol_and_fault_flags_exit_2_naming_the_flag(argv, named, capsys):
+    assert main(argv) == 2
+    assert named in capsys.readouterr().err
