@@ -197,6 +197,8 @@ def serve_processes(settings, processes: int, announce=None) -> int:
                 asyncio.run(run_system(own, make_engine(own.database_url), worker=False,
                                        announce=ready, sock=sock))
                 code = 0
+            except BaseException:  # os._exit below would lose it: the supervisor logs the code
+                log.exception("web process %d stopped on an error", index)
             finally:
                 os._exit(code)
         return pid
