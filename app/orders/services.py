@@ -7,7 +7,9 @@ import json
 import secrets
 from dataclasses import dataclass
 
+import sqlalchemy as sa
 from sqlalchemy import bindparam, insert, update
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, select
@@ -52,7 +54,9 @@ class AccountClosed(ValueError):
 @dataclass(frozen=True)
 class Confirmation:
     outcome: str
-    order: Order | None = None  # the order read, for the outcomes that read it (not CREDITED)
+    # the order, for the outcomes that need it after (a refund notice, not paid, a payment
+    # after close); None for CREDITED and DUPLICATE, whose orders are not loaded as objects
+    order: Order | None = None
 
 
 def new_out_trade_no() -> str:
@@ -117,28 +121,48 @@ def confirm_many(session: Session, items: list[tuple[Notification, dict[str, str
                  ) -> list[Confirmation | Refused]:
     """`confirm_paid` for many notifications in the caller's transaction, each with its ids
     (`our_ids`), as if one after another; each result in its place, a refusal as its `Refused`
-    (having written nothing). The first copies of payments for pending orders move in turn (one
-    conditional UPDATE … RETURNING each) and are credited together (`_credit_many`); anything
-    else (a repeat, a refund notice, a closed order, a mismatch, an unknown order) is sorted out
-    after them, one by one, and finds those orders paid."""
+    (having written nothing).
+
+    Their orders are read at once and locked (`_lock_orders`, in out_trade_no order: on
+    PostgreSQL no other transaction moves them until this one ends; on SQLite the writer holds
+    the database). The first copy of a payment for a pending order of its channel and amount
+    moves it pending → paid (one executemany for them all, each UPDATE still conditional on
+    `pending`) and they are credited together (`_credit_many`); anything else (a repeat, a
+    refund notice, a closed order, a mismatch, an unknown order) is sorted out after them, one
+    by one, from what was read, and finds those orders paid."""
     results: list[Confirmation | Refused | None] = [None] * len(items)
-    credits: list[tuple[_Paid, str]] = []
+    ours: list[int] = []
     for k, (notification, ids) in enumerate(items):
         try:
             _check_ours(notification, **ids)
         except Refused as exc:
             results[k] = exc
             continue
-        if notification.paid and not notification.is_refund:
-            moved = _pay_pending(session, notification)
-            if moved is not None:
-                credits.append((moved, _memo(notification)))
-                results[k] = Confirmation(CREDITED)
+        ours.append(k)
+    if not ours:
+        return results
+    orders = _lock_orders(session, {items[k][0].out_trade_no for k in ours})
+    credits: list[tuple[_Paid, str]] = []
+    moves: list[dict] = []
+    for k in ours:
+        notification = items[k][0]
+        row = orders.get(notification.out_trade_no)
+        if (notification.paid and not notification.is_refund and row is not None
+                and row.status == PENDING and row.channel == notification.channel
+                and row.amount_fen == notification.amount_fen):
+            row.status = PAID  # a later copy in this batch finds it paid
+            moves.append({"oid": row.id, "trade_no": notification.provider_trade_no})
+            credits.append((_Paid(row.account_id, notification.out_trade_no,
+                                  notification.amount_fen), _memo(notification)))
+            results[k] = Confirmation(CREDITED)
+    _pay_pending(session, moves)
     _credit_many(session, credits)
-    for k, (notification, _ids) in enumerate(items):
+    for k in ours:
         if results[k] is None:
+            notification = items[k][0]
             try:
-                results[k] = _confirm_rest(session, notification)
+                results[k] = _confirm_rest(session, notification,
+                                           orders.get(notification.out_trade_no))
             except Refused as exc:
                 results[k] = exc
     return results
@@ -156,46 +180,67 @@ def _memo(notification: Notification) -> str:
     return f"{notification.channel} {notification.provider_trade_no}"
 
 
-def _confirm_rest(session: Session, notification: Notification) -> Confirmation:
-    """A notification (ours) that did not move a pending order of its channel and amount."""
-    order = session.exec(
-        select(Order).where(Order.out_trade_no == notification.out_trade_no)
-    ).first()
-    if order is None:
+def _confirm_rest(session: Session, notification: Notification,
+                  row: _OrderRow | None) -> Confirmation:
+    """A notification (ours) that did not move a pending order of its channel and amount;
+    `row` its order as `_lock_orders` read it (locked), None if there is none."""
+    if row is None:
         raise Refused("unknown_order", f"no order {notification.out_trade_no!r}")
-    if order.channel != notification.channel:
-        raise Refused("wrong_channel", f"order was opened for {order.channel}")
-    if notification.amount_fen != order.amount_fen:
+    if row.channel != notification.channel:
+        raise Refused("wrong_channel", f"order was opened for {row.channel}")
+    if notification.amount_fen != row.amount_fen:
         raise Refused("amount_mismatch",
-                      f"paid {notification.amount_fen} fen, order is {order.amount_fen} fen")
+                      f"paid {notification.amount_fen} fen, order is {row.amount_fen} fen")
+    if notification.paid and not notification.is_refund and row.status != CLOSED:
+        # paid (by an earlier copy, here or before) or paid after close (kept for a manager):
+        # a pending order of this channel and amount was moved by the first pass
+        return Confirmation(DUPLICATE)
+    order = session.get(Order, row.id)
     if notification.is_refund:
         return Confirmation(REFUND_NOTICE, order)
     if not notification.paid:
         return Confirmation(NOT_PAID, order)
-
-    if order.status == CLOSED:
-        return _record_late_payment(session, order, notification)
-    if not _move(session, order, PENDING, PAID, paid_at=utcnow(),
-                 provider_trade_no=notification.provider_trade_no):
-        # Paid by another copy, or closed since we read it (a close that raced this payment).
-        if session.exec(select(Order.status).where(Order.id == order.id)).one() == CLOSED:
-            return _record_late_payment(session, order, notification)
-        return Confirmation(DUPLICATE, order)
-    _credit_many(session, [(order, _memo(notification))])
-    return Confirmation(CREDITED, order)
+    confirmation = _record_late_payment(session, order, notification)
+    row.status = PAID_AFTER_CLOSE  # a later copy in this batch is a repeat
+    return confirmation
 
 
-def _pay_pending(session: Session, notification: Notification) -> _Paid | None:
-    """Move the notification's order pending → paid if it is of the notification's channel and
-    amount (one conditional UPDATE … RETURNING); what the credit needs of it, or None when no
-    row moved (not pending, not ours, not this amount: the caller finds out which)."""
-    row = session.execute(_PAY_PENDING, {
-        "no": notification.out_trade_no, "pending": PENDING, "ch": notification.channel,
-        "amount": notification.amount_fen, "paid": PAID, "now": utcnow(),
-        "trade_no": notification.provider_trade_no}).first()
-    if row is None:
-        return None
-    return _Paid(row.account_id, notification.out_trade_no, notification.amount_fen)
+@dataclass
+class _OrderRow:
+    """An order as `_lock_orders` read it; `status` follows what this transaction does."""
+
+    id: int
+    account_id: int
+    channel: str
+    amount_fen: int
+    status: str
+
+
+def _lock_orders(session: Session, out_trade_nos: set[str]) -> dict[str, _OrderRow]:
+    """The orders of `out_trade_nos` that exist, by out_trade_no, read in one statement and,
+    on PostgreSQL, locked FOR UPDATE in out_trade_no order (every batch takes them in that
+    order: two batches holding copies of the same payments cannot deadlock on them)."""
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        found = connection.execute(_LOCK_ORDERS_PG, {"nos": sorted(out_trade_nos)})
+    else:
+        found = connection.execute(_READ_ORDERS, {"nos": sorted(out_trade_nos)})
+    return {no: _OrderRow(oid, account_id, channel, amount_fen, status)
+            for oid, no, account_id, channel, amount_fen, status in found}
+
+
+def _pay_pending(session: Session, moves: list[dict]) -> None:
+    """Move the orders `_lock_orders` found pending to paid (`moves`: each order's id `oid` and
+    the provider's `trade_no`), in one executemany; each UPDATE still asks for `pending`, and
+    if any found its order otherwise (nothing should: the orders are locked, or the database
+    is ours alone on SQLite) this raises and the transaction credits nothing."""
+    if not moves:
+        return
+    now = utcnow()
+    moved = session.connection().execute(
+        _PAY_PENDING, [{**move, "pending": PENDING, "paid": PAID, "now": now} for move in moves])
+    if moved.rowcount != len(moves):
+        raise RuntimeError(f"{len(moves)} pending orders read, {moved.rowcount} moved to paid")
 
 
 @dataclass(frozen=True)
@@ -207,13 +252,21 @@ class _Paid:
 
 _ORDER = Order.__table__
 # Built once: a statement's construction costs more than its execution on this path.
+_ORDER_COLUMNS = (_ORDER.c.id, _ORDER.c.out_trade_no, _ORDER.c.account_id, _ORDER.c.channel,
+                  _ORDER.c.amount_fen, _ORDER.c.status)
+_READ_ORDERS = (sa.select(*_ORDER_COLUMNS)
+                .where(_ORDER.c.out_trade_no.in_(bindparam("nos", expanding=True)))
+                .order_by(_ORDER.c.out_trade_no))
+# PostgreSQL: the list as one array parameter (one statement text whatever the batch's size)
+_LOCK_ORDERS_PG = (sa.select(*_ORDER_COLUMNS)
+                   .where(_ORDER.c.out_trade_no == sa.any_(
+                       bindparam("nos", type_=postgresql.ARRAY(sa.String))))
+                   .order_by(_ORDER.c.out_trade_no).with_for_update())
 _PAY_PENDING = (
     update(_ORDER)
-    .where(_ORDER.c.out_trade_no == bindparam("no"), _ORDER.c.status == bindparam("pending"),
-           _ORDER.c.channel == bindparam("ch"), _ORDER.c.amount_fen == bindparam("amount"))
+    .where(_ORDER.c.id == bindparam("oid"), _ORDER.c.status == bindparam("pending"))
     .values(status=bindparam("paid"), paid_at=bindparam("now"),
             provider_trade_no=bindparam("trade_no"))
-    .returning(_ORDER.c.id, _ORDER.c.account_id)
 )
 _ADD_NOTICE = insert(Notice.__table__)
 

@@ -141,3 +141,29 @@ def test_a_notification_that_breaks_its_verifier_fails_alone(
     assert isinstance(outcomes[0], RuntimeError) and outcomes[1] is True
     assert [status_of(engine, p.out_trade_no) for p in (a, b)] == [PAID, PENDING]
     assert refused_reasons(engine) == []
+
+
+def test_copies_of_a_payment_after_close_in_one_batch_are_kept_once_for_a_manager(
+        client, sandbox, provider, engine, cut_account):
+    """An order we closed, paid all the same: two copies of its notification in one batch
+    (with a payment of a pending order and one naming no order of ours between them) keep it
+    once for a manager and credit nothing of it; the pending one is credited."""
+    from sqlalchemy import update
+
+    from app.orders.models import CLOSED, PAID_AFTER_CLOSE
+
+    late, fresh = (start_payment(client, sandbox, cut_account) for _ in range(2))
+    with transaction(engine) as s:
+        s.execute(update(Order).where(Order.out_trade_no == late.out_trade_no)
+                  .values(status=CLOSED))
+    stranger = sandbox.build_notification(fresh)
+    stranger["out_trade_no"] = "FK-NOT-OURS"
+    batch = [arrived(provider, sandbox, sandbox.build_notification(late)),
+             arrived(provider, sandbox, sandbox.sign_form(stranger)),
+             arrived(provider, sandbox, sandbox.build_notification(fresh)),
+             arrived(provider, sandbox, sandbox.build_notification(late))]
+    assert desk.handle_batch(engine, batch) == [True, False, True, True]
+    assert [status_of(engine, p.out_trade_no) for p in (late, fresh)] == [PAID_AFTER_CLOSE, PAID]
+    assert [e.amount_fen for e in entries_of(engine, cut_account, "topup")] == [5000]
+    assert balance_of(engine, cut_account) == -500 + 5000
+    assert refused_reasons(engine) == ["paid_after_close", "unknown_order"]
