@@ -30,6 +30,13 @@ and fails unless every notification was acknowledged and the ledger then holds e
 top-up per order (every order paid, its amount, nothing refused).
 
     python -m bench.notify
+
+While working on the path: BENCH_DATABASES=pg (or sqlite) runs one database only;
+BENCH_PROFILE=DIR samples the server processes with py-spy (`pip install py-spy` into the venv:
+not a project dependency) during each storm and writes DIR/notify-<db>.txt (collapsed stacks,
+`--nonblocking`, so the figures move little; `--gil`, the samples of a thread running Python,
+not of one waiting for the database) and prints the top functions by own and by inclusive
+samples.
 """
 
 from __future__ import annotations
@@ -40,7 +47,9 @@ import concurrent.futures
 import os
 import random
 import shutil
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -73,6 +82,8 @@ PG_PROCESSES = int(os.environ.get("BENCH_PG_PROCESSES", str(os.cpu_count() or 1)
 WECHAT_AHEAD_S = 240
 MAX_AGE_S = 240.0
 SUBJECT = "电费充值 1-1-101"
+DATABASES = os.environ.get("BENCH_DATABASES", "sqlite,pg").split(",")
+PROFILE_DIR = os.environ.get("BENCH_PROFILE", "")
 FORM = {"content-type": "application/x-www-form-urlencoded; charset=utf-8"}
 
 # (out_trade_no, channel, amount_fen)
@@ -233,15 +244,51 @@ def run(name: str, database_url: str, workdir: Path, specs: list[Spec],
     system = start_process([sys.executable, "-m", "app.cli", *command], env, "serving on",
                            workdir / f"system-{name}.log")
     try:
+        spy = start_profile(name, system.pid) if PROFILE_DIR else None
         cpu_before = tree_cpu_seconds(system.pid)
         wall, latencies = storm(base_url, stream)
         cpu = tree_cpu_seconds(system.pid) - cpu_before
+        if spy is not None:
+            stop_profile(name, spy)
     finally:
         stop_process(system)
     check_ledger(database_url, specs)
     p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
     return {"credits_per_s": len(specs) / wall, "p50": statistics.median(latencies), "p99": p99,
             "cpu_ms": cpu * 1000 / len(stream), "wall_s": wall}
+
+
+def start_profile(name: str, pid: int) -> subprocess.Popen:
+    """py-spy sampling `pid` and its children (BENCH_PROFILE) until `stop_profile`."""
+    spy = Path(sys.executable).with_name("py-spy")
+    out = Path(PROFILE_DIR) / f"notify-{name}.txt"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen([str(spy), "record", "--pid", str(pid), "--subprocesses",
+                             "--nonblocking", "--gil", "--format", "raw", "--rate", "200", "--output",
+                             str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1.0)  # attached before the storm
+    return proc
+
+
+def stop_profile(name: str, proc: subprocess.Popen, top: int = 25) -> None:
+    proc.send_signal(signal.SIGINT)
+    proc.wait(30)
+    own: collections.Counter = collections.Counter()
+    inclusive: collections.Counter = collections.Counter()
+    total = 0
+    for line in (Path(PROFILE_DIR) / f"notify-{name}.txt").read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        frames = stack.split(";")[1:]  # the process, then its frames outermost first
+        n = int(count)
+        total += n
+        if frames:
+            own[frames[-1]] += n
+        for frame in set(frames):
+            inclusive[frame] += n
+    print(f"profile {name}: {total} samples; own, then inclusive (% of samples)")
+    for title, counter in (("own", own), ("inclusive", inclusive)):
+        for frame, n in counter.most_common(top):
+            print(f"  {title:9} {100 * n / max(total, 1):5.1f}  {frame}")
 
 
 def cpu_seconds(pid: int) -> float:
@@ -283,15 +330,18 @@ def main() -> int:
     try:
         specs = order_specs()
         stream = Stream(specs, workdir / SANDBOX_KEYS_DIR)
-        results = {"sqlite": run("sqlite", f"sqlite:///{workdir / 'bench.db'}", workdir, specs,
-                                 stream.fresh(), ["run"])}
-        with throwaway_postgres() as server:
-            import psycopg
+        results = {}
+        if "sqlite" in DATABASES:
+            results["sqlite"] = run("sqlite", f"sqlite:///{workdir / 'bench.db'}", workdir,
+                                    specs, stream.fresh(), ["run"])
+        if "pg" in DATABASES:
+            with throwaway_postgres() as server:
+                import psycopg
 
-            with psycopg.connect(f"{server}/postgres", autocommit=True) as conn:
-                conn.execute("CREATE DATABASE bench")
-            results["pg"] = run("pg", f"{server}/bench", workdir, specs, stream.fresh(),
-                                ["serve", "--processes", str(PG_PROCESSES)])
+                with psycopg.connect(f"{server}/postgres", autocommit=True) as conn:
+                    conn.execute("CREATE DATABASE bench")
+                results["pg"] = run("pg", f"{server}/bench", workdir, specs, stream.fresh(),
+                                    ["serve", "--processes", str(PG_PROCESSES)])
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     for db, r in results.items():
@@ -301,7 +351,7 @@ def main() -> int:
         print(f"notify_server_cpu_per_notification_{db}: {r['cpu_ms']:.2f} ms")
         print(f"notify_storm_wall_{db}: {r['wall_s']:.1f} s")
     print(f"notify_ledger_check: one credit per order, {ORDERS} orders, {DUPLICATES} duplicates "
-          "acknowledged, on both databases")
+          f"acknowledged, on {' and '.join(results)}")
     return 0
 
 
