@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+from decimal import Decimal
 import re
 import secrets
 from urllib.parse import quote
@@ -842,8 +843,11 @@ async def building_page(request: Request) -> Response:
                                               today - dt.timedelta(days=1))))
         main = s.exec(select(Meter).where(Meter.building_id == building.id,
                                           Meter.building_main.is_(True))).first()
+        areas = s.exec(select(Account.floor_area_m2).where(  # exact (SQLite keeps them as text)
+            Account.building_id == building.id, Account.closed_at.is_(None))).all()
     return _render(request, "console/building.html", {
         "who": who, "building": building, "runs": runs, "errors": errors, "saved": saved,
+        "households": len(areas), "household_area": sum(areas, Decimal(0)),
         "common": common, "shown": shown, "shares": shares, "losses": losses, "main": main,
         "form": (await request.form()) if errors else None,
         "shares_fen": sum(e.amount_fen for e, _ in shares),

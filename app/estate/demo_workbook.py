@@ -69,8 +69,9 @@ def gateway_name(g: int) -> str:
 
 def demo_rows(gateways: int = DEMO_GATEWAYS, per_gateway: int = 20) -> dict[str, list[dict]]:
     """The demo's rows by sheet key, each a dict of column key → cell value."""
-    buildings = [{"name": f"{g + 1}号楼", "share_scheme": "按面积", "share_period": "按日",
-                  "common_price": "0.5583", "line_loss_pct": "5"} for g in range(gateways)]
+    buildings = [{"name": f"{g + 1}号楼", "floor_area": "2150", "share_scheme": "按面积",
+                  "share_period": "按日", "common_price": "0.5583", "line_loss_pct": "5"}
+                 for g in range(gateways)]
     gws = [{"name": gateway_name(g), "host": DEMO_HOST, "port": DEMO_BASE_PORT + g,
             "protocol": demo_protocol(g)} for g in range(gateways)]
     accounts = []

@@ -56,6 +56,9 @@ class Building(SQLModel, table=True):
     # households' and common-area meters, in % of the main meter's energy; a day above it is an
     # anomaly (app/estate/lineloss.py).
     line_loss_threshold_pct: Decimal = Field(default=Decimal("5"), sa_type=Decimal4)
+    # 建筑面积 (m²), as the estate's workbook gives it; None when not given. The shares by area
+    # use the households' own areas (`Account.floor_area_m2`); the console shows both.
+    floor_area_m2: Decimal | None = Field(default=None, sa_type=Decimal4)
 
 
 class Account(SQLModel, table=True):

@@ -77,3 +77,15 @@ def test_line_loss_days_and_the_threshold_setting(console, engine, estate):
     assert '<tr class="loss above">' not in page  # 10 % is within 12.5 %
     with transaction(engine, read_only=True) as s:
         assert s.get(Building, estate.building_a).line_loss_threshold_pct == Decimal("12.5")
+
+
+def test_the_building_page_shows_its_floor_area_beside_its_households(console, engine, estate):
+    with transaction(engine) as s:
+        s.get(Building, estate.building_a).floor_area_m2 = Decimal("5230.5")
+        for account in s.exec(sa.select(Account).where(
+                Account.building_id == estate.building_a)).scalars():
+            account.floor_area_m2 = Decimal("89.25")
+    page = console("admin").get(f"/manage/buildings/{estate.building_a}").text
+    assert re.search(r'id="areas">建筑面积：5230.5 ㎡；3 户面积合计 267.75 ㎡', page)
+    page = console("admin").get(f"/manage/buildings/{estate.building_b}").text
+    assert "建筑面积：未填写" in page

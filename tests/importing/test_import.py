@@ -258,3 +258,20 @@ def test_gateways_of_each_protocol_and_dlt645_addresses_import(engine, estate_id
         "「账户」表第 2 行「表地址」：应为 1–247 的整数",
         "「账户」表第 7 行「表地址」：应为 DL/T 645 表地址：铭牌上的 12 位表号，例如 000012345678",
     ]
+
+
+def test_a_building_floor_area_is_imported_checked_and_kept(engine, estate_id):
+    from decimal import Decimal
+
+    rows = small_estate()
+    rows["buildings"][0]["floor_area"] = "5230.5"
+    assert run(engine, workbook(rows), estate_id).written
+    with transaction(engine, read_only=True) as s:
+        areas = dict(s.exec(select(Building.name, Building.floor_area_m2)).all())
+    assert areas == {"1号楼": Decimal("5230.5"), "2号楼": None, "3号楼": None}
+    rows["buildings"][0]["floor_area"] = None  # left empty: kept
+    assert run(engine, workbook(rows), estate_id).changes == []
+    rows["buildings"][1]["floor_area"] = "0"
+    result = run(engine, workbook(rows), estate_id)
+    assert [p.text() for p in result.problems] == [
+        "「楼栋」表第 3 行「建筑面积（㎡）」：应为大于 0、不超过 10000000 的面积（平方米），最多四位小数"]

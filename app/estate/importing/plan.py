@@ -146,8 +146,9 @@ class Plan:
 # how its value is written. Personal data is masked (app/privacy.py).
 FIELDS = {
     "building": {"share_scheme": "公摊方式", "share_period": "公摊周期",
-                 "common_price_yuan_per_kwh": "公区电价", "line_loss_threshold_pct": "线损告警线"},
-    "gateway": {"host": "地址", "port": "端口"},
+                 "common_price_yuan_per_kwh": "公区电价", "line_loss_threshold_pct": "线损告警线",
+                 "floor_area_m2": "建筑面积"},
+    "gateway": {"host": "地址", "port": "端口", "protocol": "协议"},
     "meter": {"kind": "类型", "building": "楼栋", "max_power_w": "最大功率", "account": "户号"},
     "account": {"building": "楼栋", "household": "房号", "holder_name": "户主姓名",
                 "holder_phone": "联系电话", "floor_area_m2": "建筑面积",
@@ -355,6 +356,9 @@ def make_plan(session: Session, sheets: dict[str, SheetRows], estate_id: int,
     return plan
 
 
+MAX_BUILDING_AREA = Decimal(10_000_000)  # m²
+
+
 def _buildings(plan: Plan, state: State, rows: SheetRows | None) -> set[str]:
     names: dict[str, int] = {}
     for row in rows.rows if rows else ():
@@ -388,9 +392,17 @@ def _buildings(plan: Plan, state: State, rows: SheetRows | None) -> set[str]:
                 price = parse_price(c["common_price"])
             except ValueError:
                 c.bad("common_price", N_("应为不小于 0 的电价（元/千瓦时），最多四位小数"))
+        area = existing.floor_area_m2 if existing else None
+        if c["floor_area"]:
+            try:
+                area = parse_price(c["floor_area"])
+            except ValueError:
+                area = None
+            if area is None or not 0 < area <= MAX_BUILDING_AREA:
+                c.bad("floor_area", N_("应为大于 0、不超过 10000000 的面积（平方米），最多四位小数"))
         if not c.ok:
             continue
-        values = {**changes, "common_price_yuan_per_kwh": price}
+        values = {**changes, "common_price_yuan_per_kwh": price, "floor_area_m2": area}
         plan.buildings.append(Op(BUILDINGS, row.number, name, existing, values,
                                  _diff(existing, values)))
     return set(names)

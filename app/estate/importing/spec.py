@@ -62,6 +62,8 @@ class Sheet:
 BUILDINGS = Sheet("buildings", "楼栋", (
     Column("name", "楼栋名称", "必填。小区内唯一，例如 1号楼。再次导入时按名称找到同一楼栋。",
            required=True, width=16),
+    Column("floor_area", "建筑面积（㎡）", "整栋楼的建筑面积，大于 0，最多四位小数；可不填。按面积公摊"
+           "用各户的建筑面积（账户表）；控制台把两者并列显示以便核对。", width=16),
     Column("share_scheme", "公摊方式", "按面积（默认，按住户建筑面积分摊公区电费）、平均（每户相同）"
            "或 按用电（按各户用电量比例）。", choices=SHARE_SCHEMES),
     Column("share_period", "公摊周期", "按日（默认）或 按月：公区电费多久分摊一次。",
