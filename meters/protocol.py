@@ -49,42 +49,15 @@ RELAY_FAULT = 1 << 6  # the meter reports its relay as faulty (it did not move a
 COVER_OPEN = 1 << 7  # the terminal or meter cover is open (tamper), where the meter reports it
 
 
-@dataclass(frozen=True)
-class MeterSnapshot:
-    """One read of a meter, decoded. Units are in the field names."""
+class _Flags:
+    """The status flags of a read, by name (`status_bits` holds them)."""
 
-    energy_raw: int  # total active energy, 0.01 kWh, wraps (see ENERGY_WRAP_WH)
-    energy_wh: int  # energy_raw * 10
-    period_raw: tuple[int, int, int, int]  # spike, peak, flat, valley (0.01 kWh)
-    voltage_dv: int  # 0.1 V
-    current_ca: int  # 0.01 A
-    power_w: int  # active power, W; negative when exporting
-    relay_open: bool  # True: supply cut; False: supply on
-    status_bits: int  # the flags above
-    command_counter: int  # accepted relay commands where the meter counts them, else 0
-    apparent_power_va: int = 0
-    power_factor_milli: int = 0  # 0.001
-    frequency_chz: int = 0  # 0.01 Hz
+    __slots__ = ()
+    status_bits: int
 
     @property
     def remote_trip(self) -> bool:
         return bool(self.status_bits & REMOTE_TRIP)
-
-    @property
-    def keep_power(self) -> bool:
-        return bool(self.status_bits & KEEP_POWER)
-
-    @property
-    def close_allowed(self) -> bool:
-        return bool(self.status_bits & CLOSE_ALLOWED)
-
-
-@dataclass(frozen=True, slots=True)
-class RelayState:
-    """The relay read back: open or closed, and the status flags that say why."""
-
-    open: bool
-    status_bits: int = 0
 
     @property
     def keep_power(self) -> bool:
@@ -101,6 +74,33 @@ class RelayState:
     @property
     def cover_open(self) -> bool:
         return bool(self.status_bits & COVER_OPEN)
+
+
+@dataclass(frozen=True)
+class MeterSnapshot(_Flags):
+    """One read of a meter, decoded. Units are in the field names."""
+
+    energy_raw: int  # total active energy, 0.01 kWh, wraps (see ENERGY_WRAP_WH)
+    energy_wh: int  # energy_raw * 10
+    period_raw: tuple[int, int, int, int]  # spike, peak, flat, valley (0.01 kWh)
+    voltage_dv: int  # 0.1 V
+    current_ca: int  # 0.01 A
+    power_w: int  # active power, W; negative when exporting
+    relay_open: bool  # True: supply cut; False: supply on
+    status_bits: int  # the flags above
+    command_counter: int  # accepted relay commands where the meter counts them, else 0
+    apparent_power_va: int = 0
+    power_factor_milli: int = 0  # 0.001
+    frequency_chz: int = 0  # 0.01 Hz
+
+
+
+@dataclass(frozen=True, slots=True)
+class RelayState(_Flags):
+    """The relay read back: open or closed, and the status flags that say why."""
+
+    open: bool
+    status_bits: int = 0
 
 
 TIMEOUT = "timeout"
