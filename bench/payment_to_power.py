@@ -11,7 +11,7 @@ the protocols take turns round by round, so a change in the machine's load falls
 A second system then runs with a bus delay of 0.15 s per transaction and every gateway polling
 without pause; 10 payments a protocol go one at a time, each waiting for its restore (`_busy`):
 the floor there is one transaction in flight plus the write plus the read-back, about 450 ms
-(a DL/T 645 poll is three frames, but a restore waits for one frame, not the poll). Each
+(a DL/T 645 poll is two frames). Each
 payment is measured from the notify request being accepted (the order's `paid_at`, stamped by
 the server in the crediting transaction) to the restore command's completion, which the worker
 stamps when the relay read back closed: both clocks are the server's, so the residents' and

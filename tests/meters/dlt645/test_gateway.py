@@ -65,11 +65,13 @@ def test_snapshot_equals_the_sim_meter():
     run(scenario, client_options={"read_electrical": True})
 
 
-def test_poll_reads_three_identifiers_by_default():
+def test_poll_reads_two_identifiers_by_default():
     async def scenario(sim, client):
-        await client.read_snapshot(METER)
-        assert client.frames_sent == 3  # energy block, status word 3, power
-        assert sim.gateways[0].server.transactions == 3
+        sim.meter(0, METER).load_w = 1000.0
+        snapshot = await client.read_snapshot(METER)
+        assert client.frames_sent == 2  # energy block, status word 3: no power
+        assert sim.gateways[0].server.transactions == 2
+        assert snapshot.power_w == 0  # not read
 
     run(scenario)
 
@@ -297,7 +299,7 @@ def test_a_meter_without_the_energy_block_is_read_for_its_total():
 
         assert (first.energy_raw, first.period_raw) == (100, (0, 0, 0, 0))
         assert second.energy_raw == 100
-        assert client.frames_sent - sent == 3  # the block is not asked for again
+        assert client.frames_sent - sent == 2  # the block is not asked for again
 
     run(scenario)
 
