@@ -15,6 +15,7 @@ from app.logs import RequestIds
 from app.messaging_setup import build_messengers
 from app.orders.providers import (
     ALIPAY_NOTIFY_PATH,
+    NOTIFY_PATHS,
     WECHAT_JSAPI_PAY_PATH,
     WECHAT_NOTIFY_PATH,
     WECHAT_OAUTH_CALLBACK_PATH,
@@ -29,6 +30,7 @@ from app.resident import pages as resident_pages
 from app.resident.subscribe import JSAPI_CONFIG_PATH, jsapi_config
 from app.settings import Settings, get_settings, use_settings
 from app.web import errors, health
+from app.web.lanes import NotifyLane
 from app.web.limits import BodyLimit
 from app.web.metrics import RequestTimer, metrics_view
 from app.web.static import PageGZip, VersionedStaticFiles, favicon
@@ -124,7 +126,10 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     if sandbox:  # no merchant keys: the stand-ins of every outside service are served
         routes += mount_standins(settings, providers)
     https = settings.base_url.startswith("https://")
-    app = Starlette(routes=routes, middleware=[Middleware(RequestIds), Middleware(RequestTimer),
+    notify_routes = [r for r in routes if getattr(r, "path", None) in NOTIFY_PATHS.values()]
+    app = Starlette(routes=routes, middleware=[Middleware(NotifyLane, routes=notify_routes,
+                                                          https=https),
+                                               Middleware(RequestIds), Middleware(RequestTimer),
                                                Middleware(BodyLimit),
                                                Middleware(ResidentSecurityHeaders, https=https),
                                                Middleware(PageGZip), Middleware(LanguageMiddleware),
