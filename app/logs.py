@@ -11,8 +11,9 @@ The ids come from context variables (`structlog.contextvars`): `bind(order=…, 
 path puts them on every line logged below it, in that task and in threads started from it
 (Starlette's `run_in_threadpool` copies the context). A web request carries `request` (an id,
 also sent back as `X-Request-ID`); the worker's command attempts carry `command`, `meter`,
-`unit`; a poll round its `gateway`; a notification its `order` and `channel`; `extra={…}` on a
-call adds keys to that line alone.
+`unit`; a poll round its `gateway`; a refused notification its `order`; the notify desk's one
+line per batch (`notifications handled: credited 24, duplicate 1`) its `orders` by outcome;
+`extra={…}` on a call adds keys to that line alone.
 """
 
 from __future__ import annotations

@@ -84,6 +84,23 @@ def test_a_refused_notification_is_logged_with_its_order_not_another_requests_id
     assert all("request" not in line for line in refused)
 
 
+def test_a_batch_of_notifications_is_one_line_naming_each_order_by_outcome(
+        client, engine, cut_account, json_lines):
+    from app.orders import desk
+
+    sandbox = client.app.state.providers.sandbox_alipay
+    provider = client.app.state.providers.by_channel("alipay")
+    a, b = (start_payment(client, sandbox, cut_account) for _ in range(2))
+    batch = [desk.Arrived("alipay", provider, {}, sandbox.encode_form(
+        sandbox.build_notification(p)), done=None) for p in (a, b, a)]
+    assert desk.handle_batch(engine, batch) == [True, True, True]
+    handled = [line for line in json_lines() if line["event"].startswith("notifications")]
+    assert [line["event"] for line in handled] == ["notifications handled: credited 2, duplicate 1"]
+    assert handled[0]["orders"] == {"credited": sorted([a.out_trade_no, b.out_trade_no]),
+                                    "duplicate": [a.out_trade_no]}
+    assert handled[0]["level"] == "info" and "request" not in handled[0]
+
+
 def test_the_sms_sdk_never_logs_a_request_even_at_debug(json_lines):
     logging.getLogger().setLevel(logging.DEBUG)
     logging.getLogger("tencentcloud_sdk_common").debug("GetResponse: {'TemplateParamSet': ['483920']}")
