@@ -16,7 +16,7 @@ from sqlmodel import Session, select
 
 from app.billing.emergency import balances_advances_and_metered, repay_emergency_credit
 from app.commands.services import restore_if_allowed
-from app.db import utcnow
+from app.db import UTCDateTime, utcnow
 from app.estate.models import Account
 from app.ledger.models import TOPUP
 from app.ledger.services import lock_balances, post_entries
@@ -231,14 +231,22 @@ def _lock_orders(session: Session, out_trade_nos: set[str]) -> dict[str, _OrderR
 
 def _pay_pending(session: Session, moves: list[dict]) -> None:
     """Move the orders `_lock_orders` found pending to paid (`moves`: each order's id `oid` and
-    the provider's `trade_no`), in one executemany; each UPDATE still asks for `pending`, and
-    if any found its order otherwise (nothing should: the orders are locked, or the database
-    is ours alone on SQLite) this raises and the transaction credits nothing."""
+    the provider's `trade_no`) in one statement: on PostgreSQL one UPDATE over the ids and trade
+    numbers as two arrays, on SQLite an executemany. Each row still must be `pending`; if any
+    was not (nothing should be: the orders are locked, or the database is ours alone on SQLite)
+    this raises and the transaction credits nothing."""
     if not moves:
         return
     now = utcnow()
-    moved = session.connection().execute(
-        _PAY_PENDING, [{**move, "pending": PENDING, "paid": PAID, "now": now} for move in moves])
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        moved = connection.execute(_PAY_PENDING_PG, {
+            "ids": [move["oid"] for move in moves],
+            "trade_nos": [move["trade_no"] for move in moves],
+            "pending": PENDING, "paid": PAID, "now": now})
+    else:
+        moved = connection.execute(_PAY_PENDING, [
+            {**move, "pending": PENDING, "paid": PAID, "now": now} for move in moves])
     if moved.rowcount != len(moves):
         raise RuntimeError(f"{len(moves)} pending orders read, {moved.rowcount} moved to paid")
 
@@ -268,7 +276,19 @@ _PAY_PENDING = (
     .values(status=bindparam("paid"), paid_at=bindparam("now"),
             provider_trade_no=bindparam("trade_no"))
 )
+# PostgreSQL: a batch's rows as arrays, one statement (an executemany processes and sends
+# every row's parameters on its own)
+_PAY_PENDING_PG = sa.text(
+    f"UPDATE {_ORDER.name} SET status = :paid, paid_at = :now, provider_trade_no = v.trade_no "
+    "FROM unnest(CAST(:ids AS integer[]), CAST(:trade_nos AS varchar[])) AS v(id, trade_no) "
+    f"WHERE {_ORDER.name}.id = v.id AND {_ORDER.name}.status = :pending"
+).bindparams(bindparam("now", type_=UTCDateTime))
 _ADD_NOTICE = insert(Notice.__table__)
+_ADD_NOTICES_PG = sa.text(
+    f"INSERT INTO {Notice.__table__.name} (account_id, kind, amount_fen, created_at) "
+    "SELECT v.account_id, :kind, v.amount_fen, :now FROM unnest(CAST(:accounts AS integer[]), "
+    "CAST(:amounts AS bigint[])) WITH ORDINALITY AS v(account_id, amount_fen, n) ORDER BY v.n"
+).bindparams(bindparam("now", type_=UTCDateTime))
 
 
 def _move(session: Session, order: Order, old: str, new: str, **values) -> bool:
@@ -306,9 +326,16 @@ def _credit_many(session: Session, credits: list[tuple[Order | _Paid, str]]) -> 
             owed[order.account_id] -= repaid
             balance[order.account_id] -= repaid
     now = utcnow()
-    session.execute(_ADD_NOTICE, [
-        {"account_id": order.account_id, "kind": PAYMENT_RECEIVED, "amount_fen": order.amount_fen,
-         "created_at": now} for order, _ in credits])
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        connection.execute(_ADD_NOTICES_PG, {
+            "accounts": [order.account_id for order, _ in credits],
+            "amounts": [order.amount_fen for order, _ in credits],
+            "kind": PAYMENT_RECEIVED, "now": now})
+    else:
+        connection.execute(_ADD_NOTICE, [
+            {"account_id": order.account_id, "kind": PAYMENT_RECEIVED,
+             "amount_fen": order.amount_fen, "created_at": now} for order, _ in credits])
     last = {order.account_id: order.out_trade_no for order, _ in credits}
     for account_id, out_trade_no in last.items():
         if state[account_id][2]:  # an account without meters is spared the look
