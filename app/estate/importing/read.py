@@ -315,8 +315,8 @@ def _needs_openpyxl(data: bytes) -> bool:
             if any(p.search(xml) for p in _DIFFERENT) or (
                     dated and part != "xl/sharedStrings.xml" and dated.search(xml)):
                 return True
-            if any(int(float(n)) != int(n) for n in _LONG_INTEGER.findall(xml)):
-                return True  # beyond a float's 53 bits
+            if any(float(n) != int(n) for n in _LONG_INTEGER.findall(xml)):
+                return True  # beyond a float's 53 bits (compared exactly)
     return False
 
 
