@@ -203,6 +203,8 @@ OTHERWISE = {
     "escaped character": lambda: one_row(household="1-1-001_x000D_"),
     "long integer": lambda: patched(one_row(number=1234567), SHEET, b"<v>1234567</v>",
                                     b"<v>12345678901234567890</v>"),
+    "integer beyond a float": lambda: patched(one_row(number=1234567), SHEET,
+                                              b"<v>1234567</v>", b"<v>" + b"9" * 400 + b"</v>"),
     "nan": lambda: patched(one_row(opening=1234567), SHEET, b"<v>1234567</v>", b"<v>nan</v>"),
     "number with spaces": lambda: patched(one_row(opening=1234567), SHEET,
                                           b"<v>1234567</v>", b"<v> 12.50 </v>"),
