@@ -8,18 +8,20 @@ A gateway speaks one protocol, named in its row (`Gateway.protocol`):
 - `dlt645_tcp`: DL/T 645-2007 frames (`meters.dlt645`) through a transparent serial server.
 
 Each protocol is a package of its own with its codec and its client, a class of the `MeterBus`
-shape below. `meters.bus.open_bus` picks it from the gateway row; nothing in scheduling (`gateway_loop`)
-or storage (`store`) knows which protocol a gateway speaks. A fourth protocol is a new package,
-one line in `PROTOCOLS` and one branch in `meters.bus.open_bus` (see docs/meters.md). This
-module imports no protocol: the protocols import it.
+shape below. `meters.bus.open_bus` picks it from the gateway row; nothing in scheduling
+(`gateway_loop`) or storage (`store`) knows which protocol a gateway speaks. A fourth protocol
+is a new package, one line in `PROTOCOLS` and one branch in `meters.bus.open_bus` (see
+docs/meters.md). This module imports no protocol: the protocols import it.
 
 Every failure is a `MeterError` of one of three kinds, whatever the protocol.
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NoReturn, Protocol
 
 MODBUS_TCP = "modbus_tcp"
 MODBUS_RTU_OVER_TCP = "modbus_rtu_over_tcp"
@@ -152,6 +154,32 @@ class MeterError(Exception):
             what = "no connection to the gateway"
         extra = "; ".join(part for part in (self.operation, self.detail) if part)
         return f"{where}: {what}" + (f" [{extra}]" if extra else "")
+
+
+class FailureLog:
+    """What every protocol's client logs: one WARNING line per failed transaction (gateway,
+    meter, what failed), and one INFO line when a failing meter, or the gateway, answers again.
+    `failing`: the meters (None: the gateway) whose last transaction failed."""
+
+    def __init__(self, log: logging.Logger, host: str, port: int,
+                 unit_text: Callable[[int], str] = str) -> None:
+        self.log, self.host, self.port, self.unit_text = log, host, port, unit_text
+        self.failing: set[int | None] = set()
+
+    def fail(self, error: MeterError) -> NoReturn:
+        """Log the failed transaction in one line and raise it."""
+        self.failing.add(None if error.kind == CONNECTION else error.unit_id)
+        self.log.warning("%s", error)
+        raise error
+
+    def succeeded(self, key: int | None) -> None:
+        if key in self.failing:
+            self.failing.discard(key)
+            if key is None:
+                self.log.info("gateway %s:%s reachable again", self.host, self.port)
+            else:
+                self.log.info("meter %s @ %s:%s answering again", self.unit_text(key),
+                              self.host, self.port)
 
 
 class MeterBus(Protocol):

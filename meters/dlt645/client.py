@@ -37,10 +37,10 @@ import asyncio
 import datetime as dt
 import logging
 from collections.abc import Callable
-from typing import Any, NoReturn
+from typing import Any
 
 from meters.dlt645 import codec as c
-from meters.protocol import (CONNECTION, DLT645_TCP, EXCEPTION, TIMEOUT, MeterError,
+from meters.protocol import (CONNECTION, DLT645_TCP, EXCEPTION, TIMEOUT, FailureLog, MeterError,
                              MeterSnapshot, RelayState, check_address)
 
 log = logging.getLogger(__name__)
@@ -124,7 +124,7 @@ class Dlt645Client:
         self._lock: asyncio.Lock | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._no_block: set[int] = set()  # meters that answer the energy block "no data"
-        self._failing: set[int | None] = set()  # addresses (None: the gateway) now failing
+        self._trail = FailureLog(log, host, port, lambda a: f"{a:012d}")  # one line a failure
         self.frames_sent = 0
 
     # -- connection ----------------------------------------------------------------------------
@@ -160,8 +160,8 @@ class Dlt645Client:
             raise MeterError(CONNECTION, **self._where(address, operation),
                              detail=f"connect failed: {exc.strerror or exc}") from None
         self._stream = stream
-        if None in self._failing:
-            self._succeeded(None)
+        if None in self._trail.failing:
+            self._trail.succeeded(None)
         return stream
 
     async def connect(self) -> bool:
@@ -214,7 +214,8 @@ class Dlt645Client:
             request = c.encode_control(unit_id, action, self.password, self.operator,
                                        valid_until, level=self.level, authorize=self.authorize)
         except c.CodecError as exc:
-            self._fail(MeterError(EXCEPTION, **self._where(unit_id, operation), detail=str(exc)))
+            self._trail.fail(MeterError(EXCEPTION, **self._where(unit_id, operation),
+                                        detail=str(exc)))
         await self._transact(unit_id, operation, request, c.CONTROL)
 
     # -- transactions --------------------------------------------------------------------------
@@ -257,10 +258,10 @@ class Dlt645Client:
             frame, answer = await self._exchange(address, operation, request, function, di)
         if frame.is_abnormal:
             code = answer
-            self._fail(MeterError(EXCEPTION, **self._where(address, operation),
-                                  exception_code=code, what=c.describe_error(code)))
-        if self._failing and address in self._failing:
-            self._succeeded(address)
+            self._trail.fail(MeterError(EXCEPTION, **self._where(address, operation),
+                                        exception_code=code, what=c.describe_error(code)))
+        if self._trail.failing and address in self._trail.failing:
+            self._trail.succeeded(address)
         return answer  # type: ignore[return-value]
 
     async def _exchange(self, address: int, operation: str, request: bytes, function: int,
@@ -291,14 +292,14 @@ class Dlt645Client:
                         continue
                     break
         except MeterError as exc:
-            self._fail(exc)
+            self._trail.fail(exc)
         except TimeoutError:
             if rejected:
-                self._fail(MeterError(EXCEPTION, **self._where(address, operation),
-                                      detail="no valid answer: " + "; ".join(
+                self._trail.fail(MeterError(EXCEPTION, **self._where(address, operation),
+                                            detail="no valid answer: " + "; ".join(
                                           list(dict.fromkeys(rejected))[:3])))
-            self._fail(MeterError(TIMEOUT, **self._where(address, operation),
-                                  detail=f"timeout {self.timeout:g} s"))
+            self._trail.fail(MeterError(TIMEOUT, **self._where(address, operation),
+                                        detail=f"timeout {self.timeout:g} s"))
         return frame, answer
 
     @staticmethod
@@ -332,29 +333,18 @@ class Dlt645Client:
     def _check(self, address: int, operation: str) -> None:
         problem = check_address(DLT645_TCP, address)
         if problem is not None:
-            self._fail(MeterError(EXCEPTION, **self._where(address, operation), detail=problem))
+            self._trail.fail(MeterError(EXCEPTION, **self._where(address, operation),
+                                        detail=problem))
 
     def _decode(self, address: int, operation: str, decode: Callable[[Any], Any], values: Any):
         """Decode answered values; values that make no sense are an invalid response."""
         try:
             return decode(values)
         except ValueError as exc:
-            self._fail(MeterError(EXCEPTION, **self._where(address, operation), detail=str(exc)))
+            self._trail.fail(MeterError(EXCEPTION, **self._where(address, operation),
+                                        detail=str(exc)))
 
     def _where(self, address: int, operation: str) -> dict[str, Any]:
         return {"unit_id": address, "host": self.host, "port": self.port,
                 "operation": operation}
 
-    def _fail(self, error: MeterError) -> NoReturn:
-        """Log the failed transaction in one line (gateway, meter, what failed) and raise."""
-        self._failing.add(None if error.kind == CONNECTION else error.unit_id)
-        log.warning("%s", error)
-        raise error
-
-    def _succeeded(self, key: int | None) -> None:
-        if key in self._failing:
-            self._failing.discard(key)
-            if key is None:
-                log.info("gateway %s:%s reachable again", self.host, self.port)
-            else:
-                log.info("meter %012d @ %s:%s answering again", key, self.host, self.port)

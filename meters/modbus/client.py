@@ -15,7 +15,7 @@ import functools
 import logging
 import struct
 from collections.abc import Awaitable, Callable
-from typing import Any, NoReturn
+from typing import Any
 
 from pymodbus import FramerType
 from pymodbus.client import AsyncModbusTcpClient
@@ -25,7 +25,7 @@ from pymodbus.pdu.register_message import ReadHoldingRegistersResponse
 from meters.modbus import codec
 from meters.modbus import registers as r
 from meters.protocol import (CONNECTION, EXCEPTION, MODBUS_RTU_OVER_TCP, MODBUS_TCP, TIMEOUT,
-                             MeterError, MeterSnapshot, RelayState)
+                             FailureLog, MeterError, MeterSnapshot, RelayState)
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 class _PymodbusToDebug(logging.Filter):
     """pymodbus logs a frame dump at ERROR on every timeout (90 % of a flaky bus's log): its
     records are kept at DEBUG, shown only where the `pymodbus` logger is set to DEBUG; our own
-    WARNING line says what failed (`GatewayClient._fail`)."""
+    WARNING line says what failed (`meters.protocol.FailureLog`)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno > logging.DEBUG:
@@ -108,7 +108,7 @@ class GatewayClient:
         self._waiter: asyncio.Task | None = None  # the task waiting for an answer, if any
         self._dropped = False  # the connection dropped while `_waiter` waited
         self._sent = 0  # requests sent (tells a late drop callback which request it meant)
-        self._failing: set[int | None] = set()  # unit ids (None: the gateway) now failing
+        self._trail = FailureLog(log, host, port)  # one WARNING line a failed transaction
 
     # -- connection ---------------------------------------------------------------------
 
@@ -246,7 +246,8 @@ class GatewayClient:
         try:
             return decode(words)
         except ValueError as exc:
-            self._fail(MeterError(EXCEPTION, **self._where(unit_id, operation), detail=str(exc)))
+            self._trail.fail(MeterError(EXCEPTION, **self._where(unit_id, operation),
+                                        detail=str(exc)))
 
     def _where(self, unit_id: int, operation: str) -> dict[str, Any]:
         return {"unit_id": unit_id, "host": self.host, "port": self.port, "operation": operation}
@@ -269,47 +270,31 @@ class GatewayClient:
                     if client is None:
                         raise MeterError(CONNECTION, **self._where(unit_id, operation),
                                          detail="connect failed")
-                if None in self._failing:
-                    self._succeeded(None)
+                if None in self._trail.failing:
+                    self._trail.succeeded(None)
                 response = await self._send(client, send)
             except MeterError as exc:
-                self._fail(exc)
+                self._trail.fail(exc)
             except ConnectionException as exc:
-                self._fail(MeterError(CONNECTION, **self._where(unit_id, operation),
-                                      detail=exc.string))
+                self._trail.fail(MeterError(CONNECTION, **self._where(unit_id, operation),
+                                            detail=exc.string))
             except ModbusIOException as exc:  # no (matching) answer within the timeout
                 detail = f"timeout {self.timeout:g} s: {exc.string}"
-                self._fail(MeterError(TIMEOUT, **self._where(unit_id, operation), detail=detail))
+                self._trail.fail(MeterError(TIMEOUT, **self._where(unit_id, operation),
+                                            detail=detail))
             except TimeoutError:
-                self._fail(MeterError(TIMEOUT, **self._where(unit_id, operation),
-                                      detail="connect deadline passed"))
+                self._trail.fail(MeterError(TIMEOUT, **self._where(unit_id, operation),
+                                            detail="connect deadline passed"))
             except ModbusException as exc:
-                self._fail(MeterError(EXCEPTION, **self._where(unit_id, operation),
-                                      detail=exc.string))
+                self._trail.fail(MeterError(EXCEPTION, **self._where(unit_id, operation),
+                                            detail=exc.string))
             except OSError as exc:
-                self._fail(MeterError(CONNECTION, **self._where(unit_id, operation),
-                                      detail=str(exc)))
+                self._trail.fail(MeterError(CONNECTION, **self._where(unit_id, operation),
+                                            detail=str(exc)))
         if response.isError():
             code = getattr(response, "exception_code", None)
-            self._fail(MeterError(EXCEPTION, **self._where(unit_id, operation),
-                                  exception_code=code, what=_modbus_what(EXCEPTION, code)))
-        if self._failing and unit_id in self._failing:
-            self._succeeded(unit_id)
+            self._trail.fail(MeterError(EXCEPTION, **self._where(unit_id, operation),
+                                        exception_code=code, what=_modbus_what(EXCEPTION, code)))
+        if self._trail.failing and unit_id in self._trail.failing:
+            self._trail.succeeded(unit_id)
         return response
-
-    # -- logging: one WARNING line per failed transaction (pymodbus' own dumps at DEBUG) -------
-
-    def _fail(self, error: MeterError) -> NoReturn:
-        """Log the failed transaction in one line (gateway, unit, what failed) and raise."""
-        key = None if error.kind == CONNECTION else error.unit_id
-        self._failing.add(key)
-        log.warning("%s", error)
-        raise error
-
-    def _succeeded(self, key: int | None) -> None:
-        if key in self._failing:
-            self._failing.discard(key)
-            if key is None:
-                log.info("gateway %s:%s reachable again", self.host, self.port)
-            else:
-                log.info("meter %s @ %s:%s answering again", key, self.host, self.port)
