@@ -297,7 +297,7 @@ class Dlt645Client:
             if rejected:
                 self._trail.fail(MeterError(EXCEPTION, **self._where(address, operation),
                                             detail="no valid answer: " + "; ".join(
-                                          list(dict.fromkeys(rejected))[:3])))
+                                                list(dict.fromkeys(rejected))[:3])))
             self._trail.fail(MeterError(TIMEOUT, **self._where(address, operation),
                                         detail=f"timeout {self.timeout:g} s"))
         return frame, answer
