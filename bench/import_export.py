@@ -27,6 +27,11 @@ written by openpyxl's write-only mode, the export audited): `export_bills_10k_s`
 job's start to its end; the workbook is read back (not timed) and its totals row compared
 with the ledger's sums of the month, to the fen.
 
+The console chart's top-ups: the month's top-ups given their paid orders (not timed), the
+chart's query for 30 days of every building (`app.console.charts.top_ups_query`, through the
+orders' (status, paid_at) index and the ledger's unique key) timed against the ledger scan it
+replaced, the figures equal day by day; its plan printed.
+
     python -m bench.import_export
 """
 
@@ -173,6 +178,13 @@ def main() -> None:
         print(f"export_bills_10k_s: {export_s:.2f} ({export_rows} households of {month:%Y-%m}, "
               f"{BUILDING_COUNT} buildings, XLSX {size // 1024} KB, by the background job; "
               f"totals = the ledger's to the fen)")
+        orders, found_s, scan_s, plan = chart_top_ups(url, month)
+        print(f"chart_top_ups_30d_s: {found_s:.3f} (the console chart's top-ups of 30 days, "
+              f"{BUILDING_COUNT} buildings, through {orders} paid orders; = the ledger's, day by "
+              f"day, to the fen)")
+        print(f"chart_top_ups_scan_30d_s: {scan_s:.2f} (the same from the ledger's entries of "
+              f"the days, as the chart read them before)")
+        print("chart_top_ups_plan: " + " | ".join(plan))
         print(f"peak_rss_mb: {peak_mb:.0f}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -324,6 +336,69 @@ def export_bills(url: str, tmp: Path, estate_id: int, month: dt.date) -> tuple[f
     size = path.stat().st_size
     engine.dispose()
     return export_s, len(body), size
+
+
+# --- the console chart's top-ups --------------------------------------------------------------
+
+
+def query_plan(conn, statement) -> list[str]:
+    """How the database runs `statement`: SQLite's EXPLAIN QUERY PLAN lines, or PostgreSQL's
+    EXPLAIN."""
+    sql = str(statement.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
+    if conn.dialect.name == "sqlite":
+        return [row[-1] for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql)]
+    return [row[0] for row in conn.exec_driver_sql("EXPLAIN " + sql)]
+
+
+def paid_orders_of_top_ups(engine) -> int:
+    """The paid orders the month's top-ups are the credits of (a `topup` entry's key is
+    "order:<out_trade_no>"), as the notifications left them: paid as the entry was posted."""
+    from app.orders.models import PAID, Order
+
+    e = LedgerEntry.__table__
+    with engine.begin() as conn:
+        return conn.execute(sa.insert(Order.__table__).from_select(
+            ["out_trade_no", "account_id", "amount_fen", "channel", "status", "provider_trade_no",
+             "created_at", "paid_at", "query_count"],
+            sa.select(sa.func.substr(e.c.idempotency_key, 7), e.c.account_id, e.c.amount_fen,
+                      sa.literal("alipay"), sa.literal(PAID), sa.literal(""), e.c.created_at,
+                      e.c.created_at, sa.literal(0)).where(e.c.kind == TOPUP)),
+            execution_options={"preserve_rowcount": True}).rowcount
+
+
+def chart_top_ups(url: str, month: dt.date) -> tuple[int, float, float, list[str]]:
+    """The console chart's top-ups of the month's first 30 days, every building: the paid
+    orders added (not timed), then timed as the chart finds them (through the orders) and as
+    it read them before (the days' ledger entries, by kind); the two must agree to the fen.
+    Returns the orders, both times and the query's plan."""
+    from app.console.charts import _accounts_of, top_ups_query
+    from app.db import local_date
+
+    engine = make_engine(url)
+    orders = paid_orders_of_top_ups(engine)
+    first, last = month, month + dt.timedelta(days=29)
+    with engine.connect() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql("ANALYZE")
+        buildings = [b for (b,) in conn.execute(sa.text("SELECT id FROM building"))]
+        accounts = _accounts_of(buildings)
+        query = top_ups_query(accounts, first, last)
+        t0 = time.perf_counter()
+        found = dict(conn.execute(query).all())
+        found_s = time.perf_counter() - t0
+        day = local_date(LedgerEntry.created_at).label("day")
+        t0 = time.perf_counter()
+        scanned = dict(conn.execute(
+            sa.select(day, sa.func.sum(LedgerEntry.amount_fen))
+            .where(LedgerEntry.kind == TOPUP, LedgerEntry.account_id.in_(accounts),
+                   LedgerEntry.created_at >= day_start(first),
+                   LedgerEntry.created_at < day_start(last + dt.timedelta(days=1)))
+            .group_by(day)).all())
+        scan_s = time.perf_counter() - t0
+        assert found == scanned and sum(found.values()) > 0, (found, scanned)
+        plan = query_plan(conn, query)
+    engine.dispose()
+    return orders, found_s, scan_s, plan
 
 
 if __name__ == "__main__":
