@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+from collections.abc import Sequence
 from contextlib import contextmanager
 from decimal import Decimal
+from itertools import chain
 from typing import Iterator
 
 import sqlalchemy as sa
@@ -134,6 +136,42 @@ def driver_executemany(connection, sql: str, columns, rows: list[tuple]) -> None
         rows = [tuple(value if process is None else process(value)
                       for process, value in zip(processors, row)) for row in rows]
     connection.exec_driver_sql(sql.format(p=placeholder), rows)
+
+
+def driver_update_many(connection, table: str, columns: Sequence[str], key: str,
+                       rows: list[tuple]) -> None:
+    """`UPDATE table SET <columns> WHERE key = …` for each row: the new values of `columns`,
+    then the key's value; plain values (ints, strings: nothing processed), straight to the
+    driver, in the caller's transaction. The keys must be distinct (ValueError).
+
+    On SQLite, statements of `UPDATE_ROWS` rows each, `UPDATE … FROM (VALUES …)`: one
+    executemany pays a statement's start and end, and the driver's release of the GIL, per
+    row (23 % fewer instructions for a day's meters and accounts). Other drivers: one
+    executemany."""
+    if not rows:
+        return
+    if len({row[-1] for row in rows}) != len(rows):
+        raise ValueError(f"driver_update_many: a key of {table} given twice")
+    placeholder = DRIVER_PLACEHOLDERS.get(connection.dialect.paramstyle)
+    if placeholder is None:
+        raise ValueError(f"no placeholder known for paramstyle {connection.dialect.paramstyle!r}")
+    if placeholder != "?":
+        sets = ", ".join(f"{column} = {placeholder}" for column in columns)
+        connection.exec_driver_sql(f"UPDATE {table} SET {sets} WHERE {key} = {placeholder}",
+                                   rows)
+        return
+    sets = ", ".join(f"{column} = v.column{i}" for i, column in enumerate(columns, 1))
+    one = f"({', '.join(['?'] * (len(columns) + 1))})"
+    head = f"UPDATE {table} SET {sets} FROM (VALUES "
+    tail = f") AS v WHERE {table}.{key} = v.column{len(columns) + 1}"
+    full = head + ", ".join([one] * UPDATE_ROWS) + tail
+    for k in range(0, len(rows), UPDATE_ROWS):
+        chunk = rows[k:k + UPDATE_ROWS]
+        sql = full if len(chunk) == UPDATE_ROWS else head + ", ".join([one] * len(chunk)) + tail
+        connection.exec_driver_sql(sql, tuple(chain.from_iterable(chunk)))
+
+
+UPDATE_ROWS = 200  # rows per statement of driver_update_many on SQLite (50: +6 %, 1,000: +17 %)
 
 
 _sqlite_locks: dict[str, threading.Lock] = {}

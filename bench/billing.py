@@ -43,7 +43,7 @@ import sqlalchemy as sa
 from app.billing.pricing import readings_cost
 from app.billing.services import E7, insert_entries
 from app.billing.shares import share_buildings
-from app.db import READ_ONLY, make_engine, transaction
+from app.db import READ_ONLY, driver_rows, driver_update_many, make_engine, transaction
 from app.estate.models import Account, Building, Estate, Gateway, Meter, Reading
 from app.estate.rollup import Rollup
 from app.ledger.models import CHARGE, LedgerEntry
@@ -138,12 +138,11 @@ def price_chunk(job: tuple[int, int, int]) -> tuple[list, list, list, int]:
     (`app.billing.services.insert_entries`), the meters' and the accounts' new totals, and the
     fen posted."""
     first, last, seed = job
-    with _WORKER["engine"].connect() as conn:
-        rows = conn.execute(
-            sa.select(Account.id, Account.tariff_id, Account.cycle_wh, Meter.id,
-                      Meter.billed_exact_e7, Meter.billed_fen)
-            .join(Meter, Meter.account_id == Account.id)
-            .where(Account.id.between(first, last)).order_by(Account.id)).all()
+    with _WORKER["engine"].connect() as conn:  # integers only: the driver's own rows
+        rows = driver_rows(conn, sa.select(Account.id, Account.tariff_id, Account.cycle_wh,
+                                           Meter.id, Meter.billed_exact_e7, Meter.billed_fen)
+                           .join(Meter, Meter.account_id == Account.id)
+                           .where(Account.id.between(first, last)).order_by(Account.id))
     tariffs = _WORKER["tariffs"]
     rng = random.Random(seed)
     entries, meter_updates, account_updates, total = [], [], [], 0
@@ -174,13 +173,13 @@ def _start_worker(url: str, tariffs: dict) -> None:
 
 
 def post_charges(engine, result: tuple[list, list, list, int]) -> None:
-    """Write one priced chunk in one transaction (SQLite: the driver's executemany)."""
+    """Write one priced chunk in one transaction, straight to the driver (`insert_entries`,
+    `app.db.driver_update_many`)."""
     entries, meter_updates, account_updates, _ = result
     with engine.begin() as conn:
         insert_entries(conn, entries, created_at=POSTED_AT)
-        conn.exec_driver_sql("UPDATE meter SET billed_exact_e7 = ?, billed_fen = ? WHERE id = ?",
-                             meter_updates)
-        conn.exec_driver_sql("UPDATE account SET cycle_wh = ? WHERE id = ?", account_updates)
+        driver_update_many(conn, "meter", ("billed_exact_e7", "billed_fen"), "id", meter_updates)
+        driver_update_many(conn, "account", ("cycle_wh",), "id", account_updates)
 
 
 def main() -> None:
