@@ -15,9 +15,12 @@ stays inside WeChat's ±5-minute window through a slow run), then posted by 50 s
 its own keep-alive connection, on one asyncio loop (the request bytes built beforehand): every
 order's notification once and 1,000 of them a second time, in one shuffled stream. The senders
 share the machine's cores with the server.
-The 900 accounts have no meters: no restore is queued and the worker stays idle, so the figures
-are the notify path alone (the SDK's verification, `confirm_paid` in the notify desk's
-batched transactions, `app.orders.desk`, the ack).
+The 900 accounts have no meters: no restore is queued and the worker stays idle. What the
+server spends is the notify path (the SDK's verification, `confirm_paid` in the notify desk's
+batched transactions, `app.orders.desk`, the ack) and, as an operator runs it, the message
+jobs turning each payment's notice into a message to its resident (nobody is reachable here:
+a skipped message row each; about a third of the CPU per notification in December 2026).
+FEIKONG_MESSAGE_JOBS_EVERY_S=0 in the environment leaves them out: the notify path alone.
 
 Prints, for `sqlite` and `pg`:
     notify_credits_per_s_<db>: credits per second (9,000 credits / first send to last ack)
@@ -36,7 +39,10 @@ BENCH_PROFILE=DIR samples the server processes with py-spy (`pip install py-spy`
 not a project dependency) during each storm and writes DIR/notify-<db>.txt (collapsed stacks,
 `--nonblocking`, so the figures move little; `--gil`, the samples of a thread running Python,
 not of one waiting for the database) and prints the top functions by own and by inclusive
-samples.
+samples, and the server's CPU per notification split between its event loops (HTTP, the
+middleware, the views) and its other threads (the notify desk's batches, the jobs), from
+/proc. The samples count a thread that holds the GIL while the machine has no core for it:
+on a loaded machine, trust the split and the CPU figures over small percentages.
 """
 
 from __future__ import annotations
@@ -245,11 +251,18 @@ def run(name: str, database_url: str, workdir: Path, specs: list[Spec],
                            workdir / f"system-{name}.log")
     try:
         spy = start_profile(name, system.pid) if PROFILE_DIR else None
+        threads_before = thread_cpu_seconds(system.pid)
         cpu_before = tree_cpu_seconds(system.pid)
         wall, latencies = storm(base_url, stream)
         cpu = tree_cpu_seconds(system.pid) - cpu_before
         if spy is not None:
             stop_profile(name, spy)
+            split = collections.Counter()
+            for (kind, tid), seconds in thread_cpu_seconds(system.pid).items():
+                split[kind] += seconds - threads_before.get((kind, tid), 0.0)
+            print(f"profile {name}: server CPU per notification, event loops "
+                  f"{split['loop'] * 1000 / len(stream):.3f} ms, other threads (the notify "
+                  f"desk's, the jobs') {split['thread'] * 1000 / len(stream):.3f} ms")
     finally:
         stop_process(system)
     check_ledger(database_url, specs)
@@ -289,6 +302,22 @@ def stop_profile(name: str, proc: subprocess.Popen, top: int = 25) -> None:
     for title, counter in (("own", own), ("inclusive", inclusive)):
         for frame, n in counter.most_common(top):
             print(f"  {title:9} {100 * n / max(total, 1):5.1f}  {frame}")
+
+
+def thread_cpu_seconds(pid: int) -> dict[tuple[str, int], float]:
+    """CPU seconds of every thread of a process and its children, by ("loop", tid) for a
+    process's main thread (its event loop) and ("thread", tid) for the others."""
+    found = {}
+    for process in [pid, *map(int, Path(f"/proc/{pid}/task/{pid}/children").read_text().split())]:
+        for task in Path(f"/proc/{process}/task").iterdir():
+            try:
+                fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:  # ended meanwhile
+                continue
+            kind = "loop" if int(task.name) == process else "thread"
+            found[(kind, int(task.name))] = ((int(fields[11]) + int(fields[12]))
+                                             / os.sysconf("SC_CLK_TCK"))
+    return found
 
 
 def cpu_seconds(pid: int) -> float:
