@@ -21,11 +21,14 @@ modbus_rtu for Modbus-RTU over TCP, dlt645 for DL/T 645-2007 over TCP).
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
+import signal
+import sqlite3
+import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -34,7 +37,7 @@ from app.db import make_engine, utcnow
 from app.estate.models import Account, Building, Estate, Gateway, Meter
 from app.migrate import upgrade
 from app.settings import Settings, use_settings
-from bench.common import free_ports, rss_mb, start_process, stop_process
+from bench.common import free_ports, rss_mb
 from meters.protocol import DLT645_TCP, MODBUS_RTU_OVER_TCP, MODBUS_TCP, PROTOCOLS
 from meters.worker import Worker
 
@@ -93,34 +96,67 @@ async def until_stored(worker: Worker) -> None:
         await asyncio.sleep(0.01)
 
 
-def run_case(protocols: list[str], gateways: int, per_gateway: int, bus_delay: float,
-             sim_processes: int, steady: bool) -> dict:
-    """`gateways` gateways of each protocol in `protocols` (each simulator process serves a
-    share of one protocol's), read by one worker here; the first round timed per protocol,
-    and with `steady`, a second round at once (all gateways)."""
+@dataclass
+class Sims:
+    """The simulator processes of one case, started ahead (all cases' at once: starting them is
+    most of a case's set-up, and idle gateways cost nothing)."""
+
+    protocols: list[str]
+    gateways: int  # per protocol
+    per_gateway: int
+    base: int  # gateway i of the case (protocols in order) listens on base + i
+    procs: list[subprocess.Popen] = field(default_factory=list)
+    logs: list = field(default_factory=list)
+
+    @property
+    def kinds(self) -> list[str]:
+        return [p for p in self.protocols for _ in range(self.gateways)]
+
+
+def start_sims(protocols: list[str], gateways: int, per_gateway: int, bus_delay: float,
+               processes: int, workdir: Path, base: int) -> Sims:
+    """Launch the simulators of a case (`gateways` of each protocol, split over `processes`
+    processes each, on ports from `base`) without waiting for them (`wait_ready`)."""
+    sims = Sims(protocols, gateways, per_gateway, base)
+    per_process = gateways // processes
+    for i, protocol in enumerate(protocols):
+        for p in range(processes):
+            first = sims.base + i * gateways + p * per_process
+            args = [sys.executable, "-m", "meters.simulator", "--protocol", protocol,
+                    "--gateways", str(per_process), "--meters", str(per_gateway),
+                    "--base-port", str(first), "--bus-delay", str(bus_delay)]
+            log = (workdir / f"sim-{first}.log").open("w")
+            sims.logs.append(log)
+            sims.procs.append(subprocess.Popen(args, stdout=subprocess.PIPE, stderr=log,
+                                               text=True))
+    return sims
+
+
+def wait_ready(sims: Sims) -> None:
+    """Every process of the case has printed its last gateway line (it listens)."""
+    for proc in sims.procs:
+        last = f"gateway {sims.gateways // (len(sims.procs) // len(sims.protocols)) - 1}:"
+        if not any(last in line for line in proc.stdout):
+            raise RuntimeError(f"a simulator of {sims.protocols} did not start")
+
+
+def run_case(sims: Sims, template: Path, steady: bool) -> dict:
+    """The case's gateways (listening: `wait_ready`) read by one worker here, on a fresh copy
+    of the migrated database;
+    the first round timed per protocol, and with `steady`, a second round at once (all
+    gateways)."""
     workdir = Path(tempfile.mkdtemp(prefix="feikong-poll-"))
-    kinds = [p for p in protocols for _ in range(gateways)]
-    base = free_ports(len(kinds))
+    kinds, gateways, per_gateway = sims.kinds, sims.gateways, sims.per_gateway
+    copy_database(template, workdir / "poll.db")
     settings = use_settings(Settings(
         database_url=f"sqlite:///{workdir / 'poll.db'}", var_dir=workdir, poll_interval_s=3600,
         sweep_interval_s=3600, gateway_reload_s=3600, lease_ttl_s=3 * 3600, modbus_timeout_s=2.0))
-    upgrade(settings.database_url)
     engine = make_engine(settings.database_url)
-    make_estate(engine, [(base + g, p) for g, p in enumerate(kinds)], per_gateway)
-    sims = []
-    per_process = gateways // sim_processes
+    make_estate(engine, [(sims.base + g, p) for g, p in enumerate(kinds)], per_gateway)
     try:
-        for i, protocol in enumerate(protocols):
-            for p in range(sim_processes):
-                first = base + i * gateways + p * per_process
-                args = [sys.executable, "-m", "meters.simulator", "--protocol", protocol,
-                        "--gateways", str(per_process), "--meters", str(per_gateway),
-                        "--base-port", str(first), "--bus-delay", str(bus_delay)]
-                sims.append(start_process(args, dict(os.environ), f"gateway {per_process - 1}:",
-                                          workdir / f"sim{i}-{p}.log"))
         worker = Worker(engine, settings)
         groups = {p: {i * gateways + g + 1 for g in range(gateways)}
-                  for i, p in enumerate(protocols)}
+                  for i, p in enumerate(sims.protocols)}
 
         async def steady_round() -> tuple[float, float]:
             """A second round at once: readings equal to the first only move the reading time."""
@@ -155,33 +191,72 @@ def run_case(protocols: list[str], gateways: int, per_gateway: int, bus_delay: f
                 "cpu_per_1000_ms": cpu_round / readings * 1000 * 1000,
                 "steady_cpu_per_1000_ms": cpu_steady / readings * 1000 * 1000}
     finally:
-        for proc in sims:
-            stop_process(proc)
+        stop_all(sims.procs)
         engine.dispose()
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+def copy_database(template: Path, target: Path) -> None:
+    """A copy of the migrated template (SQLite's backup: whatever its WAL holds comes along)."""
+    with sqlite3.connect(template) as source, sqlite3.connect(target) as copy:
+        source.backup(copy)
+
+
+def stop_all(procs: list[subprocess.Popen]) -> None:
+    """Ctrl-C to every process, then wait for each (they stop together)."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+    for proc in procs:
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
 def main() -> int:
     bus_gateways, bus_meters, bus_delay = 8, 32, 0.15
-    # The busy buses of the three protocols at once (bus-bound: the worker's CPU is not what
-    # limits them), each against its own floor.
-    bus = run_case(list(PROTOCOLS), bus_gateways, bus_meters, bus_delay, 1, steady=False)
-    for protocol in PROTOCOLS:
-        short = SHORT[protocol]
-        big = run_case([protocol], gateways=100, per_gateway=100, bus_delay=0.0,
-                       sim_processes=2, steady=True)
-        round_s = big["rounds"][protocol]
-        print(f"poll_round_10k_{short}: {round_s:.2f} s")
-        print(f"poll_round_10k_steady_{short}: {big['steady_s']:.2f} s")
-        print(f"poll_readings_per_s_{short}: {big['readings'] / round_s:.0f} readings/s")
-        print(f"poll_stored_10k_{short}: {big['stored_s']:.2f} s")
-        print(f"worker_rss_10k_{short}: {big['rss_mb']:.0f} MB")
-        print(f"worker_cpu_per_1000_readings_{short}: {big['cpu_per_1000_ms']:.0f} ms")
-        print(f"worker_cpu_per_1000_readings_steady_{short}: "
-              f"{big['steady_cpu_per_1000_ms']:.0f} ms")
-        floor = bus_meters * FRAMES_PER_POLL[protocol] * bus_delay
-        print(f"bus_round_8x32_{short}: {bus['rounds'][protocol]:.2f} s")
-        print(f"bus_round_ratio_{short}: {bus['rounds'][protocol] / floor:.3f}")
+    root = Path(tempfile.mkdtemp(prefix="feikong-poll-"))
+    template = root / "template.db"
+    started: list[Sims] = []
+    try:
+        # The busy buses of the three protocols at once (bus-bound: the worker's CPU is not what
+        # limits them), each against its own floor; then 10,000 meters of each protocol.
+        # one block of free ports for all: ports free now, taken only as the simulators start
+        base = free_ports(len(PROTOCOLS) * (bus_gateways + 100))
+        bus_sims = start_sims(list(PROTOCOLS), bus_gateways, bus_meters, bus_delay, 1, root,
+                              base)
+        big_sims = [start_sims([p], 100, 100, 0.0, 2, root,
+                               base + len(PROTOCOLS) * bus_gateways + i * 100)
+                    for i, p in enumerate(PROTOCOLS)]
+        started = [bus_sims, *big_sims]
+        upgrade(f"sqlite:///{template}")  # while they start
+        for sims in started:  # all of them listening before anything is measured
+            wait_ready(sims)
+        bus = run_case(bus_sims, template, steady=False)
+        for protocol, sims in zip(PROTOCOLS, big_sims):
+            short = SHORT[protocol]
+            big = run_case(sims, template, steady=True)
+            round_s = big["rounds"][protocol]
+            print(f"poll_round_10k_{short}: {round_s:.2f} s")
+            print(f"poll_round_10k_steady_{short}: {big['steady_s']:.2f} s")
+            print(f"poll_readings_per_s_{short}: {big['readings'] / round_s:.0f} readings/s")
+            print(f"poll_stored_10k_{short}: {big['stored_s']:.2f} s")
+            print(f"worker_rss_10k_{short}: {big['rss_mb']:.0f} MB")
+            print(f"worker_cpu_per_1000_readings_{short}: {big['cpu_per_1000_ms']:.0f} ms")
+            print(f"worker_cpu_per_1000_readings_steady_{short}: "
+                  f"{big['steady_cpu_per_1000_ms']:.0f} ms")
+            floor = bus_meters * FRAMES_PER_POLL[protocol] * bus_delay
+            print(f"bus_round_8x32_{short}: {bus['rounds'][protocol]:.2f} s")
+            print(f"bus_round_ratio_{short}: {bus['rounds'][protocol] / floor:.3f}")
+    finally:
+        for sims in started:
+            stop_all(sims.procs)
+            for log in sims.logs:
+                log.close()
+        shutil.rmtree(root, ignore_errors=True)
     return 0
 
 
