@@ -19,7 +19,8 @@ The 900 accounts have no meters: no restore is queued and the worker stays idle.
 server spends is the notify path (the SDK's verification, `confirm_paid` in the notify desk's
 batched transactions, `app.orders.desk`, the ack) and, as an operator runs it, the message
 jobs turning each payment's notice into a message to its resident (nobody is reachable here:
-a skipped message row each; about a third of the CPU per notification in December 2026).
+a skipped message row each; in December 2026 more than half of the CPU per notification, and
+they end the storm far behind: `notify_messages_lag_<db>`).
 FEIKONG_MESSAGE_JOBS_EVERY_S=0 in the environment leaves them out: the notify path alone.
 
 Prints, for `sqlite` and `pg`:
