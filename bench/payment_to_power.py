@@ -41,7 +41,7 @@ import httpx
 from sqlmodel import select
 
 from app.commands.models import DONE, RESTORE, Command
-from app.db import make_engine, transaction
+from app.db import make_engine, transaction, utcnow
 from app.estate.models import Account, Building, Estate, Gateway, Meter
 from app.ledger.models import ADJUSTMENT
 from app.ledger.services import balance_fen, post_entry
@@ -121,13 +121,17 @@ def cut_again(engine, batch: list[Household], round_no: int) -> None:
                                for (port, protocol), units in by_gateway.items()))
 
     asyncio.run(open_all())
+    opened_at = utcnow()  # the relays are open from now: a reading taken before says nothing
     with transaction(engine) as s:
         for h in batch:
             post_entry(s, account_id=h.account_id,
                        amount_fen=-500 - balance_fen(s, h.account_id), kind=ADJUSTMENT,
                        idempotency_key=f"bench:{round_no}:{h.account_id}")
             meter = s.get(Meter, h.meter_id)
-            meter.relay_open = True
+            # As of `opened_at`: a poll read before the relays opened and stored only now (the
+            # worker's first round at start, or a busy bus's batch) must not set it closed
+            # again, or the payment finds the supply on and queues no restore.
+            meter.relay_open, meter.relay_read_at = True, opened_at
             s.add(meter)
 
 
@@ -219,14 +223,21 @@ def run_system(bus_delay_s: float, poll_interval_s: float,
                         got = results.setdefault((name, protocol), [])
                         batch = households[protocol][:payments - len(got)]
                         got += one_round(batch, pool, one_by_one)
+        failed = False
         return {key: sorted(latencies) for key, latencies in results.items()}
+    except BaseException:
+        failed = True
+        raise
     finally:
         for http in (client, *residents.values()):
             http.close()
         for proc in (system, sim):
             stop_process(proc)
         engine.dispose()
-        shutil.rmtree(workdir, ignore_errors=True)
+        if failed:  # the logs and the database, to see why
+            print(f"kept {workdir} (system.log, sim.log, bench.db)", file=sys.stderr)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
 
 
 def main() -> int:
