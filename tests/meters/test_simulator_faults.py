@@ -623,8 +623,10 @@ def test_every_fault_plays_in_every_protocol(protocol):
         task = asyncio.create_task(run_plan(sim, plan, announce=announced.append))
         while len(announced) < 3 + len(plan.faults):
             await asyncio.sleep(0.01)
-        gateways = [open_bus(protocol, "127.0.0.1", g.port, timeout=0.2) for g in sim.gateways]
-        bus, silent_gateway, down_gateway = gateways
+        # answers get 2 s (a loaded machine), the silences to wait out 0.2 s
+        gateways = [open_bus(protocol, "127.0.0.1", g.port, timeout=timeout)
+                    for g, timeout in zip([*sim.gateways, sim.gateways[0]], (2.0, 0.2, 2.0, 0.2))]
+        bus, silent_gateway, down_gateway, quick = gateways
         try:
             lines = [GATEWAY_LINE.match(line) for line in announced[:3]]
             assert all(lines), announced
@@ -635,7 +637,7 @@ def test_every_fault_plays_in_every_protocol(protocol):
 
             for unit in (1, 2):  # offline (Modbus: 0x0B; DL/T 645: silence), silent
                 with pytest.raises(MeterError) as caught:
-                    await bus.read_snapshot(unit)
+                    await quick.read_snapshot(unit)
                 assert caught.value.kind == ("exception" if unit == 1 and protocol != DLT645_TCP
                                              else "timeout")
             # keep power: the cut acknowledged (Modbus) or refused (DL/T 645), the relay closed
@@ -710,9 +712,9 @@ def test_simulate_cli_one_protocol_per_gateway_from_the_config(tmp_path):
         assert lines[3:] == ["fault: relay-fault 0:202612000002", "fault: gateway-down 2"]
 
         async def over_the_wire() -> None:
-            dlt = open_bus(DLT645_TCP, "127.0.0.1", base, timeout=0.5)
-            rtu = open_bus(MODBUS_RTU_OVER_TCP, "127.0.0.1", base + 1, timeout=0.5)
-            tcp = open_bus("modbus_tcp", "127.0.0.1", base + 2, timeout=0.5)
+            dlt = open_bus(DLT645_TCP, "127.0.0.1", base, timeout=2.0)
+            rtu = open_bus(MODBUS_RTU_OVER_TCP, "127.0.0.1", base + 1, timeout=2.0)
+            tcp = open_bus("modbus_tcp", "127.0.0.1", base + 2, timeout=2.0)
             try:
                 await dlt.write_relay(202612000001, True)
                 assert (await dlt.read_relay(202612000001)).open is True
