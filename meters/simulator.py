@@ -8,7 +8,7 @@ it renders the `SimMeter` model into the registers; before a write is stored it 
 write to the model, or refuses it with a Modbus exception code. (pymodbus 3.16 ignores the old
 datastore overrides; the action hook is the way in.)
 
-What the simulated meters do, as real ones do (METERS.md):
+What the simulated meters do, as real ones do (docs/meters.md):
 - energy accrues at `load_w` (times the hour's multiplier of a load `profile`) while the relay
   is closed, never goes backwards by itself, wraps at 2**32;
 - an accepted relay command is acknowledged at once, counted, and moves the relay only after
